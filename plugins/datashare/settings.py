@@ -1,0 +1,80 @@
+"""Deployment settings: where specs, suites, releases and the SQL share live.
+
+Everything has an embedded default under the project folder so that one command runs on a fresh
+machine; production overrides come from environment variables (docker-compose sets them).
+
+| variable | default | meaning |
+|---|---|---|
+| ``DATASHARE_HOME`` | the project folder | where ``dags/datasets`` and ``expectations`` are |
+| ``DATASHARE_RELEASE_ROOT`` | ``<home>/var/releases`` | release store root |
+| ``DATASHARE_SHARE_CONN_ID`` | ``datashare_share`` | Airflow connection of the SQL share |
+| ``DATASHARE_SHARE_SCHEMA`` | ``datashare`` | PostgreSQL schema of the SQL share |
+
+When the share connection is not defined, the share is the SQLite file ``<home>/var/share.sqlite``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from datashare.exceptions import ConfigError
+
+log = logging.getLogger(__name__)
+
+PROJECT_HOME = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings of one process."""
+
+    home: Path
+    """Project folder holding ``dags/datasets`` and ``expectations``."""
+    release_root: Path
+    """Root folder of the release store."""
+    share_conn_id: str
+    """Airflow connection id of the SQL share."""
+    share_schema: str
+    """Schema of the SQL share (PostgreSQL)."""
+
+    @property
+    def datasets_dir(self) -> Path:
+        """Folder of the dataset specs."""
+        return self.home / "dags" / "datasets"
+
+    @property
+    def expectations_dir(self) -> Path:
+        """Folder of the Great Expectations suites."""
+        return self.home / "expectations"
+
+    @property
+    def default_share_url(self) -> str:
+        """The embedded SQL share: a SQLite file beside the releases."""
+        return f"sqlite:///{self.home / 'var' / 'share.sqlite'}"
+
+    def share_url(self) -> str:
+        """SQLAlchemy URL of the SQL share: the connection if defined, else the embedded SQLite file."""
+        from datashare.connections import get_connection
+
+        try:
+            return get_connection(self.share_conn_id).sqlalchemy_url().render_as_string(hide_password=False)
+        except ConfigError:
+            url = self.default_share_url
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            log.info("SQL share connection %s not defined; using embedded %s", self.share_conn_id, url)
+            return url
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """Read the settings from the environment, with embedded defaults."""
+        home = Path(os.environ.get("DATASHARE_HOME", PROJECT_HOME)).resolve()
+        root = Path(os.environ.get("DATASHARE_RELEASE_ROOT", home / "var" / "releases")).resolve()
+        return cls(
+            home=home,
+            release_root=root,
+            share_conn_id=os.environ.get("DATASHARE_SHARE_CONN_ID", "datashare_share"),
+            share_schema=os.environ.get("DATASHARE_SHARE_SCHEMA", "datashare"),
+        )

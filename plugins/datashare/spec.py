@@ -1,0 +1,335 @@
+"""Dataset specs: the unit of sharing, declared in YAML and loaded into typed models.
+
+A spec says where a dataset comes from, what it must look like, how it is checked, who may read it and
+how it is published. Loading is strict: an unknown field, a wrong type or an impossible combination
+raises :class:`SpecError` naming the file, the field and what was expected.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from datashare.exceptions import SpecError
+
+IDENTIFIER = r"^[a-z][a-z0-9_]{0,47}$"
+COLUMN_NAME = r"^[a-z_][a-z0-9_]{0,62}$"
+CONN_ID = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,249}$"
+
+
+class Strict(BaseModel):
+    """Base model: unknown fields are errors; models are immutable once loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Text(Strict):
+    """A text in Vietnamese first, then English."""
+
+    vi: str = Field(min_length=1, description="Vietnamese text (Unicode NFC).")
+    en: str = Field(min_length=1, description="English text.")
+
+
+class ColumnType(StrEnum):
+    """Logical column types of the schema contract (Frictionless Table Schema names)."""
+
+    string = "string"
+    integer = "integer"
+    number = "number"
+    boolean = "boolean"
+    date = "date"
+    datetime = "datetime"
+
+
+class PersonalData(StrEnum):
+    """How a column holding personal data (Decree 13/2023) is handled before publication."""
+
+    none = "none"
+    """Not personal data."""
+    pseudonymise = "pseudonymise"
+    """Replaced by a keyed HMAC token: same input, same token, so joins still work."""
+    mask = "mask"
+    """Partly hidden (e.g. initials only)."""
+    drop = "drop"
+    """Removed from the published data."""
+    keep = "keep"
+    """Personal data published as is: only allowed for restricted datasets."""
+
+
+class Column(Strict):
+    """One column of the schema contract."""
+
+    name: str = Field(pattern=COLUMN_NAME, description="Column name in the published data (snake_case).")
+    type: ColumnType = Field(description="Logical type; the published Parquet and SQL types follow from it.")
+    nullable: bool = Field(default=True, description="Whether the column may hold nulls.")
+    description: Text = Field(description="What the column holds, with its unit of measure.")
+    personal_data: PersonalData = Field(
+        default=PersonalData.none, description="Personal-data handling before publication."
+    )
+    unit: str | None = Field(default=None, description="Unit of measure, e.g. µg/Nm³.")
+
+
+class Source(Strict):
+    """Where the data is read from: an Airflow connection and a table or a query."""
+
+    conn_id: str = Field(pattern=CONN_ID, description="Airflow connection id of the unit's database.")
+    table: str | None = Field(
+        default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_.]{0,127}$", description="Table to read whole."
+    )
+    query: str | None = Field(
+        default=None, min_length=1, description="SELECT statement to read; wrapped, never concatenated."
+    )
+    unit: str = Field(
+        pattern=IDENTIFIER, description="Code of the owning unit; names the Airflow pool that bounds its connections."
+    )
+    max_connections: int = Field(
+        default=2, ge=1, le=32, description="Pool slots: at most this many tasks hit the unit's database at once."
+    )
+    batch_rows: int = Field(
+        default=100_000, ge=1_000, le=5_000_000, description="Rows fetched per streamed batch."
+    )
+
+    @model_validator(mode="after")
+    def _table_xor_query(self) -> Source:
+        if (self.table is None) == (self.query is None):
+            raise ValueError("give exactly one of 'table' or 'query'")
+        if self.query is not None and not re.match(r"^\s*(select|with)\b", self.query, re.IGNORECASE):
+            raise ValueError("'query' must be a single SELECT (or WITH ... SELECT) statement")
+        if self.query is not None and ";" in self.query.strip().rstrip(";"):
+            raise ValueError("'query' must be a single statement (no ';' inside)")
+        return self
+
+
+class Mode(Strict):
+    """Extraction mode."""
+
+    kind: Literal["snapshot", "incremental"] = Field(
+        description="snapshot: read everything each run; incremental: read rows past the stored cursor."
+    )
+    cursor: str | None = Field(
+        default=None, pattern=COLUMN_NAME, description="Incremental only: monotonically growing column."
+    )
+
+    @model_validator(mode="after")
+    def _cursor_for_incremental(self) -> Mode:
+        if self.kind == "incremental" and self.cursor is None:
+            raise ValueError("incremental mode needs 'cursor' (the column whose growth marks new rows)")
+        if self.kind == "snapshot" and self.cursor is not None:
+            raise ValueError("'cursor' is only meaningful in incremental mode")
+        return self
+
+
+class TransformStep(Strict):
+    """A named transform from ``transforms/`` with its arguments."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Registered transform name.")
+    args: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the transform.")
+
+
+class Quarantine(Strict):
+    """Row-level rejects allowed before the run fails."""
+
+    max_share: float = Field(
+        default=0.0, ge=0.0, le=0.2, description="Largest share of rows (0–0.2) that may be quarantined."
+    )
+
+
+class Sharing(StrEnum):
+    """Sharing class of the Law on Data 2024, Art. 13."""
+
+    open = "open"
+    shared = "shared"
+    restricted = "restricted"
+
+
+class Importance(StrEnum):
+    """Importance class of the Law on Data 2024, Art. 13."""
+
+    core = "core"
+    important = "important"
+    other = "other"
+
+
+class Classification(Strict):
+    """Classification by sharing and by importance."""
+
+    sharing: Sharing = Field(description="open: anyone; shared: any government recipient; restricted: named ones.")
+    importance: Importance = Field(description="core / important / other (Decision 20/2025/QĐ-TTg lists).")
+
+
+class Retention(Strict):
+    """How many published versions stay queryable in the SQL share."""
+
+    sql_versions: int = Field(default=3, ge=1, le=100, description="Version tables kept in the SQL share.")
+
+
+class Publish(Strict):
+    """Publish targets."""
+
+    parquet: bool = Field(default=True, description="Publish Parquet releases in the release store.")
+    sql: bool = Field(default=True, description="Load each release into the SQL share.")
+
+
+class Freshness(Strict):
+    """How old the newest data may be."""
+
+    max_age_hours: int = Field(default=48, ge=1, description="Alert when the newest data is older than this.")
+
+
+class DatasetSpec(Strict):
+    """A dataset: everything needed to extract, check and publish it."""
+
+    id: str = Field(pattern=IDENTIFIER, description="Dataset id: file names, DAG id, SQL view name.")
+    title: Text = Field(description="Short title.")
+    description: Text = Field(description="What the data is, where it comes from, what it is for.")
+    sector: str = Field(pattern=IDENTIFIER, description="Sector, e.g. environment_monitoring.")
+    owner: str = Field(min_length=1, description="Team that answers for the DAG (Airflow owner).")
+    source: Source
+    mode: Mode
+    key: Annotated[list[Annotated[str, Field(pattern=COLUMN_NAME)]], Field(min_length=1)] = Field(
+        description="Columns that identify a row; unique in every release."
+    )
+    columns: Annotated[list[Column], Field(min_length=1)] = Field(description="Schema contract, in order.")
+    transforms: list[TransformStep] = Field(default_factory=list, description="Transforms applied in order.")
+    suite: str | None = Field(
+        default=None, pattern=IDENTIFIER, description="Suite in expectations/<suite>.json; defaults to the id."
+    )
+    quarantine: Quarantine = Field(default_factory=Quarantine)
+    classification: Classification
+    recipients: list[Annotated[str, Field(pattern=IDENTIFIER)]] = Field(
+        default_factory=list, description="Agency codes granted a restricted dataset."
+    )
+    publish: Publish = Field(default_factory=Publish)
+    retention: Retention = Field(default_factory=Retention)
+    freshness: Freshness = Field(default_factory=Freshness)
+    schedule: str | None = Field(description="Cron expression or preset (@daily); null: only on demand.")
+    licence: str = Field(min_length=1, description="Licence of the published data, e.g. CC-BY-4.0.")
+    tags: list[str] = Field(default_factory=list, description="Extra Airflow tags.")
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule_shape(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        presets = {"@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@once"}
+        if value.startswith("@"):
+            if value not in presets:
+                raise ValueError(f"unknown preset {value!r}; expected one of {sorted(presets)}")
+        elif len(value.split()) != 5:
+            raise ValueError(f"{value!r} is not a 5-field cron expression")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DatasetSpec:
+        names = [c.name for c in self.columns]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"columns: duplicate column names {dupes}")
+        for k in self.key:
+            if k not in names:
+                raise ValueError(f"key: column {k!r} is not in 'columns'")
+        by_name = {c.name: c for c in self.columns}
+        for k in self.key:
+            if by_name[k].nullable:
+                raise ValueError(f"key: column {k!r} must be declared nullable: false")
+        if self.mode.cursor is not None and self.mode.cursor not in names:
+            raise ValueError(f"mode.cursor: column {self.mode.cursor!r} is not in 'columns'")
+        c = self.classification
+        if c.sharing == Sharing.open and c.importance != Importance.other:
+            raise ValueError(
+                f"classification: {c.importance.value} data is never open (Law on Data 2024); "
+                "use sharing 'shared' or 'restricted'"
+            )
+        if c.sharing == Sharing.restricted and not self.recipients:
+            raise ValueError("recipients: a restricted dataset must name at least one recipient agency")
+        if c.sharing != Sharing.restricted and self.recipients:
+            raise ValueError("recipients: only restricted datasets name recipients (others follow their class)")
+        for col in self.columns:
+            if col.personal_data == PersonalData.keep and c.sharing != Sharing.restricted:
+                raise ValueError(
+                    f"columns.{col.name}.personal_data: 'keep' publishes personal data unmasked; "
+                    f"not allowed for a {c.sharing.value} dataset"
+                )
+        if not (self.publish.parquet or self.publish.sql):
+            raise ValueError("publish: at least one target (parquet or sql) must be on")
+        return self
+
+    @property
+    def suite_name(self) -> str:
+        """Name of the suite file in ``expectations/``, without extension."""
+        return self.suite or self.id
+
+    @property
+    def pool(self) -> str:
+        """Airflow pool that bounds connections to the source unit."""
+        return f"unit_{self.source.unit}"
+
+
+def _field_path(loc: tuple[Any, ...], data: Any) -> str:
+    """Render a pydantic error location, using column names instead of list indexes where we can."""
+    parts: list[str] = []
+    node = data
+    for item in loc:
+        if isinstance(item, int) and isinstance(node, list):
+            entry = node[item] if item < len(node) else None
+            name = entry.get("name") if isinstance(entry, dict) else None
+            parts.append(f"{name}" if name else f"[{item}]")
+            node = entry
+        else:
+            parts.append(str(item))
+            node = node.get(item) if isinstance(node, dict) else None
+    return ".".join(parts) or "(top level)"
+
+
+def parse_spec(data: Any, *, source: str) -> DatasetSpec:
+    """Validate a loaded YAML document; ``source`` names the file in errors."""
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: expected a mapping of spec fields at the top level, got {type(data).__name__}")
+    try:
+        return DatasetSpec.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            field = _field_path(tuple(err["loc"]), data)
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown field (check the spelling; see docs/spec.md for the fields)"
+            elif err["type"] == "missing":
+                msg = "required field is missing"
+            lines.append(f"  - {field}: {msg}")
+        raise SpecError(f"{source}: invalid dataset spec\n" + "\n".join(lines)) from None
+
+
+def load_spec(path: Path) -> DatasetSpec:
+    """Load one spec file; its name must match the spec's id."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read spec: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from None
+    spec = parse_spec(data, source=str(path))
+    if path.stem != spec.id:
+        raise SpecError(f"{path}: id: {spec.id!r} must equal the file name {path.stem!r}")
+    return spec
+
+
+def load_specs(folder: Path) -> tuple[dict[str, DatasetSpec], dict[Path, SpecError]]:
+    """Load every ``*.yaml`` spec in a folder; bad files are returned as errors, not raised."""
+    specs: dict[str, DatasetSpec] = {}
+    errors: dict[Path, SpecError] = {}
+    for path in sorted(folder.glob("*.yaml")):
+        try:
+            spec = load_spec(path)
+        except SpecError as exc:
+            errors[path] = exc
+            continue
+        specs[spec.id] = spec
+    return specs, errors
