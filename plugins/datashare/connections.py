@@ -165,5 +165,3 @@ def connection_env_value(url: str) -> str:
 def redact(url: str | URL) -> str:
     """A URL string with its password hidden."""
     return make_url(str(url) if isinstance(url, URL) else url).render_as_string(hide_password=True)
-
-

@@ -72,6 +72,10 @@ class Column(Strict):
         default=PersonalData.none, description="Personal-data handling before publication."
     )
     unit: str | None = Field(default=None, description="Unit of measure, e.g. µg/Nm³.")
+    source_type: ColumnType | None = Field(
+        default=None,
+        description="Type in the source when a transform converts it (e.g. dd/mm/yyyy text); default: type.",
+    )
 
 
 class Source(Strict):
@@ -90,9 +94,7 @@ class Source(Strict):
     max_connections: int = Field(
         default=2, ge=1, le=32, description="Pool slots: at most this many tasks hit the unit's database at once."
     )
-    batch_rows: int = Field(
-        default=100_000, ge=1_000, le=5_000_000, description="Rows fetched per streamed batch."
-    )
+    batch_rows: int = Field(default=100_000, ge=1_000, le=5_000_000, description="Rows fetched per streamed batch.")
 
     @model_validator(mode="after")
     def _table_xor_query(self) -> Source:

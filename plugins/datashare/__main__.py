@@ -1,0 +1,7 @@
+"""``python -m datashare``: the same as the ``datashare`` command."""
+
+import sys
+
+from datashare.cli import main
+
+sys.exit(main())

@@ -1,0 +1,216 @@
+"""``datashare``: run, inspect and verify datasets without Airflow, and run the demo through Airflow.
+
+    datashare demo [--next-day] [--reset]   generate the monitoring unit, run its DAG in Airflow, show the release
+    datashare run ID                         run one dataset in this process (no Airflow)
+    datashare list                           datasets with their latest release
+    datashare releases ID                    releases of a dataset
+    datashare show ID [--version N]          one release: files, checksums, validation, SQL view
+    datashare verify [ID] [--version N]      re-hash release files and walk the ledger chain
+    datashare specs [FILE ...]               check spec files
+    datashare pools                          Airflow pools of the source units, for `airflow pools import`
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from datashare.exceptions import DatashareError
+from datashare.settings import Settings
+from datashare.spec import load_spec, load_specs
+
+log = logging.getLogger("datashare")
+
+
+def _print_release(summary: dict[str, Any], out: Any = sys.stdout) -> None:
+    lines = [
+        f"dataset      {summary['dataset_id']}",
+        f"version      v{summary['version']}",
+        f"rows         {summary['rows']:,}",
+        f"path         {summary['path']}",
+    ]
+    for f in summary["files"]:
+        lines.append(f"file         {f['path']}")
+        lines.append(f"  sha256     {f['sha256']}  ({f['bytes']:,} bytes, {f['rows']:,} rows)")
+    lines += [
+        f"manifest     sha256 {summary['manifest_sha256']}",
+        f"validation   {summary['validation']}",
+        f"report       {summary['report']}",
+        f"sql share    view {summary['sql_view']}" + (f" in {summary['sql_target']}" if summary.get("sql_target") else ""),
+    ]
+    print("\n".join(lines), file=out)
+
+
+def _store(settings: Settings) -> Any:
+    from datashare.store import ReleaseStore
+
+    return ReleaseStore.local(settings.release_root)
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from datashare.pipeline import run_dataset
+
+    summary = run_dataset(args.dataset, settings=settings)
+    if summary["created"]:
+        print(f"Published a new release of {args.dataset}:")
+    else:
+        print(f"No new version of {args.dataset} ({summary['reason']}); the latest release is:")
+    summary["sql_target"] = (summary.get("sql") or {}).get("target")
+    _print_release(summary)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
+    specs, errors = load_specs(settings.datasets_dir)
+    store = _store(settings)
+    print(f"{'dataset':36} {'sharing':10} {'latest':>7} {'rows':>12}  title")
+    for dataset_id, spec in specs.items():
+        latest = store.latest(dataset_id)
+        version = f"v{latest.version}" if latest else "-"
+        rows = f"{latest.rows:,}" if latest else "-"
+        print(f"{dataset_id:36} {spec.classification.sharing.value:10} {version:>7} {rows:>12}  {spec.title.vi}")
+    for path, err in errors.items():
+        print(f"! {path.name}: invalid spec (run `datashare specs` for details): {str(err).splitlines()[1]}")
+    return 1 if errors else 0
+
+
+def cmd_releases(args: argparse.Namespace, settings: Settings) -> int:
+    store = _store(settings)
+    versions = store.versions(args.dataset)
+    if not versions:
+        print(f"{args.dataset} has no release yet")
+        return 1
+    print(f"{'version':>7}  {'committed_at':22} {'rows':>12}  validation  manifest sha256")
+    for v in versions:
+        r = store.release(args.dataset, v)
+        verdict = "passed" if (r.manifest["datashare"].get("validation") or {}).get("success") else "-"
+        print(f"{'v' + str(v):>7}  {r.record['committed_at']:22} {r.rows:>12,}  {verdict:10}  {r.record['manifest_sha256']}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
+    from datashare.pipeline import RunContext, describe_release
+
+    store = _store(settings)
+    version = args.version or (store.versions(args.dataset) or [None])[-1]
+    if version is None:
+        print(f"{args.dataset} has no release yet")
+        return 1
+    ctx = RunContext.create(args.dataset, "show", settings=settings)
+    summary = describe_release(ctx, store.release(args.dataset, version))
+    if args.json:
+        print(json.dumps(summary, indent=2, ensure_ascii=False))
+    else:
+        _print_release(summary)
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
+    from datashare.ledger import Ledger
+
+    store = _store(settings)
+    datasets = [args.dataset] if args.dataset else store.datasets()
+    findings: list[str] = []
+    checked = 0
+    for dataset_id in datasets:
+        versions = [args.version] if args.version else store.versions(dataset_id)
+        for v in versions:
+            checked += 1
+            findings += [str(f) for f in store.verify(dataset_id, v)]
+    findings += Ledger(store.backend).verify()
+    for f in findings:
+        print(f"FAIL {f}")
+    print(f"verified {checked} release(s) of {len(datasets)} dataset(s) and the ledger: "
+          + ("all intact" if not findings else f"{len(findings)} finding(s)"))
+    return 1 if findings else 0
+
+
+def cmd_specs(args: argparse.Namespace, settings: Settings) -> int:
+    paths = [Path(p) for p in args.files] or sorted(settings.datasets_dir.glob("*.yaml"))
+    bad = 0
+    for path in paths:
+        try:
+            spec = load_spec(path)
+        except DatashareError as exc:
+            bad += 1
+            print(exc)
+            continue
+        suite = settings.expectations_dir / f"{spec.suite_name}.json"
+        if not suite.is_file():
+            bad += 1
+            print(f"{path}: suite: expectations/{spec.suite_name}.json does not exist")
+            continue
+        print(f"{path}: ok")
+    return 1 if bad else 0
+
+
+def cmd_pools(args: argparse.Namespace, settings: Settings) -> int:
+    specs, _ = load_specs(settings.datasets_dir)
+    pools: dict[str, dict[str, Any]] = {}
+    for spec in specs.values():
+        pool = pools.setdefault(spec.pool, {"slots": 0, "description": f"Connections to unit {spec.source.unit}"})
+        pool["slots"] = max(pool["slots"], spec.source.max_connections)
+    print(json.dumps(pools, indent=2))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from datashare.demo import run_demo
+
+    return run_demo(settings, next_day=args.next_day, reset=args.reset)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used to document the commands)."""
+    parser = argparse.ArgumentParser(prog="datashare", description=__doc__.split("\n\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("demo", help="run the air_quality_hourly DAG through Airflow on embedded defaults")
+    p.add_argument("--next-day", action="store_true", help="append the next day of observations to the unit first")
+    p.add_argument("--reset", action="store_true", help="delete var/ (unit, releases, share, Airflow) first")
+    p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("run", help="run one dataset in this process, without Airflow")
+    p.add_argument("dataset")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("list", help="datasets and their latest release")
+    p.set_defaults(func=cmd_list)
+    p = sub.add_parser("releases", help="releases of a dataset")
+    p.add_argument("dataset")
+    p.set_defaults(func=cmd_releases)
+    p = sub.add_parser("show", help="one release")
+    p.add_argument("dataset")
+    p.add_argument("--version", type=int)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_show)
+    p = sub.add_parser("verify", help="re-hash releases against manifests and walk the ledger")
+    p.add_argument("dataset", nargs="?")
+    p.add_argument("--version", type=int)
+    p.set_defaults(func=cmd_verify)
+    p = sub.add_parser("specs", help="check dataset spec files")
+    p.add_argument("files", nargs="*")
+    p.set_defaults(func=cmd_specs)
+    p = sub.add_parser("pools", help="Airflow pools (JSON for `airflow pools import`)")
+    p.set_defaults(func=cmd_pools)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``datashare`` command."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return args.func(args, Settings.from_env())
+    except DatashareError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""Extraction: stream a source table or query into staged Parquet, one record batch at a time.
+
+Memory stays bounded by ``source.batch_rows`` whatever the table size. Rows come ordered by the
+dataset key (then the other columns, so the order is deterministic), which lets the transform stage
+drop duplicate keys in one pass. Incremental datasets read only rows past the cursor.
+
+Schema drift is caught here, before anything is published: a column of the contract missing from
+the source, or holding values of another type, stops the run naming the column; a column the spec
+does not name is reported and left out.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import sqlalchemy as sa
+
+from datashare.connections import ConnectionInfo
+from datashare.exceptions import ContractError, SourceError, SourceUnavailable
+from datashare.parquet import BatchWriter
+from datashare.spec import ColumnType, DatasetSpec
+from datashare.types import ARROW, SQLALCHEMY, source_type
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExtractResult:
+    """What extraction staged."""
+
+    path: Path
+    rows: int
+    cursor_max: str | None
+    """Largest cursor value read (ISO text), None when no rows or snapshot mode."""
+    ignored_columns: tuple[str, ...]
+
+
+def build_query(spec: DatasetSpec, dialect: sa.Dialect, *, incremental_from: bool) -> str:
+    """The SELECT that reads the source: the spec's table or query wrapped, filtered and ordered."""
+    prep = dialect.identifier_preparer
+    if spec.source.table is not None:
+        base = ".".join(prep.quote(p) for p in spec.source.table.split("."))
+    else:
+        base = f"({spec.source.query.strip().rstrip(';')})"  # type: ignore[union-attr]
+    sql = f"SELECT * FROM {base} src"
+    if incremental_from:
+        sql += f" WHERE src.{prep.quote(spec.mode.cursor)} > :cursor"  # type: ignore[arg-type]
+    order = list(spec.key) + [c.name for c in spec.columns if c.name not in spec.key and c.source_type is None]
+    return sql + " ORDER BY " + ", ".join(f"src.{prep.quote(c)}" for c in order)
+
+
+def parse_cursor(value: str, kind: ColumnType) -> Any:
+    """Turn the cursor stored in a manifest back into a value to bind."""
+    if kind == ColumnType.datetime:
+        return datetime.fromisoformat(value)
+    if kind == ColumnType.date:
+        return date.fromisoformat(value)
+    if kind == ColumnType.integer:
+        return int(value)
+    if kind == ColumnType.number:
+        return float(value)
+    return value
+
+
+def _engine(info: ConnectionInfo) -> sa.Engine:
+    url = info.sqlalchemy_url()
+    if url.get_backend_name() == "sqlite":
+        path = Path(url.database or "")
+        if not path.is_file():
+            raise SourceUnavailable(
+                f"source connection {info.conn_id!r} ({info.describe()}): the database file does not exist"
+            )
+        return sa.create_engine(url, connect_args={"timeout": 30})
+    return sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+
+
+def _column_arrays(rows: list[Any], names: list[str], types: dict[str, pa.DataType]) -> list[pa.Array]:
+    arrays = []
+    for i, name in enumerate(names):
+        values = [row[i] for row in rows]
+        try:
+            arrays.append(pa.array(values, type=types[name]))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError) as exc:
+            bad = next((v for v in values if v is not None and _not_castable(v, types[name])), None)
+            raise ContractError(
+                f"column {name!r}: source values no longer fit the contract type {types[name]} "
+                f"(e.g. {bad!r}); was the column retyped in the source? ({exc})"
+            ) from None
+    return arrays
+
+
+def _not_castable(value: Any, arrow_type: pa.DataType) -> bool:
+    try:
+        pa.array([value], type=arrow_type)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+        return True
+    return False
+
+
+def extract(spec: DatasetSpec, info: ConnectionInfo, target: Path, *, cursor: str | None = None) -> ExtractResult:
+    """Stream the source into ``target`` (a Parquet file); ``cursor`` is the last value already released."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    engine = _engine(info)
+    by_name = {c.name: c for c in spec.columns}
+    types = {c.name: ARROW[source_type(c)] for c in spec.columns}
+    sa_types = {c.name: SQLALCHEMY[source_type(c)] for c in spec.columns}
+    incremental = spec.mode.kind == "incremental" and cursor is not None
+    sql = build_query(spec, engine.dialect, incremental_from=incremental)
+    stmt = sa.text(sql).columns(**{name: t() for name, t in sa_types.items()})
+    params: dict[str, Any] = {}
+    if incremental:
+        cursor_col = by_name[spec.mode.cursor]  # type: ignore[index]
+        stmt = stmt.bindparams(sa.bindparam("cursor", type_=sa_types[cursor_col.name]()))
+        params["cursor"] = parse_cursor(cursor, source_type(cursor_col))  # type: ignore[arg-type]
+    log.info("Extracting %s from %s%s", spec.id, info.describe(), f" past cursor {cursor}" if incremental else "")
+    rows_total = 0
+    cursor_max: Any = None
+    writer: BatchWriter | None = None
+    ignored: tuple[str, ...] = ()
+    try:
+        with engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=spec.source.batch_rows).execute(stmt, params)
+            source_cols = list(result.keys())
+            missing = [c.name for c in spec.columns if c.name not in source_cols]
+            if missing:
+                raise ContractError(
+                    f"source {spec.source.table or 'query'} of {spec.id}: column(s) {missing} named in the spec "
+                    f"are missing from the source (it has {source_cols})"
+                )
+            ignored = tuple(c for c in source_cols if c not in by_name)
+            if ignored:
+                log.warning(
+                    "%s: source columns %s are not in the spec; ignored until the spec names them",
+                    spec.id,
+                    list(ignored),
+                )
+            names = [c.name for c in spec.columns]
+            index = [source_cols.index(n) for n in names]
+            schema = pa.schema([pa.field(n, types[n]) for n in names])
+            writer = BatchWriter(target, schema)
+            for part in result.partitions():
+                rows = [tuple(r[i] for i in index) for r in part]
+                batch = pa.RecordBatch.from_arrays(_column_arrays(rows, names, types), schema=schema)
+                writer.write(batch)
+                rows_total += batch.num_rows
+                if spec.mode.cursor is not None and batch.num_rows:
+                    import pyarrow.compute as pc
+
+                    m = pc.max(batch.column(spec.mode.cursor)).as_py()
+                    if m is not None and (cursor_max is None or m > cursor_max):
+                        cursor_max = m
+                log.info("%s: %s rows extracted", spec.id, f"{rows_total:,}")
+    except sa.exc.OperationalError as exc:
+        if writer is not None:
+            writer.close()
+        raise _classify(exc, spec, info) from None
+    except sa.exc.DBAPIError as exc:
+        if writer is not None:
+            writer.close()
+        raise SourceError(f"source connection {info.conn_id!r} ({info.describe()}): {_first_line(exc)}") from None
+    finally:
+        engine.dispose()
+    if writer is not None:
+        writer.close()
+    text_cursor = None
+    if cursor_max is not None:
+        text_cursor = cursor_max.isoformat() if isinstance(cursor_max, date | datetime) else str(cursor_max)
+    return ExtractResult(path=target, rows=rows_total, cursor_max=text_cursor, ignored_columns=ignored)
+
+
+def _first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+
+
+def _classify(exc: sa.exc.OperationalError, spec: DatasetSpec, info: ConnectionInfo) -> Exception:
+    """Connection failures are worth a retry; a missing table or column is not."""
+    msg = _first_line(exc)
+    lowered = msg.lower()
+    permanent = ("no such table", "doesn't exist", "does not exist", "no such column", "unknown column", "syntax")
+    if any(p in lowered for p in permanent):
+        what = spec.source.table or "query"
+        return SourceError(f"source {what} of {spec.id} via {info.conn_id!r} ({info.describe()}): {msg}")
+    return SourceUnavailable(f"source connection {info.conn_id!r} ({info.describe()}) failed: {msg}")

@@ -1,0 +1,97 @@
+"""The ledger: an append-only, hash-chained log of what happened to releases.
+
+Each entry is its own object ``_ledger/<seq>.json`` written with put-if-absent, so two writers can
+never both take the same sequence number, and each carries the SHA-256 of the entry before it, so an
+edited, removed or reordered entry breaks the chain where it happened.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from datashare.backends import Backend
+from datashare.exceptions import ReleaseError
+from datashare.store import dumps, sha256_bytes
+
+PREFIX = "_ledger"
+GENESIS = "0" * 64
+MAX_ATTEMPTS = 50
+
+
+def _key(seq: int) -> str:
+    return f"{PREFIX}/{seq:012d}.json"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A ledger entry and the hash of its stored bytes."""
+
+    seq: int
+    body: dict[str, Any]
+    sha256: str
+
+
+class Ledger:
+    """Append and read ledger entries in a store backend."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    def _seqs(self) -> list[int]:
+        out = []
+        for key in self.backend.list(PREFIX):
+            stem = key.rsplit("/", 1)[-1].removesuffix(".json")
+            if stem.isdigit():
+                out.append(int(stem))
+        return sorted(out)
+
+    def append(self, event: str, *, dataset_id: str, version: int | None = None, **details: Any) -> Entry:
+        """Append an event; retried on a race for the same sequence number."""
+        for _ in range(MAX_ATTEMPTS):
+            seqs = self._seqs()
+            seq = seqs[-1] + 1 if seqs else 1
+            prev = sha256_bytes(self.backend.get_bytes(_key(seqs[-1]))) if seqs else GENESIS
+            body = {
+                "seq": seq,
+                "at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                "event": event,
+                "dataset_id": dataset_id,
+                "version": version,
+                "previous_sha256": prev,
+                **details,
+            }
+            data = dumps(body)
+            if self.backend.put_if_absent(_key(seq), data):
+                return Entry(seq=seq, body=body, sha256=sha256_bytes(data))
+        raise ReleaseError(f"ledger: could not append {event!r} after {MAX_ATTEMPTS} attempts")
+
+    def entries(self, dataset_id: str | None = None) -> list[Entry]:
+        """Entries in order, optionally of one dataset."""
+        out = []
+        for seq in self._seqs():
+            data = self.backend.get_bytes(_key(seq))
+            body = json.loads(data)
+            if dataset_id is None or body.get("dataset_id") == dataset_id:
+                out.append(Entry(seq=seq, body=body, sha256=sha256_bytes(data)))
+        return out
+
+    def verify(self) -> list[str]:
+        """Walk the chain; each problem is named by its sequence number."""
+        problems = []
+        prev = GENESIS
+        expected = 1
+        for entry in self.entries():
+            if entry.seq != expected:
+                problems.append(f"ledger: entry {expected} is missing (next is {entry.seq})")
+            if entry.body.get("seq") != entry.seq:
+                problems.append(f"ledger: entry {entry.seq} says it is entry {entry.body.get('seq')}")
+            if entry.body.get("previous_sha256") != prev:
+                problems.append(
+                    f"ledger: entry {entry.seq} does not chain to the entry before it (edited or reordered)"
+                )
+            prev = entry.sha256
+            expected = entry.seq + 1
+        return problems

@@ -1,0 +1,377 @@
+"""One run of a dataset: extract -> transform -> validate -> commit release -> publish SQL share -> record.
+
+Each stage is a function of the run context and the small JSON references the stages before it
+returned: that is all Airflow passes through XCom, and all the CLI needs to run a dataset without
+Airflow. A stage re-run for the same run gives the same result.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from datashare.connections import get_connection
+from datashare.exceptions import ValidationFailed
+from datashare.ledger import Ledger
+from datashare.manifest import build_manifest, code_version, content_sha256
+from datashare.parquet import parquet_rows
+from datashare.settings import Settings
+from datashare.spec import DatasetSpec, load_spec
+from datashare.store import DataFile, Release, ReleaseStore
+
+log = logging.getLogger(__name__)
+
+STAGING_MAX_AGE_S = 24 * 3600
+
+
+def run_key_of(run_id: str) -> str:
+    """A run id made safe for file and object names."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", run_id).strip("-.")[:120] or "run"
+
+
+@dataclass
+class RunContext:
+    """Everything a stage needs to know about the run it belongs to."""
+
+    spec: DatasetSpec
+    settings: Settings
+    run_key: str
+    data_interval: dict[str, str | None] = field(default_factory=lambda: {"start": None, "end": None})
+
+    @classmethod
+    def create(
+        cls, dataset_id: str, run_id: str, *, settings: Settings | None = None, data_interval: dict | None = None
+    ) -> RunContext:
+        """Load the spec and settings for a run."""
+        settings = settings or Settings.from_env()
+        spec = load_spec(settings.datasets_dir / f"{dataset_id}.yaml")
+        return cls(
+            spec=spec,
+            settings=settings,
+            run_key=run_key_of(run_id),
+            data_interval=data_interval or {"start": None, "end": None},
+        )
+
+    @property
+    def store(self) -> ReleaseStore:
+        """The release store."""
+        return ReleaseStore.local(self.settings.release_root)
+
+    @property
+    def ledger(self) -> Ledger:
+        """The ledger beside the releases."""
+        return Ledger(self.store.backend)
+
+    @property
+    def staging(self) -> Path:
+        """Scratch folder of this run."""
+        return self.settings.release_root / "_staging" / self.spec.id / self.run_key
+
+
+def sweep_staging(root: Path, *, max_age_s: float = STAGING_MAX_AGE_S) -> int:
+    """Remove run folders under ``_staging`` older than a day; returns how many were removed."""
+    base = root / "_staging"
+    removed = 0
+    if not base.is_dir():
+        return 0
+    cutoff = time.time() - max_age_s
+    for folder in base.glob("*/*"):
+        if folder.is_dir() and folder.stat().st_mtime < cutoff:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+# -- stages ------------------------------------------------------------------------------------
+
+
+def stage_extract(ctx: RunContext) -> dict[str, Any]:
+    """Stream the source into staging; incremental datasets start past the latest release's cursor."""
+    from datashare.extract import extract
+
+    sweep_staging(ctx.settings.release_root)
+    latest = ctx.store.latest(ctx.spec.id)
+    cursor = None
+    if ctx.spec.mode.kind == "incremental" and latest is not None:
+        cursor = latest.manifest["datashare"].get("source_cursor")
+    info = get_connection(ctx.spec.source.conn_id)
+    result = extract(ctx.spec, info, ctx.staging / "extract" / "part-00000.parquet", cursor=cursor)
+    return {
+        "path": str(result.path),
+        "rows": result.rows,
+        "cursor_from": cursor,
+        "cursor_max": result.cursor_max,
+        "ignored_columns": list(result.ignored_columns),
+        "base_version": latest.version if latest else None,
+    }
+
+
+def _nothing_new(ctx: RunContext, extracted: dict[str, Any]) -> bool:
+    return ctx.spec.mode.kind == "incremental" and extracted["base_version"] is not None and extracted["rows"] == 0
+
+
+def stage_transform(ctx: RunContext, extracted: dict[str, Any]) -> dict[str, Any]:
+    """Apply the transforms and the schema contract."""
+    from datashare.transform import transform
+
+    if _nothing_new(ctx, extracted):
+        return {"path": None, "rows": 0, "duplicates_dropped": 0, "conflicts_dropped": 0}
+    result = transform(ctx.spec, Path(extracted["path"]), ctx.staging / "transform" / "part-00000.parquet")
+    return {
+        "path": str(result.path),
+        "rows": result.rows,
+        "duplicates_dropped": result.duplicates_dropped,
+        "conflicts_dropped": result.conflicts_dropped,
+    }
+
+
+def stage_validate(ctx: RunContext, transformed: dict[str, Any]) -> dict[str, Any]:
+    """Run the suite; store the report whatever the verdict; fail the run if the suite fails."""
+    from datashare.validation import validate_parquet
+
+    if transformed["path"] is None:
+        return {"skipped": True, "success": True, "summary": None, "report": None}
+    out_dir = ctx.staging / "validation"
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    outcome = validate_parquet(
+        [Path(transformed["path"])],
+        ctx.settings.expectations_dir / f"{ctx.spec.suite_name}.json",
+        dataset_id=ctx.spec.id,
+        run_id=ctx.run_key,
+        out_dir=out_dir,
+        title_vi=ctx.spec.title.vi,
+        title_en=ctx.spec.title.en,
+    )
+    prefix = ctx.store.save_validation(ctx.spec.id, ctx.run_key, out_dir)
+    summary = outcome.summary()
+    event = "validation_passed" if outcome.success else "validation_failed"
+    ctx.ledger.append(event, dataset_id=ctx.spec.id, run=ctx.run_key, report=f"{prefix}/report.html", summary=summary)
+    if not outcome.success:
+        failed = ", ".join(f"{r.rule} ({r.unexpected_count} rows)" for r in outcome.rules if not r.success)
+        raise ValidationFailed(
+            f"{ctx.spec.id}: validation failed on {outcome.failed} of {outcome.evaluated} rules: {failed}. "
+            f"Nothing was published; report: {ctx.store.backend.describe(prefix + '/report.html')}"
+        )
+    return {
+        "skipped": False,
+        "success": True,
+        "summary": summary,
+        "report": f"{prefix}/report.html",
+        "dir": str(out_dir),
+    }
+
+
+def _reuse_or_filter(ctx: RunContext, latest: Release, delta_path: Path) -> list[DataFile]:
+    """Files of the previous release, minus rows whose key the delta replaces (late updates)."""
+    import pyarrow.parquet as pq
+
+    key = list(ctx.spec.key)
+    delta_keys = pq.read_table(delta_path, columns=key)
+    files: list[DataFile] = []
+    for f in latest.files:
+        name = f["path"].removeprefix("data/")
+        src_key = f"{latest.prefix}/{f['path']}"
+        local = ctx.store.backend.local_path(src_key)
+        if local is None:
+            local = ctx.staging / "previous" / name
+            local.parent.mkdir(parents=True, exist_ok=True)
+            ctx.store.backend.download(src_key, local)
+        old = pq.read_table(local, columns=key)
+        overlap = old.join(delta_keys, keys=key, join_type="left semi").num_rows
+        if not overlap:
+            files.append(DataFile(local=local, name=name, rows=f["rows"], sha256=f["sha256"], bytes=f["bytes"]))
+            continue
+        table = pq.read_table(local)
+        kept = table.join(delta_keys, keys=key, join_type="left anti").sort_by([(k, "ascending") for k in key])
+        kept = kept.select(table.schema.names).cast(table.schema)
+        out = ctx.staging / "merge" / name
+        out.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(kept, out, compression="zstd")
+        log.info("%s: %s rows of %s replaced by late updates", ctx.spec.id, overlap, name)
+        files.append(DataFile.from_path(out, name, kept.num_rows))
+    return files
+
+
+def stage_commit(
+    ctx: RunContext, extracted: dict[str, Any], transformed: dict[str, Any], validated: dict[str, Any]
+) -> dict[str, Any]:
+    """Commit release N (or nothing, when nothing changed)."""
+    store = ctx.store
+    latest = store.latest(ctx.spec.id)
+    if transformed["path"] is None:
+        assert latest is not None
+        log.info("%s: no rows past cursor %s; no new version", ctx.spec.id, extracted["cursor_from"])
+        return _commit_ref(latest, created=False, reason="no new rows past the cursor")
+    staged = Path(transformed["path"])
+    incremental_base = ctx.spec.mode.kind == "incremental" and latest is not None
+    files = _reuse_or_filter(ctx, latest, staged) if incremental_base else []  # type: ignore[arg-type]
+    files.append(DataFile.from_path(staged, f"part-{len(files):05d}.parquet", parquet_rows(staged)))
+    cursor = extracted["cursor_max"]
+    if incremental_base and latest.manifest["datashare"].get("source_cursor"):  # type: ignore[union-attr]
+        previous_cursor = latest.manifest["datashare"]["source_cursor"]  # type: ignore[union-attr]
+        cursor = max(filter(None, [cursor, previous_cursor]))
+    manifest = build_manifest(
+        ctx.spec,
+        files,
+        run_key=ctx.run_key,
+        created=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        data_interval=ctx.data_interval,
+        source_cursor=cursor,
+        validation=validated["summary"] or {},
+        stats={
+            "extracted_rows": extracted["rows"],
+            "duplicates_dropped": transformed["duplicates_dropped"],
+            "conflicts_dropped": transformed["conflicts_dropped"],
+            "ignored_source_columns": extracted["ignored_columns"],
+            "base_version": extracted["base_version"],
+        },
+        code=code_version(ctx.settings.home),
+    )
+    result = store.commit(
+        ctx.spec.id,
+        run_key=ctx.run_key,
+        files=files,
+        manifest=manifest,
+        validation_dir=Path(validated["dir"]),
+        content_sha256=content_sha256(ctx.spec, files),
+    )
+    assert result.release is not None
+    if result.created:
+        ctx.ledger.append(
+            "release_committed",
+            dataset_id=ctx.spec.id,
+            version=result.version,
+            run=ctx.run_key,
+            manifest_sha256=result.release.record["manifest_sha256"],
+            rows=result.release.rows,
+        )
+    return _commit_ref(result.release, created=result.created, reason=None if result.created else "content unchanged")
+
+
+def _commit_ref(release: Release, *, created: bool, reason: str | None) -> dict[str, Any]:
+    return {
+        "version": release.version,
+        "created": created,
+        "reason": reason,
+        "rows": release.rows,
+        "manifest_sha256": release.record["manifest_sha256"],
+    }
+
+
+def stage_publish_sql(ctx: RunContext, committed: dict[str, Any]) -> dict[str, Any]:
+    """Load the release into the SQL share if the share does not already serve it."""
+    from datashare.sqlshare import current_version, publish_release
+
+    if not ctx.spec.publish.sql:
+        return {"published": False, "reason": "sql publishing is off in the spec"}
+    url = ctx.settings.share_url()
+    schema = ctx.settings.share_schema
+    version = committed["version"]
+    serving = current_version(dataset_id=ctx.spec.id, target_url=url, schema=schema)
+    if serving == version:
+        return {
+            "published": False,
+            "reason": f"the share already serves v{version}",
+            "view": ctx.spec.id,
+            "version": version,
+        }
+    release = ctx.store.release(ctx.spec.id, version)
+    paths = []
+    for f in release.files:
+        key = f"{release.prefix}/{f['path']}"
+        local = ctx.store.backend.local_path(key)
+        if local is None:
+            local = ctx.staging / "publish" / f["path"]
+            local.parent.mkdir(parents=True, exist_ok=True)
+            ctx.store.backend.download(key, local)
+        paths.append(local)
+    result = publish_release(
+        dataset_id=ctx.spec.id,
+        version=version,
+        parquet_paths=paths,
+        target_url=url,
+        schema=schema,
+        retention=ctx.spec.retention.sql_versions,
+        comment=f"{ctx.spec.title.vi} / {ctx.spec.title.en}",
+    )
+    ctx.ledger.append(
+        "sql_published",
+        dataset_id=ctx.spec.id,
+        version=version,
+        manifest_sha256=committed["manifest_sha256"],
+        table=result.table,
+        view=result.view,
+        target=result.target,
+    )
+    return {
+        "published": True,
+        "view": result.view,
+        "table": result.table,
+        "rows": result.rows,
+        "target": result.target,
+        "dropped": list(result.dropped),
+        "version": version,
+    }
+
+
+def stage_record(ctx: RunContext, committed: dict[str, Any], published: dict[str, Any]) -> dict[str, Any]:
+    """Summarise the run for people (the CLI and the logs) and clean the staging folder."""
+    release = ctx.store.release(ctx.spec.id, committed["version"])
+    summary = describe_release(ctx, release)
+    summary.update(
+        created=committed["created"],
+        reason=committed["reason"],
+        sql=published,
+        run=ctx.run_key,
+        finished_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+    )
+    ctx.store.save_run(ctx.spec.id, ctx.run_key, summary)
+    shutil.rmtree(ctx.staging, ignore_errors=True)
+    return summary
+
+
+def describe_release(ctx: RunContext, release: Release) -> dict[str, Any]:
+    """What a person wants to see of a release."""
+    backend = ctx.store.backend
+    validation = release.manifest["datashare"].get("validation") or {}
+    return {
+        "dataset_id": release.dataset_id,
+        "version": release.version,
+        "rows": release.rows,
+        "committed_at": release.record["committed_at"],
+        "path": backend.describe(release.prefix),
+        "files": [
+            {
+                "path": backend.describe(f"{release.prefix}/{f['path']}"),
+                "sha256": f["sha256"],
+                "bytes": f["bytes"],
+                "rows": f["rows"],
+            }
+            for f in release.files
+        ],
+        "manifest_sha256": release.record["manifest_sha256"],
+        "validation": "passed" if validation.get("success") else "not run" if not validation else "failed",
+        "report": backend.describe(f"{release.prefix}/validation/report.html"),
+        "sql_view": release.dataset_id
+        if ctx.settings.share_url().startswith("sqlite")
+        else f"{ctx.settings.share_schema}.{release.dataset_id}",
+    }
+
+
+def run_dataset(dataset_id: str, *, run_id: str | None = None, settings: Settings | None = None) -> dict[str, Any]:
+    """Run every stage in this process (the CLI's ``run``); raises ``DatashareError`` on failure."""
+    run_id = run_id or f"cli__{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}"
+    ctx = RunContext.create(dataset_id, run_id, settings=settings)
+    extracted = stage_extract(ctx)
+    transformed = stage_transform(ctx, extracted)
+    validated = stage_validate(ctx, transformed)
+    committed = stage_commit(ctx, extracted, transformed, validated)
+    published = stage_publish_sql(ctx, committed)
+    return stage_record(ctx, committed, published)

@@ -1,0 +1,135 @@
+"""The transform stage: apply the spec's transforms batch by batch, drop duplicate keys, enforce the contract.
+
+Input is the extraction's staged Parquet, ordered by key; output is the Parquet that is validated
+and, if it passes, released. The contract check runs last: every column of the spec must be there
+with a value of its declared type, or the run stops naming the column.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from datashare.exceptions import ContractError, TransformError
+from datashare.parquet import BatchWriter
+from datashare.spec import DatasetSpec
+from datashare.types import arrow_schema
+from transforms.registry import resolve
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TransformResult:
+    """What the transform stage wrote."""
+
+    path: Path
+    rows: int
+    duplicates_dropped: int
+    """Rows dropped because an earlier row had the same key and the same values."""
+    conflicts_dropped: int
+    """Rows dropped because an earlier row had the same key but other values (reported)."""
+
+
+def _same(a: pa.Array, b: pa.Array) -> pa.Array:
+    """Element-wise equality where two nulls count as equal."""
+    eq = pc.fill_null(pc.equal(a, b), False)
+    return pc.or_(eq, pc.and_(pc.is_null(a), pc.is_null(b)))
+
+
+def _all(masks: list[pa.Array], length: int) -> pa.Array:
+    out = pa.array([True] * length)
+    for m in masks:
+        out = pc.and_(out, m)
+    return out
+
+
+def _shifted(batch: pa.RecordBatch, previous: pa.RecordBatch | None, name: str) -> pa.Array:
+    """Column values of the preceding row for each row (the last row of the previous batch for row 0)."""
+    col = batch.column(name)
+    head = previous.column(name).slice(previous.num_rows - 1, 1) if previous is not None else pa.nulls(1, col.type)
+    return pa.concat_arrays([head, col.slice(0, len(col) - 1)])
+
+
+def drop_duplicate_keys(
+    batch: pa.RecordBatch, previous: pa.RecordBatch | None, key: list[str]
+) -> tuple[pa.RecordBatch, int, int]:
+    """Drop rows whose key equals the preceding row's (input ordered by key); keep the first.
+
+    Returns the batch kept, the exact duplicates dropped and the conflicting rows dropped.
+    """
+    if batch.num_rows == 0:
+        return batch, 0, 0
+    dup = _all(
+        [pc.fill_null(pc.equal(batch.column(k), _shifted(batch, previous, k)), False) for k in key], batch.num_rows
+    )
+    ndup = pc.sum(dup).as_py() or 0
+    if not ndup:
+        return batch, 0, 0
+    same_row = _all([_same(batch.column(n), _shifted(batch, previous, n)) for n in batch.schema.names], batch.num_rows)
+    conflicts = pc.sum(pc.and_(dup, pc.invert(same_row))).as_py() or 0
+    return batch.filter(pc.invert(dup)), ndup - conflicts, conflicts
+
+
+def enforce_contract(batch: pa.RecordBatch, target: pa.Schema, spec_id: str) -> pa.RecordBatch:
+    """Select the contract's columns in order and cast them to the contract's types, or name what is wrong."""
+    arrays = []
+    for field in target:
+        if field.name not in batch.schema.names:
+            raise ContractError(f"{spec_id}: column {field.name!r} of the contract is missing after the transforms")
+        col = batch.column(field.name)
+        if not col.type.equals(field.type):
+            try:
+                col = col.cast(field.type, safe=True)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise ContractError(
+                    f"{spec_id}: column {field.name!r} has type {col.type}, the contract says {field.type}: {exc}"
+                ) from None
+        arrays.append(col)
+    return pa.RecordBatch.from_arrays(arrays, schema=target)
+
+
+def _batches(path: Path, size: int) -> Iterator[pa.RecordBatch]:
+    pf = pq.ParquetFile(path)
+    yield from pf.iter_batches(batch_size=size)
+
+
+def transform(spec: DatasetSpec, source: Path, target: Path) -> TransformResult:
+    """Run the transform stage from ``source`` (staged extraction) to ``target``."""
+    steps = []
+    for step in spec.transforms:
+        try:
+            steps.append((step.name, resolve(step.name), step.args))
+        except KeyError as exc:
+            raise TransformError(f"{spec.id}: {exc.args[0]}") from None
+    schema = arrow_schema(spec)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    rows = dups = conflicts = 0
+    previous: pa.RecordBatch | None = None
+    with BatchWriter(target, schema) as writer:
+        for raw in _batches(source, spec.source.batch_rows):
+            batch = raw
+            for name, func, args in steps:
+                try:
+                    batch = func(batch, **args)
+                except (KeyError, TypeError, ValueError, pa.ArrowException) as exc:
+                    raise TransformError(f"{spec.id}: transform {name!r} failed: {exc}") from None
+            kept, d, c = drop_duplicate_keys(batch, previous, list(spec.key))
+            if batch.num_rows:
+                previous = batch
+            dups += d
+            conflicts += c
+            out = enforce_contract(kept, schema, spec.id)
+            writer.write(out)
+            rows += out.num_rows
+    if dups:
+        log.info("%s: dropped %s exact duplicate rows", spec.id, dups)
+    if conflicts:
+        log.warning("%s: dropped %s rows whose key repeats with other values (kept the first)", spec.id, conflicts)
+    return TransformResult(path=target, rows=rows, duplicates_dropped=dups, conflicts_dropped=conflicts)

@@ -1,0 +1,30 @@
+"""Names that specs use for transforms, mapped to their functions.
+
+A transform is a pure function ``(batch: pyarrow.RecordBatch, **args) -> pyarrow.RecordBatch``
+applied batch by batch, so it never sees the whole table. Entries are import paths, so loading a
+spec (at DAG parse time) checks a name without importing the code behind it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+import pyarrow as pa
+
+Transform = Callable[..., pa.RecordBatch]
+
+TRANSFORMS: dict[str, str] = {
+    "nfc_text": "transforms.text:nfc_text",
+    "null_sentinel": "transforms.values:null_sentinel",
+}
+
+
+def resolve(name: str) -> Transform:
+    """The function registered under ``name``; ``KeyError`` naming the known ones if absent."""
+    try:
+        target = TRANSFORMS[name]
+    except KeyError:
+        raise KeyError(f"unknown transform {name!r}; known: {sorted(TRANSFORMS)}") from None
+    module, func = target.split(":")
+    return getattr(importlib.import_module(module), func)
