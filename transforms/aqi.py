@@ -95,6 +95,5 @@ def vn_aqi_hourly(
     readings = [_usable(raw) for raw in (pm25, pm10, no2, so2, co, o3)]
     if readings[0] is None and readings[1] is None:
         return None  # the decision requires PM2.5 or PM10
-    return _round_half_up(
-        max(sub_index(value, table) for value, table in zip(readings, _TABLES, strict=True) if value is not None)
-    )
+    indices = [sub_index(v, table) for v, table in zip(readings, _TABLES, strict=True) if v is not None]
+    return _round_half_up(max(indices))

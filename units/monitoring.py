@@ -41,7 +41,9 @@ SENTINEL_RATE = 0.003
 DUPLICATE_RATE = 0.001
 
 # RNG stream tags, so that independent draws never share a seed.
-_TAG_SITE, _TAG_NAME, _TAG_NFD, _TAG_WEATHER, _TAG_PM_EPISODE, _TAG_O3_EPISODE, _TAG_HOURS = range(1, 8)
+_TAG_SITE, _TAG_NAME, _TAG_NFD, _TAG_WEATHER, _TAG_PM_EPISODE, _TAG_O3_EPISODE, _TAG_HOURS, _TAG_CHARACTER = (
+    range(1, 9)
+)
 
 # Where the first stations go; beyond these, provinces are taken in turn.
 _FIRST_SLOTS: tuple[str, ...] = ("01", "79", "31", "48", "01", "79", "92", "46", "22", "56", "27", "74")
@@ -167,7 +169,8 @@ def _province_day(seed: int, province: Province, day: dt.date) -> _ProvinceDay:
     """Regional drivers: a smooth weather factor, multi-day PM episodes, one-day O3 episodes."""
     p, d = int(province.code), day.toordinal()
     z = [float(seeded_rng(seed, _TAG_WEATHER, p, d - k).standard_normal()) for k in range(3)]
-    weather = math.exp(0.35 * (0.75 * z[0] + 0.55 * z[1] + 0.35 * z[2]) / math.sqrt(0.75**2 + 0.55**2 + 0.35**2))
+    smoothed = (0.75 * z[0] + 0.55 * z[1] + 0.35 * z[2]) / math.sqrt(0.75**2 + 0.55**2 + 0.35**2)
+    weather = math.exp(0.35 * smoothed)  # lognormal, correlated with the previous two days
     pm_episode = 1.0
     for k in range(4):  # an episode starting up to 3 days ago may still be running
         rng = seeded_rng(seed, _TAG_PM_EPISODE, p, d - k)
@@ -178,19 +181,24 @@ def _province_day(seed: int, province: Province, day: dt.date) -> _ProvinceDay:
     return _ProvinceDay(weather, pm_episode, o3_episode)
 
 
-def _station_day_rows(seed: int, station: Station, day: dt.date, summary: GenerateSummary) -> Iterator[dict[str, Any]]:
+def _station_day_rows(
+    seed: int, station: Station, day: dt.date, summary: GenerateSummary
+) -> Iterator[dict[str, Any]]:
     """The rows of one station-day, dirt included; counts the dirt into summary."""
     province = PROVINCES_BY_CODE[station.province_code]
     code_no = int(station.station_code[2:])
     drivers = _province_day(seed, province, day)
-    const = seeded_rng(seed, _TAG_SITE, code_no)  # station character: roadside or background
-    local, pm10_ratio, no2_base, o3_amp = const.lognormal(0, 0.15), const.uniform(1.4, 1.7), \
-        const.uniform(22, 40), const.uniform(60, 110)
+    character = seeded_rng(seed, _TAG_CHARACTER, code_no)  # roadside or background, for every day
+    local = character.lognormal(0, 0.15)
+    pm10_ratio = character.uniform(1.4, 1.7)
+    no2_base = character.uniform(22, 40)
+    o3_amp = character.uniform(60, 110)
 
     rng = seeded_rng(seed, _TAG_HOURS, code_no, day.toordinal())
     noise = _AR @ rng.standard_normal((24, 5))
     season = math.cos(2 * math.pi * (day.timetuple().tm_yday - 15) / 365.25)  # 1 mid-January
-    # Winter nights trap pollution under an inversion; the shape keeps a daily mean of 1.
+    # Rush-hour peaks, and winter nights that trap pollution under an inversion; normalised below
+    # to a daily mean of 1 so the season and the province set the level.
     shape = 0.7 + 0.35 * _TRAFFIC + max(season, 0.0) * province.winter_amp * _NIGHT
     base = province.pm25_base * (1 + province.winter_amp * season) * drivers.weather * local
     pm25 = base * drivers.pm_episode * shape / shape.mean() * np.exp(0.25 * noise[:, 0])

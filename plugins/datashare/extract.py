@@ -24,7 +24,7 @@ from datashare.connections import ConnectionInfo
 from datashare.exceptions import ContractError, SourceError, SourceUnavailable
 from datashare.parquet import BatchWriter
 from datashare.spec import ColumnType, DatasetSpec
-from datashare.types import ARROW, SQLALCHEMY, source_type
+from datashare.typemap import ARROW, SQLALCHEMY, source_type
 
 log = logging.getLogger(__name__)
 

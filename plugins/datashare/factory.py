@@ -42,7 +42,7 @@ def default_args(spec: DatasetSpec) -> dict[str, Any]:
 
 def _call(stage: str, dataset_id: str, *refs: Any) -> Any:
     """Run one pipeline stage inside a task, mapping engine errors onto Airflow's retry semantics."""
-    from airflow.exceptions import AirflowFailException
+    from airflow.sdk.exceptions import AirflowFailException
     from airflow.sdk import get_current_context
 
     from datashare import pipeline
@@ -114,7 +114,7 @@ def build_dag(spec: DatasetSpec, source_file: Path | None = None) -> Any:
         @task(outlets=[asset])
         def record(committed: dict[str, Any], published: dict[str, Any]) -> dict[str, Any]:
             """Summarise the run; emit the Asset only when a new release was committed."""
-            from airflow.exceptions import AirflowSkipException
+            from airflow.sdk.exceptions import AirflowSkipException
 
             summary = _call("stage_record", dataset_id, committed, published)
             if not summary["created"]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from datashare.spec import DatasetSpec
 from datashare.store import DataFile, dumps, sha256_bytes
-from datashare.types import table_schema
+from datashare.typemap import table_schema
 
 PARQUET_MEDIATYPE = "application/vnd.apache.parquet"
 

@@ -153,15 +153,19 @@ _TEXTS: dict[str, _Text] = {
         f"On every row, column {kw.get('column_A')} is greater than{' or equal to' if kw.get('or_equal') else ''} "
         f"column {kw.get('column_B')}"),
 }  # fmt: skip
-for _type, (_vi, _en) in _STATS.items():
-    _TEXTS[_type] = lambda kw, c, vi=_vi, en=_en: (
-        f"{vi} của cột {c} {_bounds(kw, 'vi')}", f"{en} of column {c} is {_bounds(kw, 'en')}")  # fmt: skip
 
-# kwargs that the generic description leaves out: already said elsewhere, or GX-internal.
-_DESCRIBED = {"column", "column_list", "column_A", "column_B", "batch_id", "mostly"} | {
-    "row_condition",
-    "condition_parser",
-}
+
+def _stat_text(vi: str, en: str) -> _Text:
+    """Plain words of a rule on a column aggregate (minimum, mean…)."""
+    return lambda kw, c: (f"{vi} của cột {c} {_bounds(kw, 'vi')}", f"{en} of column {c} is {_bounds(kw, 'en')}")
+
+
+_TEXTS.update({etype: _stat_text(vi, en) for etype, (vi, en) in _STATS.items()})
+
+# kwargs the generic description leaves out: said elsewhere in the sentence, or GX-internal.
+_DESCRIBED = frozenset(
+    ("column", "column_list", "column_A", "column_B", "batch_id", "mostly", "row_condition", "condition_parser")
+)
 
 
 def describe_rule(expectation_type: str, kwargs: Mapping[str, Any]) -> tuple[str, str]:

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from datashare.exceptions import ContractError, TransformError
 from datashare.parquet import BatchWriter
 from datashare.spec import DatasetSpec
-from datashare.types import arrow_schema
+from datashare.typemap import arrow_schema
 from transforms.registry import resolve
 
 log = logging.getLogger(__name__)
