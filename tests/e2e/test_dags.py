@@ -1,0 +1,147 @@
+"""The generated DAGs in real Airflow: DagBag integrity, then dag.test() runs against a PostgreSQL unit.
+
+``dag.test()`` costs about ten seconds of start-up per run, so every run lives in this one module
+and each asserts several things.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from datashare.settings import Settings
+from datashare.spec import load_spec
+from datashare.store import ReleaseStore
+from units import monitoring
+
+pytestmark = pytest.mark.airflow
+
+REPO = Path(__file__).resolve().parents[2]
+DATASET = "air_quality_hourly"
+
+
+def _dagbag(dags: Path = REPO / "dags"):  # noqa: ANN202 - airflow types are imported lazily
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(dags))
+
+
+def test_dagbag_integrity(airflow_db: Path) -> None:
+    bag = _dagbag()
+    assert bag.import_errors == {}
+    specs = sorted(p.stem for p in (REPO / "dags" / "datasets").glob("*.yaml"))
+    assert sorted(bag.dag_ids) == specs  # one DAG per spec, nothing else
+    for dag_id, dag in bag.dags.items():
+        assert dag.tags and "datashare" in dag.tags, dag_id
+        assert [t.task_id for t in dag.topological_sort()] == [
+            "extract",
+            "transform",
+            "validate",
+            "commit_release",
+            "publish_sql",
+            "record",
+        ]
+        for t in dag.tasks:
+            assert t.owner and t.owner != "airflow", (dag_id, t.task_id)
+            assert t.retries >= 1 and t.retry_exponential_backoff, (dag_id, t.task_id)
+        spec = load_spec(REPO / "dags" / "datasets" / f"{dag_id}.yaml")
+        assert dag.get_task("extract").pool == f"unit_{spec.source.unit}"
+        assert dag.owner == spec.owner
+        outlets = dag.get_task("record").outlets  # Airflow normalises the URI with a trailing slash
+        assert [o.uri.rstrip("/") for o in outlets] == [f"datashare://{dag_id}"]
+    # Parsing builds the graph and nothing else: the whole folder in well under a second.
+    assert all(stat.duration.total_seconds() < 1.0 for stat in bag.dagbag_stats), bag.dagbag_stats
+
+
+def test_malformed_spec_is_reported_and_other_dags_still_load(
+    airflow_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    home = tmp_path / "home"
+    datasets = home / "dags" / "datasets"
+    datasets.mkdir(parents=True)
+    shutil.copy(REPO / "dags" / "datasets" / f"{DATASET}.yaml", datasets)
+    bad = yaml.safe_load((datasets / f"{DATASET}.yaml").read_text(encoding="utf-8"))
+    bad["id"] = "broken_dataset"
+    bad["retention"] = {"sql_versions": "three"}
+    (datasets / "broken_dataset.yaml").write_text(yaml.safe_dump(bad, allow_unicode=True), encoding="utf-8")
+    monkeypatch.setenv("DATASHARE_HOME", str(home))
+    with caplog.at_level(logging.ERROR, logger="datashare.factory"):
+        bag = _dagbag()
+    assert bag.import_errors == {}
+    assert bag.dag_ids == [DATASET]
+    message = caplog.text
+    assert "broken_dataset.yaml" in message and "retention.sql_versions" in message
+
+
+def _observation_keys(url: str) -> int:
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        n = conn.execute(
+            sa.text("SELECT count(*) FROM (SELECT DISTINCT station_code, observed_at FROM air_observations) k")
+        ).scalar_one()
+    engine.dispose()
+    return int(n)
+
+
+def _run(dag_id: str = DATASET):  # noqa: ANN202
+    dag = _dagbag().get_dag(dag_id)
+    dr = dag.test()
+    states = {ti.task_id: ti.state for ti in dr.get_task_instances()}
+    return dr, states
+
+
+def test_dag_runs_v1_then_nothing_new_then_v2(airflow_db: Path, project, postgres_db: str, monkeypatch) -> None:
+    from datashare.connections import connection_env_value
+
+    monitoring.generate(postgres_db, stations=3, days=2)
+    project("monre_monitoring", postgres_db)
+    monkeypatch.setenv("AIRFLOW_CONN_DATASHARE_SHARE", connection_env_value(postgres_db))
+    store = ReleaseStore.local(Settings.from_env().release_root)
+
+    dr, states = _run()
+    assert dr.state == "success", states
+    assert set(states.values()) == {"success"}
+    assert store.versions(DATASET) == [1]
+    release = store.release(DATASET, 1)
+    assert release.rows == _observation_keys(postgres_db)
+    assert release.manifest["datashare"]["run"] == dr.run_id.replace(":", "-").replace("+", "-")
+    assert store.verify(DATASET, 1) == []
+
+    dr, states = _run()  # nothing new: no version, and no Asset event (record is skipped)
+    assert dr.state == "success", states
+    assert states["record"] == "skipped" and states["commit_release"] == "success"
+    assert store.versions(DATASET) == [1]
+
+    monitoring.append_day(postgres_db)
+    dr, states = _run()
+    assert dr.state == "success", states
+    assert store.versions(DATASET) == [1, 2]
+    assert store.release(DATASET, 2).rows == _observation_keys(postgres_db)
+    engine = sa.create_engine(postgres_db)
+    with engine.connect() as conn:
+        served = conn.execute(sa.text(f"SELECT count(*) FROM datashare.{DATASET}")).scalar_one()
+    engine.dispose()
+    assert served == store.release(DATASET, 2).rows
+
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        emitted = [e.asset.uri.rstrip("/") for e in session.query(AssetEvent).all()]
+    assert emitted.count(f"datashare://{DATASET}") == 2  # v1 and v2, not the no-op run
+
+
+def test_dag_with_refused_source_retries_then_fails_publishing_nothing(airflow_db: Path, project) -> None:
+    project("monre_monitoring", "postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
+    store = ReleaseStore.local(Settings.from_env().release_root)
+    dr, states = _run()
+    assert dr.state == "failed"
+    extract = next(ti for ti in dr.get_task_instances() if ti.task_id == "extract")
+    assert extract.state == "failed" and extract.try_number == 2  # one retry, then final failure
+    assert states["commit_release"] in {"upstream_failed", None}
+    assert store.versions(DATASET) == []
