@@ -68,7 +68,8 @@ def _throwaway(admin_url: str, what: str, quote: str) -> Iterator[str]:
             if quote == '"':
                 conn.execute(
                     sa.text(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n AND pid <> pg_backend_pid()"
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                        " WHERE datname = :n AND pid <> pg_backend_pid()"
                     ),
                     {"n": name},
                 )

@@ -1,13 +1,13 @@
 """``datashare``: run, inspect and verify datasets without Airflow, and run the demo through Airflow.
 
-    datashare demo [--next-day] [--reset]   generate the monitoring unit, run its DAG in Airflow, show the release
-    datashare run ID                         run one dataset in this process (no Airflow)
-    datashare list                           datasets with their latest release
-    datashare releases ID                    releases of a dataset
-    datashare show ID [--version N]          one release: files, checksums, validation, SQL view
-    datashare verify [ID] [--version N]      re-hash release files and walk the ledger chain
-    datashare specs [FILE ...]               check spec files
-    datashare pools                          Airflow pools of the source units, for `airflow pools import`
+datashare demo [--next-day] [--reset]   generate the monitoring unit, run its DAG in Airflow, show the release
+datashare run ID                         run one dataset in this process (no Airflow)
+datashare list                           datasets with their latest release
+datashare releases ID                    releases of a dataset
+datashare show ID [--version N]          one release: files, checksums, validation, SQL view
+datashare verify [ID] [--version N]      re-hash release files and walk the ledger chain
+datashare specs [FILE ...]               check spec files
+datashare pools                          Airflow pools of the source units, for `airflow pools import`
 """
 
 from __future__ import annotations
@@ -40,8 +40,10 @@ def _print_release(summary: dict[str, Any], out: Any = sys.stdout) -> None:
         f"manifest     sha256 {summary['manifest_sha256']}",
         f"validation   {summary['validation']}",
         f"report       {summary['report']}",
-        f"sql share    view {summary['sql_view']}" + (f" in {summary['sql_target']}" if summary.get("sql_target") else ""),
+        f"sql share    view {summary['sql_view']}",
     ]
+    if summary.get("sql_target"):
+        lines[-1] += f" in {summary['sql_target']}"
     print("\n".join(lines), file=out)
 
 
@@ -88,7 +90,8 @@ def cmd_releases(args: argparse.Namespace, settings: Settings) -> int:
     for v in versions:
         r = store.release(args.dataset, v)
         verdict = "passed" if (r.manifest["datashare"].get("validation") or {}).get("success") else "-"
-        print(f"{'v' + str(v):>7}  {r.record['committed_at']:22} {r.rows:>12,}  {verdict:10}  {r.record['manifest_sha256']}")
+        committed = r.record["committed_at"]
+        print(f"{'v' + str(v):>7}  {committed:22} {r.rows:>12,}  {verdict:10}  {r.record['manifest_sha256']}")
     return 0
 
 
@@ -124,8 +127,10 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     findings += Ledger(store.backend).verify()
     for f in findings:
         print(f"FAIL {f}")
-    print(f"verified {checked} release(s) of {len(datasets)} dataset(s) and the ledger: "
-          + ("all intact" if not findings else f"{len(findings)} finding(s)"))
+    print(
+        f"verified {checked} release(s) of {len(datasets)} dataset(s) and the ledger: "
+        + ("all intact" if not findings else f"{len(findings)} finding(s)")
+    )
     return 1 if findings else 0
 
 

@@ -42,8 +42,8 @@ def default_args(spec: DatasetSpec) -> dict[str, Any]:
 
 def _call(stage: str, dataset_id: str, *refs: Any) -> Any:
     """Run one pipeline stage inside a task, mapping engine errors onto Airflow's retry semantics."""
-    from airflow.sdk.exceptions import AirflowFailException
     from airflow.sdk import get_current_context
+    from airflow.sdk.exceptions import AirflowFailException
 
     from datashare import pipeline
     from datashare.exceptions import DatashareError

@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 DATASET = "air_quality_hourly"
 
 
-def _dagbag(dags: Path = REPO / "dags"):  # noqa: ANN202 - airflow types are imported lazily
+def _dagbag(dags: Path = REPO / "dags"):
     from airflow.dag_processing.dagbag import DagBag
 
     return DagBag(dag_folder=str(dags))
@@ -88,7 +88,7 @@ def _observation_keys(url: str) -> int:
     return int(n)
 
 
-def _run(dag_id: str = DATASET):  # noqa: ANN202
+def _run(dag_id: str = DATASET):
     dag = _dagbag().get_dag(dag_id)
     dr = dag.test()
     states = {ti.task_id: ti.state for ti in dr.get_task_instances()}

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+
 from datashare.exceptions import DatashareError, PublishBusy, PublishError
 from datashare.sqlshare import current_version, list_versions, publish_release
 

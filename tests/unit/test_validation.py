@@ -16,6 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
 from datashare.exceptions import ContractError, DatashareError, SuiteError
 from datashare.validation import describe_rule, load_suite, render_rules_text, validate_parquet
 
