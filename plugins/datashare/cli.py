@@ -135,6 +135,11 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_specs(args: argparse.Namespace, settings: Settings) -> int:
+    if args.doc:
+        from datashare.spec import fields_markdown
+
+        print(fields_markdown(), end="")
+        return 0
     paths = [Path(p) for p in args.files] or sorted(settings.datasets_dir.glob("*.yaml"))
     bad = 0
     for path in paths:
@@ -197,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_verify)
     p = sub.add_parser("specs", help="check dataset spec files")
     p.add_argument("files", nargs="*")
+    p.add_argument("--doc", action="store_true", help="print the field reference (docs/spec.md) instead")
     p.set_defaults(func=cmd_specs)
     p = sub.add_parser("pools", help="Airflow pools (JSON for `airflow pools import`)")
     p.set_defaults(func=cmd_pools)

@@ -79,19 +79,37 @@ class Ledger:
         return out
 
     def verify(self) -> list[str]:
-        """Walk the chain; each problem is named by its sequence number."""
+        """Walk the chain; each problem is named by its sequence number.
+
+        An edited entry shows as a break in the link that the *next* entry holds, so a break is
+        reported naming both entries. The newest entry has no successor: editing it is only caught
+        against a copy of its hash kept elsewhere.
+        """
         problems = []
         prev = GENESIS
         expected = 1
-        for entry in self.entries():
-            if entry.seq != expected:
-                problems.append(f"ledger: entry {expected} is missing (next is {entry.seq})")
-            if entry.body.get("seq") != entry.seq:
-                problems.append(f"ledger: entry {entry.seq} says it is entry {entry.body.get('seq')}")
-            if entry.body.get("previous_sha256") != prev:
-                problems.append(
-                    f"ledger: entry {entry.seq} does not chain to the entry before it (edited or reordered)"
-                )
-            prev = entry.sha256
-            expected = entry.seq + 1
+        for seq in self._seqs():
+            data = self.backend.get_bytes(_key(seq))
+            if seq != expected:
+                problems.append(f"ledger: entry {expected} is missing (next is {seq})")
+            try:
+                body = json.loads(data)
+            except ValueError:
+                body = None
+            if not isinstance(body, dict):
+                problems.append(f"ledger: entry {seq} is not a JSON object (edited or truncated)")
+                body = {}
+            if body.get("seq") != seq:
+                problems.append(f"ledger: entry {seq} says it is entry {body.get('seq')}")
+            if body.get("previous_sha256") != prev:
+                before = expected - 1
+                if not before:
+                    why = "does not start the chain (edited or reordered)"
+                elif seq != expected:
+                    why = f"does not chain to entry {before} (entries in between are missing)"
+                else:
+                    why = f"does not chain to entry {before}: entry {before} was edited, or entries were reordered"
+                problems.append(f"ledger: entry {seq} {why}")
+            prev = sha256_bytes(data)
+            expected = seq + 1
         return problems

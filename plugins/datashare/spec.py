@@ -335,3 +335,39 @@ def load_specs(folder: Path) -> tuple[dict[str, DatasetSpec], dict[Path, SpecErr
             continue
         specs[spec.id] = spec
     return specs, errors
+
+
+def fields_markdown() -> str:
+    """Reference of every spec field, generated from the models' descriptions (docs/spec.md)."""
+    lines = [
+        "# Dataset spec reference",
+        "",
+        "Generated from `plugins/datashare/spec.py` by `datashare specs --doc`; a test keeps it in step.",
+        "",
+    ]
+    seen: set[type[BaseModel]] = set()
+
+    def table(model: type[BaseModel], title: str) -> None:
+        if model in seen:
+            return
+        seen.add(model)
+        lines.extend([f"## {title}", "", (model.__doc__ or "").strip(), "", "| field | type | default | meaning |",
+                      "|---|---|---|---|"])
+        nested: list[tuple[type[BaseModel], str]] = []
+        for name, info in model.model_fields.items():
+            ann = info.annotation
+            shown = str(ann).replace("typing.", "").replace("datashare.spec.", "").replace("<class '", "")
+            shown = shown.replace("'>", "").replace("|", "or")
+            default = "required" if info.is_required() else repr(info.get_default(call_default_factory=True))
+            meaning = info.description or (getattr(ann, "__doc__", None) or "").strip().splitlines()[0]
+            lines.append(f"| `{name}` | {shown} | {default.replace('|', 'or')} | {meaning} |")
+            for arg in (ann, *getattr(ann, "__args__", ())):
+                for candidate in (arg, *getattr(arg, "__args__", ())):
+                    if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                        nested.append((candidate, f"{title} › {name}"))
+        lines.append("")
+        for sub, sub_title in nested:
+            table(sub, sub_title)
+
+    table(DatasetSpec, "DatasetSpec")
+    return "\n".join(lines).rstrip() + "\n"
