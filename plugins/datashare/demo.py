@@ -89,6 +89,9 @@ def run_demo(settings: Settings, *, next_day: bool = False, reset: bool = False)
     elif next_day:
         day = monitoring.append_day(unit_url)
         print(f"Appended observations of {day.isoformat()} to {unit_db}")
+    import warnings
+
+    warnings.filterwarnings("ignore", category=DeprecationWarning)  # Airflow's own, not actionable here
     env = airflow_env(settings, var / "airflow")
     env[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = connection_env_value(unit_url)
     os.environ.update(env)

@@ -11,7 +11,8 @@ Layout (DESIGN §5)::
 
 Commit protocol: (1) if the content equals the latest release, stop: no new version; (2) claim
 version N = latest + 1 with a put-if-absent claim (a retry of the same run may take back its own
-claim; anyone else moves on to N + 1, so a run killed mid-commit leaves only an invisible gap);
+claim; anyone else waits for N to be committed, then re-checks; a claim older than the claim timeout
+belongs to a dead run and is skipped, leaving an invisible gap in the version numbers);
 (3) write files and the manifest; (4) put-if-absent ``_log/<N>.json``. Until step 4 succeeds,
 readers see nothing of version N.
 """
@@ -20,6 +21,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +35,9 @@ from datashare.exceptions import ReleaseError, VersionConflict
 log = logging.getLogger(__name__)
 
 MAX_CLAIM_ATTEMPTS = 20
+DEFAULT_CLAIM_TIMEOUT_S = 600.0
+"""A claim older than this with no commit record belongs to a run that died."""
+CLAIM_POLL_S = 0.2
 
 
 def dumps(obj: Any) -> bytes:
@@ -114,8 +120,13 @@ class Finding:
 class ReleaseStore:
     """Releases of every dataset in one backend."""
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, *, claim_timeout_s: float | None = None) -> None:
         self.backend = backend
+        self.claim_timeout_s = (
+            claim_timeout_s
+            if claim_timeout_s is not None
+            else float(os.environ.get("DATASHARE_CLAIM_TIMEOUT_S", DEFAULT_CLAIM_TIMEOUT_S))
+        )
 
     @classmethod
     def local(cls, root: Path) -> ReleaseStore:
@@ -175,6 +186,33 @@ class ReleaseStore:
         out = [json.loads(self.backend.get_bytes(k)) for k in self.backend.list(f"{dataset_id}/_runs")]
         return sorted(out, key=lambda r: r.get("finished_at", ""))
 
+    def _wait_for(self, dataset_id: str, version: int) -> bool:
+        """Wait while another run holds the claim on ``version``: True once it commits, False if it is abandoned.
+
+        Release N+1 must chain to N, so a writer cannot go past a version being committed; it waits
+        until the claim turns into a commit record, or is older than ``claim_timeout_s``.
+        """
+        log_key = f"{dataset_id}/_log/{version}.json"
+        claim_key = f"{dataset_id}/v{version}/_claim.json"
+        while True:
+            if self.backend.exists(log_key):
+                return True
+            held = json.loads(self.backend.get_bytes(claim_key))
+            age = (
+                datetime.now(UTC) - datetime.fromisoformat(held["claimed_at"].replace("Z", "+00:00"))
+            ).total_seconds()
+            if age > self.claim_timeout_s:
+                log.warning(
+                    "%s v%s: claim by run %s is %.0f s old with no commit; skipping the version",
+                    dataset_id,
+                    version,
+                    held.get("run"),
+                    age,
+                )
+                return False
+            log.info("%s v%s is being committed by run %s; waiting", dataset_id, version, held.get("run"))
+            time.sleep(CLAIM_POLL_S)
+
     def _claim(self, dataset_id: str, version: int, run_key: str) -> bool:
         key = f"{dataset_id}/v{version}/_claim.json"
         claim = {"run": run_key, "claimed_at": _now()}
@@ -208,9 +246,9 @@ class ReleaseStore:
                 return CommitResult(dataset_id, latest.version, created=False, release=latest)
             version = (self.versions(dataset_id) or [0])[-1] + 1
             while not self._claim(dataset_id, version, run_key):
-                if self.backend.exists(f"{dataset_id}/_log/{version}.json"):
-                    break  # committed meanwhile: re-check content against it
-                version += 1
+                if self._wait_for(dataset_id, version):
+                    break  # committed meanwhile: re-check the content and the chain against it
+                version += 1  # the claim was abandoned (its run died): leave an invisible gap
             else:
                 return self._write(
                     dataset_id, version, run_key, files, manifest, validation_dir, content_sha256, latest

@@ -160,7 +160,7 @@ def test_failed_suite_publishes_nothing_and_keeps_the_report(project, tmp_path: 
     assert events[-1] == "validation_failed"
 
 
-def test_run_killed_during_commit_leaves_nothing_visible(project, tmp_path: Path) -> None:
+def test_run_killed_during_commit_leaves_nothing_visible(project, tmp_path: Path, monkeypatch) -> None:
     unit = f"sqlite:///{tmp_path / 'unit.sqlite'}"
     monitoring.generate(unit, stations=2, days=2)
     project(CONN, unit)
@@ -183,6 +183,7 @@ def test_run_killed_during_commit_leaves_nothing_visible(project, tmp_path: Path
     store = _store()
     assert store.versions(DATASET) == []  # the data files of v1 exist, but no release is visible
     assert store.backend.exists(f"{DATASET}/v1/datapackage.json")
+    monkeypatch.setenv("DATASHARE_CLAIM_TIMEOUT_S", "0.5")  # the dead run's claim is abandoned after this
     result = run_dataset(DATASET, run_id="next")
     assert result["created"]
     assert store.versions(DATASET) == [result["version"]]

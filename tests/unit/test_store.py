@@ -145,7 +145,11 @@ def test_new_content_makes_v2_chained_to_v1(tmp_path: Path, spec: DatasetSpec) -
     assert second.version == 2
     assert store.versions(DS) == [1, 2]
     v1_record_sha = sha256_bytes((root / DS / "_log" / "1.json").read_bytes())
-    expected = {"version": 1, "manifest_sha256": first.release.record["manifest_sha256"], "record_sha256": v1_record_sha}
+    expected = {
+        "version": 1,
+        "manifest_sha256": first.release.record["manifest_sha256"],
+        "record_sha256": v1_record_sha,
+    }
     assert store.record(DS, 2)["previous"] == expected
     assert store.release(DS, 2).manifest["datashare"]["previous"] == expected
     assert store.verify(DS, 1) == []
