@@ -252,6 +252,11 @@ class DatasetSpec(Strict):
         if c.sharing != Sharing.restricted and self.recipients:
             raise ValueError("recipients: only restricted datasets name recipients (others follow their class)")
         for col in self.columns:
+            if col.personal_data in (PersonalData.pseudonymise, PersonalData.mask) and col.type != ColumnType.string:
+                raise ValueError(
+                    f"columns.{col.name}.type: a {col.personal_data.value}d column is published as text; "
+                    "declare type: string (and source_type for the source's type)"
+                )
             if col.personal_data == PersonalData.keep and c.sharing != Sharing.restricted:
                 raise ValueError(
                     f"columns.{col.name}.personal_data: 'keep' publishes personal data unmasked; "

@@ -95,6 +95,30 @@ def enforce_contract(batch: pa.RecordBatch, target: pa.Schema, spec_id: str) -> 
     return pa.RecordBatch.from_arrays(arrays, schema=target)
 
 
+def protect_personal_data(batch: pa.RecordBatch, spec: DatasetSpec, key: bytes | None) -> pa.RecordBatch:
+    """Pseudonymise or mask the columns the spec marks as personal data (dropping happens in the contract)."""
+    from transforms.privacy import mask_array, pseudonymise_array
+
+    arrays = []
+    for i, field in enumerate(batch.schema):
+        col = batch.column(i)
+        handling = _handling(spec, field.name)
+        if handling == "pseudonymise":
+            col = pseudonymise_array(col, key)  # type: ignore[arg-type]
+        elif handling == "mask":
+            col = mask_array(col)
+        arrays.append(col)
+    names = batch.schema.names
+    return pa.RecordBatch.from_arrays(arrays, names=names)
+
+
+def _handling(spec: DatasetSpec, name: str) -> str:
+    for c in spec.columns:
+        if c.name == name:
+            return c.personal_data.value
+    return "none"
+
+
 def _batches(path: Path, size: int) -> Iterator[pa.RecordBatch]:
     pf = pq.ParquetFile(path)
     yield from pf.iter_batches(batch_size=size)
@@ -109,6 +133,15 @@ def transform(spec: DatasetSpec, source: Path, target: Path) -> TransformResult:
         except KeyError as exc:
             raise TransformError(f"{spec.id}: {exc.args[0]}") from None
     schema = arrow_schema(spec)
+    protected = any(c.personal_data.value in ("pseudonymise", "mask") for c in spec.columns)
+    key = None
+    if any(c.personal_data.value == "pseudonymise" for c in spec.columns):
+        from transforms.privacy import PseudonymKeyMissing, pseudonym_key
+
+        try:
+            key = pseudonym_key()
+        except PseudonymKeyMissing as exc:
+            raise TransformError(f"{spec.id}: {exc}") from None
     target.parent.mkdir(parents=True, exist_ok=True)
     rows = dups = conflicts = 0
     previous: pa.RecordBatch | None = None
@@ -125,6 +158,8 @@ def transform(spec: DatasetSpec, source: Path, target: Path) -> TransformResult:
                 previous = batch
             dups += d
             conflicts += c
+            if protected:
+                kept = protect_personal_data(kept, spec, key)
             out = enforce_contract(kept, schema, spec.id)
             writer.write(out)
             rows += out.num_rows

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import multiprocessing as mp
 from pathlib import Path
@@ -36,7 +37,7 @@ def test_appends_chain_and_verify(five: tuple[Ledger, Path]) -> None:
 
     assert [e.seq for e in entries] == [1, 2, 3, 4, 5]
     assert entries[0].body["previous_sha256"] == GENESIS
-    for before, after in zip(entries, entries[1:], strict=False):
+    for before, after in itertools.pairwise(entries):
         assert after.body["previous_sha256"] == before.sha256
     for e in entries:
         assert e.sha256 == sha256_bytes(entry_path(root, e.seq).read_bytes())

@@ -71,7 +71,7 @@ def test_nfc_text_large_strings_keep_their_type() -> None:
 
 
 def test_nfc_text_names_a_missing_column() -> None:
-    with pytest.raises(KeyError, match="nfc_text.*'ward'"):
+    with pytest.raises(KeyError, match=r"nfc_text.*'ward'"):
         nfc_text(batch(name=["a"]), columns=["ward"])
 
 
@@ -90,7 +90,7 @@ def test_null_sentinel_only_in_named_columns() -> None:
 
 
 def test_null_sentinel_names_a_missing_column() -> None:
-    with pytest.raises(KeyError, match="null_sentinel.*'o3'"):
+    with pytest.raises(KeyError, match=r"null_sentinel.*'o3'"):
         null_sentinel(batch(pm25=[1.0]), columns=["pm25", "o3"])
 
 
