@@ -50,7 +50,7 @@ def _print_release(summary: dict[str, Any], out: Any = sys.stdout) -> None:
 def _store(settings: Settings) -> Any:
     from datashare.store import ReleaseStore
 
-    return ReleaseStore.local(settings.release_root)
+    return ReleaseStore.open(settings.release_uri)
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:

@@ -45,7 +45,7 @@ def airflow_env(settings: Settings, airflow_home: Path) -> dict[str, str]:
         "AIRFLOW__LOGGING__LOGGING_LEVEL": os.environ.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING"),
         "GX_ANALYTICS_ENABLED": "false",
         "DATASHARE_HOME": str(settings.home),
-        "DATASHARE_RELEASE_ROOT": str(settings.release_root),
+        "DATASHARE_RELEASE_ROOT": settings.release_uri,
     }
 
 
@@ -108,7 +108,7 @@ def report(settings: Settings, dataset_id: str, state: str, run_id: str) -> int:
     from datashare.pipeline import run_key_of
     from datashare.store import ReleaseStore
 
-    store = ReleaseStore.local(settings.release_root)
+    store = ReleaseStore.open(settings.release_uri)
     key = f"{dataset_id}/_runs/{run_key_of(run_id)}.json"
     if state != "success" or not store.backend.exists(key):
         print(f"\nThe DAG run {run_id} ended in state {state!r}; nothing new was published.")

@@ -61,7 +61,7 @@ class RunContext:
     @property
     def store(self) -> ReleaseStore:
         """The release store."""
-        return ReleaseStore.local(self.settings.release_root)
+        return ReleaseStore.open(self.settings.release_uri)
 
     @property
     def ledger(self) -> Ledger:
@@ -71,12 +71,11 @@ class RunContext:
     @property
     def staging(self) -> Path:
         """Scratch folder of this run."""
-        return self.settings.release_root / "_staging" / self.spec.id / self.run_key
+        return self.settings.staging_root / self.spec.id / self.run_key
 
 
-def sweep_staging(root: Path, *, max_age_s: float = STAGING_MAX_AGE_S) -> int:
-    """Remove run folders under ``_staging`` older than a day; returns how many were removed."""
-    base = root / "_staging"
+def sweep_staging(base: Path, *, max_age_s: float = STAGING_MAX_AGE_S) -> int:
+    """Remove run folders under the staging root older than a day; returns how many were removed."""
     removed = 0
     if not base.is_dir():
         return 0
@@ -95,7 +94,7 @@ def stage_extract(ctx: RunContext) -> dict[str, Any]:
     """Stream the source into staging; incremental datasets start past the latest release's cursor."""
     from datashare.extract import extract
 
-    sweep_staging(ctx.settings.release_root)
+    sweep_staging(ctx.settings.staging_root)
     latest = ctx.store.latest(ctx.spec.id)
     cursor = None
     if ctx.spec.mode.kind == "incremental" and latest is not None:

@@ -6,7 +6,8 @@ machine; production overrides come from environment variables (docker-compose se
 | variable | default | meaning |
 |---|---|---|
 | ``DATASHARE_HOME`` | the project folder | where ``dags/datasets`` and ``expectations`` are |
-| ``DATASHARE_RELEASE_ROOT`` | ``<home>/var/releases`` | release store root |
+| ``DATASHARE_RELEASE_ROOT`` | ``<home>/var/releases`` | release store: a folder, or ``s3://bucket/prefix`` |
+| ``DATASHARE_STAGING_DIR`` | ``<root>/_staging`` (``<home>/var/staging`` for S3) | local scratch of runs |
 | ``DATASHARE_SHARE_CONN_ID`` | ``datashare_share`` | Airflow connection of the SQL share |
 | ``DATASHARE_SHARE_SCHEMA`` | ``datashare`` | PostgreSQL schema of the SQL share |
 
@@ -33,12 +34,26 @@ class Settings:
 
     home: Path
     """Project folder holding ``dags/datasets`` and ``expectations``."""
-    release_root: Path
-    """Root folder of the release store."""
+    release_uri: str
+    """Release store: a local folder or ``s3://bucket/prefix``."""
+    staging_root: Path
+    """Local scratch folder of runs (swept when older than a day)."""
     share_conn_id: str
     """Airflow connection id of the SQL share."""
     share_schema: str
     """Schema of the SQL share (PostgreSQL)."""
+
+    @property
+    def release_root(self) -> Path:
+        """The release store's folder; only for a local store."""
+        if self.release_uri.startswith("s3://"):
+            raise ConfigError(f"the release store {self.release_uri} is not a local folder")
+        return Path(self.release_uri)
+
+    @property
+    def recipients_file(self) -> Path:
+        """The recipients registry."""
+        return self.home / "config" / "recipients.yaml"
 
     @property
     def datasets_dir(self) -> Path:
@@ -71,10 +86,16 @@ class Settings:
     def from_env(cls) -> Settings:
         """Read the settings from the environment, with embedded defaults."""
         home = Path(os.environ.get("DATASHARE_HOME", PROJECT_HOME)).resolve()
-        root = Path(os.environ.get("DATASHARE_RELEASE_ROOT", home / "var" / "releases")).resolve()
+        root = os.environ.get("DATASHARE_RELEASE_ROOT", str(home / "var" / "releases"))
+        if root.startswith("s3://"):
+            staging = Path(os.environ.get("DATASHARE_STAGING_DIR", home / "var" / "staging"))
+        else:
+            root = str(Path(root).resolve())
+            staging = Path(os.environ.get("DATASHARE_STAGING_DIR", Path(root) / "_staging"))
         return cls(
             home=home,
-            release_root=root,
+            release_uri=root,
+            staging_root=staging.resolve(),
             share_conn_id=os.environ.get("DATASHARE_SHARE_CONN_ID", "datashare_share"),
             share_schema=os.environ.get("DATASHARE_SHARE_SCHEMA", "datashare"),
         )

@@ -133,6 +133,15 @@ class ReleaseStore:
         """A store in a local directory."""
         return cls(LocalBackend(root))
 
+    @classmethod
+    def open(cls, uri: str) -> ReleaseStore:
+        """A store from its URI: a local folder, or ``s3://bucket/prefix`` (endpoint from the environment)."""
+        if uri.startswith("s3://"):
+            from datashare.s3 import S3Backend
+
+            return cls(S3Backend.from_uri(uri))
+        return cls.local(Path(uri))
+
     # -- reading ---------------------------------------------------------------------------
 
     def versions(self, dataset_id: str) -> list[int]:

@@ -101,7 +101,7 @@ def test_dag_runs_v1_then_nothing_new_then_v2(airflow_db: Path, project, postgre
     monitoring.generate(postgres_db, stations=3, days=2)
     project("monre_monitoring", postgres_db)
     monkeypatch.setenv("AIRFLOW_CONN_DATASHARE_SHARE", connection_env_value(postgres_db))
-    store = ReleaseStore.local(Settings.from_env().release_root)
+    store = ReleaseStore.open(Settings.from_env().release_uri)
 
     dr, states = _run()
     assert dr.state == "success", states
@@ -138,7 +138,7 @@ def test_dag_runs_v1_then_nothing_new_then_v2(airflow_db: Path, project, postgre
 
 def test_dag_with_refused_source_retries_then_fails_publishing_nothing(airflow_db: Path, project) -> None:
     project("monre_monitoring", "postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
-    store = ReleaseStore.local(Settings.from_env().release_root)
+    store = ReleaseStore.open(Settings.from_env().release_uri)
     dr, states = _run()
     assert dr.state == "failed"
     extract = next(ti for ti in dr.get_task_instances() if ti.task_id == "extract")

@@ -24,7 +24,7 @@ CONN = "monre_monitoring"
 
 
 def _store() -> ReleaseStore:
-    return ReleaseStore.local(Settings.from_env().release_root)
+    return ReleaseStore.open(Settings.from_env().release_uri)
 
 
 def _share_rows(url: str, view: str) -> int:
