@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from dataclasses import asdict, dataclass
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from sqlalchemy.engine import URL, make_url
 
@@ -165,3 +166,46 @@ def connection_env_value(url: str) -> str:
 def redact(url: str | URL) -> str:
     """A URL string with its password hidden."""
     return make_url(str(url) if isinstance(url, URL) else url).render_as_string(hide_password=True)
+
+
+def connection_fields(conn_id: str) -> dict[str, Any] | None:
+    """Every field of a connection, ``extra`` parsed into a dict; None when it is not defined.
+
+    For connections that are not databases (the alert webhook or mail server): environment first
+    (``AIRFLOW_CONN_<ID>``, JSON or URI form, URI query parameters become ``extra``), then Airflow.
+    """
+    value = os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}")
+    if value:
+        info = _parse_env_value(conn_id, value)
+        extra: Any = {}
+        if value.strip().startswith("{"):
+            extra = json.loads(value).get("extra") or {}
+        else:
+            extra = dict(parse_qsl(urlsplit(value.strip()).query))
+        if isinstance(extra, str):
+            try:
+                extra = json.loads(extra) if extra.strip() else {}
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"connection {conn_id!r}: 'extra' is not valid JSON: {exc}") from None
+        if not isinstance(extra, dict):
+            raise ConfigError(f"connection {conn_id!r}: 'extra' must be a JSON object")
+        return {**asdict(info), "extra": extra}
+    try:
+        from airflow.sdk import BaseHook
+    except ImportError:  # the engine runs without Airflow too
+        return None
+    try:
+        conn = BaseHook.get_connection(conn_id)
+    except Exception as exc:
+        log.debug("Airflow has no connection %s: %s", conn_id, exc)
+        return None
+    return {
+        "conn_id": conn_id,
+        "conn_type": (conn.conn_type or "").replace("-", "_"),
+        "host": conn.host or "",
+        "login": conn.login,
+        "password": conn.password,
+        "port": conn.port,
+        "schema": conn.schema or "",
+        "extra": conn.extra_dejson or {},
+    }

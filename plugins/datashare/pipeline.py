@@ -131,31 +131,42 @@ def stage_transform(ctx: RunContext, extracted: dict[str, Any]) -> dict[str, Any
 
 
 def stage_validate(ctx: RunContext, transformed: dict[str, Any]) -> dict[str, Any]:
-    """Run the suite; store the report whatever the verdict; fail the run if the suite fails."""
+    """Run the suite; quarantine rows that break row-level rules within the threshold; store the report either way."""
     from datashare.validation import validate_parquet
 
     if transformed["path"] is None:
-        return {"skipped": True, "success": True, "summary": None, "report": None}
+        return {"skipped": True, "success": True, "summary": None, "report": None, "path": None}
     out_dir = ctx.staging / "validation"
     if out_dir.exists():
         shutil.rmtree(out_dir)
-    outcome = validate_parquet(
-        [Path(transformed["path"])],
-        ctx.settings.expectations_dir / f"{ctx.spec.suite_name}.json",
-        dataset_id=ctx.spec.id,
-        run_id=ctx.run_key,
-        out_dir=out_dir,
-        title_vi=ctx.spec.title.vi,
-        title_en=ctx.spec.title.en,
-    )
+    suite = ctx.settings.expectations_dir / f"{ctx.spec.suite_name}.json"
+    args = {
+        "dataset_id": ctx.spec.id,
+        "run_id": ctx.run_key,
+        "out_dir": out_dir,
+        "title_vi": ctx.spec.title.vi,
+        "title_en": ctx.spec.title.en,
+    }
+    path = Path(transformed["path"])
+    threshold = ctx.spec.quarantine.max_share
+    outcome = validate_parquet([path], suite, collect_indices=threshold > 0, **args)
+    if not outcome.success and threshold > 0:
+        path, outcome = _quarantine(ctx, path, outcome, threshold, suite, args)
     prefix = ctx.store.save_validation(ctx.spec.id, ctx.run_key, out_dir)
     summary = outcome.summary()
     event = "validation_passed" if outcome.success else "validation_failed"
     ctx.ledger.append(event, dataset_id=ctx.spec.id, run=ctx.run_key, report=f"{prefix}/report.html", summary=summary)
     if not outcome.success:
         failed = ", ".join(f"{r.rule} ({r.unexpected_count} rows)" for r in outcome.rules if not r.success)
+        extra = ""
+        if outcome.quarantine and outcome.quarantine.get("over_threshold"):
+            q = outcome.quarantine
+            extra = (
+                f" Row-level failures in {q['rows']} rows ({q['share']:.2%}) exceed the quarantine threshold"
+                f" {threshold:.2%}."
+            )
         raise ValidationFailed(
-            f"{ctx.spec.id}: validation failed on {outcome.failed} of {outcome.evaluated} rules: {failed}. "
+            f"{ctx.spec.id}: validation failed on {outcome.failed} of {outcome.evaluated} rules: {failed}.{extra} "
             f"Nothing was published; report: {ctx.store.backend.describe(prefix + '/report.html')}"
         )
     return {
@@ -164,7 +175,50 @@ def stage_validate(ctx: RunContext, transformed: dict[str, Any]) -> dict[str, An
         "summary": summary,
         "report": f"{prefix}/report.html",
         "dir": str(out_dir),
+        "path": str(path),
+        "rows": outcome.rows,
     }
+
+
+def _quarantine(
+    ctx: RunContext, path: Path, outcome: Any, threshold: float, suite: Path, args: dict[str, Any]
+) -> tuple[Path, Any]:
+    """Set aside rows failing row-level rules if the share allows, then validate what is left."""
+    from datashare.quarantine import split_rows
+    from datashare.validation import is_row_level, validate_parquet
+
+    failed = [r for r in outcome.rules if not r.success]
+    row_level = all(is_row_level(r.expectation_type) and r.unexpected_index is not None and not r.error for r in failed)
+    if not row_level:
+        return path, outcome  # a table-level failure always fails the run
+    indices = {r.rule: r.unexpected_index for r in failed}
+    bad_rows = len({i for idx in indices.values() for i in idx})
+    share = bad_rows / outcome.rows if outcome.rows else 1.0
+    info: dict[str, Any] = {
+        "rows": bad_rows,
+        "share": share,
+        "threshold": threshold,
+        "by_rule": {rule: len(set(idx)) for rule, idx in indices.items()},
+        "over_threshold": share > threshold,
+    }
+    if share > threshold:
+        from dataclasses import replace
+
+        return path, replace(outcome, quarantine=info)
+    folder = ctx.staging / "quarantine"
+    folder.mkdir(parents=True, exist_ok=True)
+    split = split_rows(path, indices, folder / "kept.parquet", folder / "rows.parquet")
+    key = f"_quarantine/{ctx.spec.id}/{ctx.run_key}"
+    ctx.store.backend.put_file(f"{key}/rows.parquet", split.rejected)
+    info["location"] = ctx.store.backend.describe(key)
+    log.warning(
+        "%s: quarantined %s rows (%.3f%%, threshold %.3f%%): %s",
+        ctx.spec.id, bad_rows, 100 * share, 100 * threshold, info["by_rule"],
+    )  # fmt: skip
+    if share > threshold / 2:
+        log.warning("%s: quarantine is over half its threshold", ctx.spec.id)
+    shutil.rmtree(args["out_dir"], ignore_errors=True)
+    return split.kept, validate_parquet([split.kept], suite, quarantine=info, **args)
 
 
 def _reuse_or_filter(ctx: RunContext, latest: Release, delta_path: Path) -> list[DataFile]:
@@ -208,7 +262,7 @@ def stage_commit(
         assert latest is not None
         log.info("%s: no rows past cursor %s; no new version", ctx.spec.id, extracted["cursor_from"])
         return _commit_ref(latest, created=False, reason="no new rows past the cursor")
-    staged = Path(transformed["path"])
+    staged = Path(validated["path"])
     incremental_base = ctx.spec.mode.kind == "incremental" and latest is not None
     files = _reuse_or_filter(ctx, latest, staged) if incremental_base else []  # type: ignore[arg-type]
     files.append(DataFile.from_path(staged, f"part-{len(files):05d}.parquet", parquet_rows(staged)))

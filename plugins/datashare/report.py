@@ -290,6 +290,25 @@ def _rule_row(number: int, rule: RuleResult) -> str:
     )
 
 
+def _quarantine_section(quarantine: Mapping[str, Any] | None) -> str:
+    """Rows set aside before validation, per rule; empty when none were."""
+    if not quarantine or not quarantine.get("rows"):
+        return ""
+    share = f"{100 * float(quarantine['share']):.3f}%"
+    limit = f"{100 * float(quarantine['threshold']):.3f}%"
+    items = "".join(
+        f"<tr><td><code>{_e(rule)}</code></td><td>{_e(count)}</td></tr>"
+        for rule, count in sorted(quarantine.get("by_rule", {}).items())
+    )
+    intro = _bi(
+        f"{quarantine['rows']} dòng ({share}, ngưỡng {limit}) vi phạm quy tắc theo dòng: đã cách ly, không công bố.",
+        f"{quarantine['rows']} rows ({share}, threshold {limit}) broke row-level rules: quarantined, not published.",
+    )
+    head = f"<tr><th>{_bi('Quy tắc', 'Rule')}</th><th>{_bi('Số dòng', 'Rows')}</th></tr>"
+    where = f"<p><code>{_e(quarantine.get('location', ''))}</code></p>"
+    return f"<h2>{_bi('Dòng bị cách ly', 'Quarantined rows')}</h2>\n<p>{intro}</p>\n<table>{head}{items}</table>{where}"
+
+
 def render_report(outcome: ValidationOutcome) -> str:
     """The whole report page of one validation outcome."""
     verdict_class, verdict = ("pass", "ĐẠT / PASSED") if outcome.success else ("fail", "KHÔNG ĐẠT / FAILED")
@@ -319,6 +338,7 @@ def render_report(outcome: ValidationOutcome) -> str:
     ]  # fmt: skip
     head_html = "".join(f"<th>{_e(vi)}</th>" if vi == en else f"<th>{_bi(vi, en)}</th>" for vi, en in headers)
     rows_html = "\n".join(_rule_row(i, r) for i, r in enumerate(outcome.rules, start=1))
+    quarantine_html = _quarantine_section(outcome.quarantine)
     return f"""<!DOCTYPE html>
 <html lang="vi">
 <head>
@@ -336,6 +356,7 @@ def render_report(outcome: ValidationOutcome) -> str:
 {facts_html}
 </dl>
 {failed_html}
+{quarantine_html}
 <h2>{_bi("Các quy tắc đã kiểm tra", "Rules checked")}</h2>
 <table>
 <thead><tr>{head_html}</tr></thead>

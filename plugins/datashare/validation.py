@@ -17,7 +17,7 @@ import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
@@ -35,6 +35,17 @@ log = logging.getLogger(__name__)
 RESULT_FORMAT: dict[str, Any] = {"result_format": "SUMMARY", "partial_unexpected_count": 10}
 """Counts plus at most ten sample values per rule: enough to explain a failure, small enough to ship."""
 SAMPLE_SIZE = 10
+RESULT_FORMAT_COMPLETE: dict[str, Any] = {"result_format": "COMPLETE", "partial_unexpected_count": 10}
+"""Also the index of every unexpected row, so row-level failures can be quarantined; stripped before saving."""
+_BULKY = ("unexpected_list", "unexpected_index_list", "unexpected_index_query", "partial_unexpected_index_list")
+
+
+def is_row_level(expectation_type: str) -> bool:
+    """Whether a rule judges rows one at a time (so failing rows can be quarantined).
+
+    Column-map rules are row-level; uniqueness, row counts, aggregates and freshness judge the table.
+    """
+    return expectation_type.startswith("expect_column_values_to_") and "unique" not in expectation_type
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,8 @@ class RuleResult:
     """What a table- or aggregate-level rule measured (e.g. the row count)."""
     error: str | None = None
     """Message of the exception GX caught while evaluating the rule (e.g. a missing column)."""
+    unexpected_index: tuple[int, ...] | None = None
+    """Positions of the failing rows (row-level rules, when indices were asked for); never saved."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +96,8 @@ class ValidationOutcome:
     title_en: str = ""
     validated_at: datetime | None = None
     """When the suite ran (UTC); shown in the report, kept out of :meth:`summary` on purpose."""
+    quarantine: dict[str, Any] | None = None
+    """Rows set aside before this validation: rows, share, threshold and counts per rule."""
 
     @property
     def failed_rules(self) -> list[str]:
@@ -100,6 +115,7 @@ class ValidationOutcome:
             "failed_rules": self.failed_rules,
             "suite_name": self.suite_name,
             "gx_version": self.gx_version,
+            "quarantine": self.quarantine,
         }
 
 
@@ -167,8 +183,13 @@ def validate_parquet(
     out_dir: Path,
     title_vi: str = "",
     title_en: str = "",
+    collect_indices: bool = False,
+    quarantine: dict[str, Any] | None = None,
 ) -> ValidationOutcome:
     """Run the suite over the Parquet files and write ``result.json`` and ``report.html`` to ``out_dir``.
+
+    ``collect_indices`` keeps the positions of failing rows of row-level rules (for quarantine);
+    ``quarantine`` describes rows already set aside, shown in the report and the summary.
 
     Returns the outcome whatever the verdict; raises :class:`SuiteError` for a broken suite file and
     :class:`ContractError` for a Parquet file that cannot be read or does not match the others.
@@ -188,11 +209,16 @@ def validate_parquet(
     )
     batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
     validated_at = datetime.now(UTC).replace(microsecond=0)
-    result = _json_safe(batch.validate(suite, result_format=RESULT_FORMAT).to_json_dict())
+    result_format = RESULT_FORMAT_COMPLETE if collect_indices else RESULT_FORMAT
+    result = _json_safe(batch.validate(suite, result_format=result_format).to_json_dict())
 
     order = {e.id: i for i, e in enumerate(suite.expectations)}
     ordered = sorted(result["results"], key=lambda r: order.get(r["expectation_config"].get("id"), len(order)))
-    rules = _rule_results(ordered)
+    indices = [_pop_bulky(r) for r in ordered]
+    rules = tuple(
+        replace(rule, unexpected_index=idx) if idx is not None and is_row_level(rule.expectation_type) else rule
+        for rule, idx in zip(_rule_results(ordered), indices, strict=True)
+    )
     out_dir = Path(out_dir)
     outcome = ValidationOutcome(
         dataset_id=dataset_id,
@@ -210,6 +236,7 @@ def validate_parquet(
         title_vi=title_vi,
         title_en=title_en,
         validated_at=validated_at,
+        quarantine=quarantine,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_text(outcome.result_path, json.dumps(result, sort_keys=True, indent=2, ensure_ascii=False) + "\n")
@@ -260,6 +287,17 @@ def _read_frame(paths: Sequence[Path], suite: ExpectationSuite) -> pd.DataFrame:
         pa.uint32(): pd.UInt32Dtype(), pa.uint64(): pd.UInt64Dtype(),
     }  # fmt: skip
     return table.to_pandas(types_mapper=integer_types.get)
+
+
+def _pop_bulky(result: dict[str, Any]) -> tuple[int, ...] | None:
+    """Remove per-row lists from a rule's result (kept out of result.json); return the row positions."""
+    res = result.get("result") or {}
+    index = res.get("unexpected_index_list")
+    for key in _BULKY:
+        res.pop(key, None)
+    if not isinstance(index, list):
+        return None
+    return tuple(int(i) for i in index if isinstance(i, int) or (isinstance(i, str) and i.isdigit()))
 
 
 def _write_text(path: Path, text: str) -> None:

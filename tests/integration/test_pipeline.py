@@ -191,3 +191,27 @@ def test_run_killed_during_commit_leaves_nothing_visible(project, tmp_path: Path
     retry = run_dataset(DATASET, run_id="doomed")  # a retry of the killed run finds the content already released
     assert not retry["created"]
     assert json.loads(store.backend.get_bytes(f"{DATASET}/_log/{result['version']}.json"))["run"] == "next"
+
+
+def test_rows_breaking_row_level_rules_are_quarantined_within_threshold(project, tmp_path: Path) -> None:
+    unit = f"sqlite:///{tmp_path / 'unit.sqlite'}"
+    monitoring.generate(unit, stations=4, days=3)
+    project(CONN, unit)
+    engine = sa.create_engine(unit)
+    with engine.begin() as conn:  # two impossible readings, well under the spec's 1% threshold
+        ids = conn.execute(sa.text("SELECT id FROM air_observations ORDER BY id LIMIT 2")).scalars().all()
+        conn.execute(sa.text("UPDATE air_observations SET pm25 = 5000 WHERE id IN (:a, :b)"), {"a": ids[0], "b": ids[1]})
+    engine.dispose()
+    result = run_dataset(DATASET, run_id="dirty")
+    assert result["created"] and result["rows"] == _distinct_keys(unit) - 2
+    store = _store()
+    validation = store.release(DATASET, 1).manifest["datashare"]["validation"]
+    assert validation["success"] and validation["quarantine"]["rows"] == 2
+    assert validation["quarantine"]["by_rule"] == {"expect_column_values_to_be_between:pm25": 2}
+    rows = pq.read_table(Path(store.backend.describe(f"_quarantine/{DATASET}/dirty/rows.parquet")))
+    assert rows.num_rows == 2 and set(rows["pm25"].to_pylist()) == {5000.0}
+    assert rows["_rules"].to_pylist() == ["expect_column_values_to_be_between:pm25"] * 2
+    published = pq.read_table(Path(store.backend.describe(f"{DATASET}/v1/data/part-00000.parquet")))
+    assert 5000.0 not in published["pm25"].to_pylist()
+    report = Path(store.backend.describe(f"{DATASET}/v1/validation/report.html")).read_text(encoding="utf-8")
+    assert "Quarantined rows" in report and "expect_column_values_to_be_between:pm25" in report

@@ -456,7 +456,7 @@ def _leave_claim(root: Path, version: int, run_key: str, claimed_at: str = "2025
 
 
 def _just_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def test_commit_after_a_killed_run_skips_its_version(tmp_path: Path, spec: DatasetSpec) -> None:
@@ -481,12 +481,13 @@ def test_commit_after_a_killed_run_skips_its_version(tmp_path: Path, spec: Datas
 def test_a_fresh_claim_is_waited_for_until_the_claim_timeout(tmp_path: Path, spec: DatasetSpec) -> None:
     root = tmp_path / "store"
     _leave_claim(root, 1, "dead", claimed_at=_just_now())
-    store = ReleaseStore(LocalBackend(root), claim_timeout_s=0.3)
+    store = ReleaseStore(LocalBackend(root), claim_timeout_s=0.5)
+    staged = stage(spec, tmp_path / "s", seed=1, run_key="next")
 
     started = time.monotonic()
-    result = commit(store, stage(spec, tmp_path / "s", seed=1, run_key="next"))
+    result = commit(store, staged)
 
-    assert time.monotonic() - started >= 0.3
+    assert time.monotonic() - started >= 0.4  # waited for the claim to age past the timeout
     assert (result.version, result.created) == (2, True)
     assert store.versions(DS) == [2]
 
