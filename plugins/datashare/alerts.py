@@ -164,7 +164,12 @@ def stale_message(
         rule="freshness.max_age_hours",
         subject=f"[datashare] {dataset_id}: data is {age_h:.1f} h old (limit {max_age_hours:g} h)",
         text=f"{vi}\n\n{en}",
-        numbers={"age_hours": round(age_h, 3), "max_age_hours": max_age_hours, "newest": when, "measured_by": measured_by},
+        numbers={
+            "age_hours": round(age_h, 3),
+            "max_age_hours": max_age_hours,
+            "newest": when,
+            "measured_by": measured_by,
+        },
     )
 
 
@@ -197,7 +202,9 @@ def newest_data_time(release: Release) -> tuple[datetime, str]:
     return committed, "committed_at"
 
 
-def freshness_message(spec: DatasetSpec, release: Release | None, *, now: datetime | None = None) -> AlertMessage | None:
+def freshness_message(
+    spec: DatasetSpec, release: Release | None, *, now: datetime | None = None
+) -> AlertMessage | None:
     """An alert when the dataset's newest release is older than its freshness allows (or it has none)."""
     now = now or datetime.now(UTC)
     limit = spec.freshness.max_age_hours

@@ -132,6 +132,15 @@ class TransformStep(Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Registered transform name.")
     args: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the transform.")
 
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        from transforms.registry import TRANSFORMS  # a dict of import paths: no transform code is imported
+
+        if value not in TRANSFORMS:
+            raise ValueError(f"unknown transform {value!r}; registered: {sorted(TRANSFORMS)}")
+        return value
+
 
 class Quarantine(Strict):
     """Row-level rejects allowed before the run fails."""
@@ -260,7 +269,7 @@ class DatasetSpec(Strict):
             if col.personal_data == PersonalData.keep and c.sharing != Sharing.restricted:
                 raise ValueError(
                     f"columns.{col.name}.personal_data: 'keep' publishes personal data unmasked; "
-                    f"not allowed for a {c.sharing.value} dataset"
+                    f"not allowed for the {c.sharing.value} dataset"
                 )
         if not (self.publish.parquet or self.publish.sql):
             raise ValueError("publish: at least one target (parquet or sql) must be on")
@@ -304,6 +313,8 @@ def parse_spec(data: Any, *, source: str) -> DatasetSpec:
         for err in exc.errors():
             field = _field_path(tuple(err["loc"]), data)
             msg = err["msg"].removeprefix("Value error, ")
+            if not err["loc"] and ": " in msg:  # whole-spec checks name their field first
+                field, msg = msg.split(": ", 1)
             if err["type"] == "extra_forbidden":
                 msg = "unknown field (check the spelling; see docs/spec.md for the fields)"
             elif err["type"] == "missing":

@@ -145,13 +145,16 @@ class ReleaseStore:
     # -- reading ---------------------------------------------------------------------------
 
     def versions(self, dataset_id: str) -> list[int]:
-        """Committed versions, ascending."""
+        """Committed versions, ascending (versions skipped after a dead run's claim are not releases)."""
         out = []
+        skipped = set()
         for key in self.backend.list(f"{dataset_id}/_log"):
-            stem = key.rsplit("/", 1)[-1].removesuffix(".json")
-            if stem.isdigit():
-                out.append(int(stem))
-        return sorted(out)
+            stem = key.rsplit("/", 1)[-1]
+            if stem.endswith(".json") and stem.removesuffix(".json").isdigit():
+                out.append(int(stem.removesuffix(".json")))
+            elif stem.endswith(".skipped") and stem.removesuffix(".skipped").isdigit():
+                skipped.add(int(stem.removesuffix(".skipped")))
+        return sorted(v for v in out if v not in skipped)
 
     def datasets(self) -> list[str]:
         """Dataset ids with at least one committed release."""
@@ -205,26 +208,47 @@ class ReleaseStore:
         claim_key = f"{dataset_id}/v{version}/_claim.json"
         while True:
             if self.backend.exists(log_key):
-                return True
+                return not json.loads(self.backend.get_bytes(log_key)).get("skipped")
             held = json.loads(self.backend.get_bytes(claim_key))
             age = (
                 datetime.now(UTC) - datetime.fromisoformat(held["claimed_at"].replace("Z", "+00:00"))
             ).total_seconds()
             if age > self.claim_timeout_s:
-                log.warning(
-                    "%s v%s: claim by run %s is %.0f s old with no commit; skipping the version",
-                    dataset_id,
-                    version,
-                    held.get("run"),
-                    age,
-                )
-                return False
+                return self._skip(dataset_id, version, held)
             log.info("%s v%s is being committed by run %s; waiting", dataset_id, version, held.get("run"))
             time.sleep(CLAIM_POLL_S)
 
+    def _skip(self, dataset_id: str, version: int, held: dict[str, Any]) -> bool:
+        """Close an abandoned version for good: a tombstone in place of its commit record.
+
+        If the claim holder was only slow, not dead, its own put-if-absent of the commit record now
+        fails (``VersionConflict``, retried), so the chain cannot fork. Returns True when the holder
+        committed after all, False once the version is skipped.
+        """
+        tombstone = {
+            "dataset_id": dataset_id,
+            "version": version,
+            "skipped": True,
+            "claimed_by": held.get("run"),
+            "skipped_at": _now(),
+        }
+        if not self.backend.put_if_absent(f"{dataset_id}/_log/{version}.json", dumps(tombstone)):
+            record = json.loads(self.backend.get_bytes(f"{dataset_id}/_log/{version}.json"))
+            if not record.get("skipped"):
+                return True
+        self.backend.put_bytes(f"{dataset_id}/_log/{version}.skipped", dumps(tombstone))
+        log.warning(
+            "%s v%s: claim by run %s had no commit within %.0f s; version skipped",
+            dataset_id,
+            version,
+            held.get("run"),
+            self.claim_timeout_s,
+        )
+        return False
+
     def _claim(self, dataset_id: str, version: int, run_key: str) -> bool:
         key = f"{dataset_id}/v{version}/_claim.json"
-        claim = {"run": run_key, "claimed_at": _now()}
+        claim = {"run": run_key, "claimed_at": datetime.now(UTC).isoformat().replace("+00:00", "Z")}
         if self.backend.put_if_absent(key, dumps(claim)):
             return True
         held = json.loads(self.backend.get_bytes(key))
@@ -257,7 +281,7 @@ class ReleaseStore:
             while not self._claim(dataset_id, version, run_key):
                 if self._wait_for(dataset_id, version):
                     break  # committed meanwhile: re-check the content and the chain against it
-                version += 1  # the claim was abandoned (its run died): leave an invisible gap
+                version += 1  # the claim was abandoned (its run died): an invisible gap
             else:
                 return self._write(
                     dataset_id, version, run_key, files, manifest, validation_dir, content_sha256, latest

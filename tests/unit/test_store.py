@@ -429,10 +429,6 @@ def test_a_writer_waits_for_a_pending_commit_and_chains_to_it(tmp_path: Path, sp
     assert store.verify(DS, 2) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reported: a live writer slower than the claim timeout still commits the version that others skipped",
-)
 def test_a_writer_slower_than_the_claim_timeout_does_not_fork_the_chain(tmp_path: Path, spec: DatasetSpec) -> None:
     """A (claim 0.2 s old, upload still going) is taken for dead by B, which commits v2; A must not commit v1 then."""
     store, results = _overtake(tmp_path, spec, seed_a=1, seed_b=2, claim_timeout_s=0.2, pause=JOIN_TIMEOUT)

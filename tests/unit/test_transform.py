@@ -241,8 +241,13 @@ def test_transform_drops_a_duplicate_across_read_batches(tmp_path: Path, spec: D
     assert pq.read_metadata(result.path).num_rows == 1000
 
 
-def test_unknown_transform_is_named(tmp_path: Path, spec: DatasetSpec) -> None:
-    bad = spec.model_copy(update={"transforms": [*spec.transforms, TransformStep(name="no_such_transform")]})
+def test_unknown_transform_is_refused_at_load_and_named_at_run(tmp_path: Path, spec: DatasetSpec) -> None:
+    with pytest.raises(ValueError, match="unknown transform 'no_such_transform'"):
+        TransformStep(name="no_such_transform")  # a spec naming it does not load
+    # A registry changed after the spec was loaded is still caught at run time, naming the transform.
+    bad = spec.model_copy(
+        update={"transforms": [*spec.transforms, TransformStep.model_construct(name="no_such_transform", args={})]}
+    )
     source = write_raw(tmp_path / "raw.parquet", [raw_row("HN01", 1)])
 
     with pytest.raises(TransformError, match="air_quality_hourly: unknown transform 'no_such_transform'"):

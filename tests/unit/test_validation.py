@@ -166,6 +166,7 @@ def test_passing_table_passes(passing):
         "failed_rules": [],
         "suite_name": "air_quality_hourly",
         "gx_version": "1.24.1",
+        "quarantine": None,
     }
 
 

@@ -1,0 +1,197 @@
+"""Vietnamese and English words of the catalog, the language choice, and numbers as each language writes them.
+
+Vietnamese is the default. ``?lang=en`` (or ``?lang=vi``) switches, and the choice is kept in the
+``ds_lang`` cookie so that following a link keeps the language without JavaScript.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import UTC, datetime
+from typing import Literal
+
+Lang = Literal["vi", "en"]
+LANGS: tuple[Lang, ...] = ("vi", "en")
+DEFAULT_LANG: Lang = "vi"
+LANG_COOKIE = "ds_lang"
+
+STRINGS: dict[str, tuple[str, str]] = {
+    "catalog": ("Danh mục dữ liệu", "Data catalog"),
+    "ministry": ("Bộ Nông nghiệp và Môi trường", "Ministry of Agriculture and Environment"),
+    "catalog_intro": (
+        "Dữ liệu dùng chung, dữ liệu mở và dữ liệu dùng riêng của các đơn vị, theo từng phiên bản đã kiểm tra.",
+        "Shared, open and restricted data of the units, as validated, numbered releases.",
+    ),
+    "datasets": ("Bộ dữ liệu", "Datasets"),
+    "search": ("Tìm kiếm", "Search"),
+    "search_placeholder": ("Mã, tên hoặc mô tả", "Id, title or description"),
+    "sector": ("Lĩnh vực", "Sector"),
+    "classification": ("Phân loại", "Classification"),
+    "all": ("Tất cả", "All"),
+    "filter": ("Lọc", "Filter"),
+    "title": ("Tên", "Title"),
+    "latest_version": ("Phiên bản mới nhất", "Latest version"),
+    "freshness": ("Độ mới", "Freshness"),
+    "quality": ("Chất lượng", "Quality"),
+    "no_release": ("Chưa có phiên bản", "No release yet"),
+    "no_results": ("Không có bộ dữ liệu nào phù hợp.", "No dataset matches."),
+    "page": ("Trang", "Page"),
+    "previous_page": ("Trang trước", "Previous page"),
+    "next_page": ("Trang sau", "Next page"),
+    "open": ("Dữ liệu mở", "Open data"),
+    "shared": ("Dữ liệu dùng chung", "Shared data"),
+    "restricted": ("Dữ liệu dùng riêng", "Restricted data"),
+    "core": ("cốt lõi", "core"),
+    "important": ("quan trọng", "important"),
+    "other": ("khác", "other"),
+    "passed": ("Đạt", "Passed"),
+    "failed": ("Không đạt", "Failed"),
+    "not_run": ("Chưa kiểm tra", "Not checked"),
+    "fresh": ("Cập nhật", "Up to date"),
+    "stale": ("Quá hạn", "Stale"),
+    "ago": ("trước", "ago"),
+    "description": ("Mô tả", "Description"),
+    "schema": ("Cấu trúc dữ liệu", "Schema"),
+    "column": ("Cột", "Column"),
+    "type": ("Kiểu", "Type"),
+    "nullable": ("Được trống", "Nullable"),
+    "unit": ("Đơn vị đo", "Unit"),
+    "personal_data": ("Dữ liệu cá nhân", "Personal data"),
+    "pd_none": ("Không", "None"),
+    "pd_pseudonymise": ("Thay bằng bí danh (HMAC)", "Pseudonymised (HMAC)"),
+    "pd_mask": ("Che một phần", "Partly masked"),
+    "pd_drop": ("Đã loại bỏ", "Removed"),
+    "pd_keep": ("Giữ nguyên (chỉ dữ liệu dùng riêng)", "Kept as is (restricted data only)"),
+    "key": ("Khóa", "Key"),
+    "yes": ("Có", "Yes"),
+    "no": ("Không", "No"),
+    "releases": ("Các phiên bản", "Releases"),
+    "version": ("Phiên bản", "Version"),
+    "committed_at": ("Ngày phát hành", "Released"),
+    "rows": ("Số dòng", "Rows"),
+    "size": ("Dung lượng", "Size"),
+    "files": ("Tệp", "Files"),
+    "file": ("Tệp", "File"),
+    "checksum": ("Mã băm SHA-256", "SHA-256 checksum"),
+    "report": ("Báo cáo kiểm tra", "Validation report"),
+    "manifest": ("Mô tả gói dữ liệu (datapackage.json)", "Data package (datapackage.json)"),
+    "download": ("Tải về", "Download"),
+    "downloads": ("Tải dữ liệu", "Downloads"),
+    "sql_view": ("Khung nhìn SQL", "SQL view"),
+    "sql_not_published": ("Không công bố qua SQL", "Not published over SQL"),
+    "licence": ("Giấy phép", "Licence"),
+    "owner_unit": ("Đơn vị sở hữu", "Owner unit"),
+    "validation": ("Kết quả kiểm tra", "Validation"),
+    "rules_evaluated": ("Số quy tắc đã kiểm tra", "Rules evaluated"),
+    "rules_passed": ("Số quy tắc đạt", "Rules passed"),
+    "rules_failed": ("Số quy tắc không đạt", "Rules failed"),
+    "quarantined": ("Dòng bị cách ly", "Quarantined rows"),
+    "suite": ("Bộ quy tắc", "Suite"),
+    "data_interval": ("Khoảng dữ liệu", "Data interval"),
+    "previous_release": ("Phiên bản trước", "Previous release"),
+    "manifest_sha256": ("Mã băm của datapackage.json", "datapackage.json SHA-256"),
+    "release": ("Phiên bản", "Release"),
+    "back_to_dataset": ("Quay lại bộ dữ liệu", "Back to the dataset"),
+    "back_to_catalog": ("Quay lại danh mục", "Back to the catalog"),
+    "login": ("Đăng nhập", "Sign in"),
+    "logout": ("Đăng xuất", "Sign out"),
+    "token": ("Mã truy cập", "Access token"),
+    "login_intro": (
+        "Nhập mã truy cập do Bộ cấp cho cơ quan của bạn để xem dữ liệu dùng chung và dữ liệu dùng riêng.",
+        "Enter the access token issued to your agency to see shared and restricted data.",
+    ),
+    "signed_in_as": ("Đang đăng nhập:", "Signed in as"),
+    "anonymous": ("Khách (chỉ dữ liệu mở)", "Guest (open data only)"),
+    "invalid_token": (
+        "Mã truy cập không hợp lệ hoặc đã bị thu hồi.",
+        "The access token is invalid or has been revoked.",
+    ),
+    "not_found": ("Không tìm thấy", "Not found"),
+    "not_found_text": (
+        "Không có bộ dữ liệu, phiên bản hoặc tệp này, hoặc bạn không có quyền xem.",
+        "There is no such dataset, release or file, or you may not see it.",
+    ),
+    "bad_request": ("Yêu cầu không hợp lệ", "Bad request"),
+    "unauthorized": ("Chưa xác thực", "Not authenticated"),
+    "language": ("Ngôn ngữ", "Language"),
+    "switch_lang": ("English", "Tiếng Việt"),
+    "api": ("API (JSON)", "API (JSON)"),
+    "dcat": ("Siêu dữ liệu DCAT-AP", "DCAT-AP metadata"),
+    "hours": ("giờ", "hours"),
+    "days": ("ngày", "days"),
+    "minutes": ("phút", "minutes"),
+}
+
+
+def t(key: str, lang: Lang) -> str:
+    """The text of ``key`` in ``lang``; an unknown key shows itself, so a gap is visible, not fatal."""
+    pair = STRINGS.get(key)
+    if pair is None:
+        return key
+    return pair[0] if lang == "vi" else pair[1]
+
+
+def other(lang: Lang) -> Lang:
+    """The language the switch link leads to."""
+    return "en" if lang == "vi" else "vi"
+
+
+def fold(text: str) -> str:
+    """Text for comparison: NFC, case-folded."""
+    return unicodedata.normalize("NFC", text).casefold()
+
+
+def strip_marks(text: str) -> str:
+    """Folded text without diacritics (``đ`` as ``d``), so that ``khong khi`` finds ``không khí``."""
+    decomposed = unicodedata.normalize("NFD", fold(text)).replace("đ", "d")
+    return unicodedata.normalize("NFC", "".join(c for c in decomposed if not unicodedata.combining(c)))
+
+
+def number(value: int | float | None, lang: Lang) -> str:
+    """Thousands separated as each language writes them: 1.234.567 (vi), 1,234,567 (en)."""
+    if value is None:
+        return "—"
+    text = f"{value:,}" if isinstance(value, int) else f"{value:,.1f}"
+    if lang == "vi":
+        text = text.replace(",", "\0").replace(".", ",").replace("\0", ".")
+    return text
+
+
+def size(n: int | None, lang: Lang) -> str:
+    """A byte count for people: 39,2 KB (vi), 39.2 KB (en)."""
+    if n is None:
+        return "—"
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{number(int(value), lang)} {unit}" if unit == "B" else f"{number(value, lang)} {unit}"
+        value /= 1000
+    return f"{n} B"  # unreachable; keeps type checkers content
+
+
+def age_hours(stamp: str | None, now: datetime | None = None) -> float | None:
+    """Hours since an ISO-8601 UTC time stamp (``...Z``)."""
+    if not stamp:
+        return None
+    then = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    return max(0.0, ((now or datetime.now(UTC)) - then).total_seconds() / 3600)
+
+
+def age(hours: float | None, lang: Lang) -> str:
+    """An age for people: ``3 giờ trước`` / ``3 hours ago``."""
+    if hours is None:
+        return "—"
+    if hours < 1:
+        amount, unit = max(1, round(hours * 60)), "minutes"
+    elif hours < 48:
+        amount, unit = round(hours), "hours"
+    else:
+        amount, unit = round(hours / 24), "days"
+    return f"{amount} {t(unit, lang)} {t('ago', lang)}"
+
+
+def when(stamp: str | None) -> str:
+    """A commit time stamp shown as ``2026-11-26 22:44 UTC``."""
+    if not stamp:
+        return "—"
+    return stamp.replace("T", " ")[:16] + " UTC"

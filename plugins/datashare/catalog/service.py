@@ -1,0 +1,443 @@
+"""The catalog's read model: which datasets, releases and files a caller may see, and what they show.
+
+Pages, the JSON API and downloads all go through :class:`Reader`, so there is one access rule
+(``datashare.access.can_read``) and one answer for "not yours": :class:`NotFound`, exactly as for an
+id that does not exist, so names of datasets a caller may not read never leak. Nothing here builds a
+storage key from user input: ids must match the spec id pattern and be a known, readable spec, and
+file names must be in the release's own list of files.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from datashare.access import Recipient, Registry, Tokens, can_read, load_registry
+from datashare.catalog import i18n
+from datashare.catalog.models import (
+    ClassificationInfo,
+    ColumnInfo,
+    DatasetDetail,
+    DatasetPage,
+    DatasetSummary,
+    FileInfo,
+    LocalText,
+    ReleaseDetail,
+    ReleaseSummary,
+    ValidationInfo,
+    Verdict,
+)
+from datashare.exceptions import ConfigError, ReleaseError
+from datashare.ledger import Entry, Ledger
+from datashare.settings import Settings
+from datashare.spec import IDENTIFIER, DatasetSpec, Sharing, load_specs
+from datashare.store import Release, ReleaseStore
+
+log = logging.getLogger(__name__)
+
+ID_RE = re.compile(IDENTIFIER.removeprefix("^").removesuffix("$"))
+MAX_PARAM = 200
+PER_PAGE = 20
+MEDIA_TYPES = {
+    ".parquet": "application/vnd.apache.parquet",
+    ".json": "application/json",
+    ".html": "text/html; charset=utf-8",
+}
+EXTRA_FILES = ("datapackage.json", "validation/report.html", "validation/result.json")
+"""Files of a release besides its data files; served only if present in the store."""
+_RELEASE_CACHE_MAX = 1024
+
+
+class CatalogError(Exception):
+    """An answer other than 200, with the status and a message safe to show to anyone."""
+
+    status = 400
+    key = "bad_request"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class BadRequest(CatalogError):
+    """Malformed input: nothing was looked up."""
+
+
+class NotFound(CatalogError):
+    """Unknown, or not readable by this caller: the two are indistinguishable on purpose."""
+
+    status = 404
+    key = "not_found"
+
+    def __init__(self) -> None:
+        super().__init__("Not found: no such dataset, release or file, or you may not see it.")
+
+
+class Unauthorized(CatalogError):
+    """A token was presented but is not valid (unknown, forged, revoked, or of an unknown recipient)."""
+
+    status = 401
+    key = "unauthorized"
+
+    def __init__(self) -> None:
+        super().__init__("The access token is invalid or has been revoked.")
+
+
+def check_id(dataset_id: str) -> str:
+    """A dataset id from a URL, refused unless it matches the spec id pattern exactly."""
+    if len(dataset_id) > MAX_PARAM or not ID_RE.fullmatch(dataset_id):
+        raise BadRequest(f"not a dataset id: ids match {IDENTIFIER}")
+    return dataset_id
+
+
+@dataclass(frozen=True)
+class ServedFile:
+    """A release file that passed every check, ready to be sent."""
+
+    dataset_id: str
+    version: int
+    name: str
+    key: str
+    media_type: str
+    sha256: str | None
+
+
+def _withdrawals() -> Callable[[Any, str], dict[int, str]]:
+    """``datashare.withdrawals.withdrawn_versions``, or a stand-in that withdraws nothing if the module is absent."""
+    try:
+        from datashare.withdrawals import withdrawn_versions
+    except ModuleNotFoundError as exc:
+        if exc.name != "datashare.withdrawals":
+            raise
+        log.warning("datashare.withdrawals is not installed: no release is treated as withdrawn")
+        return lambda _ledger, _dataset_id: {}
+    return withdrawn_versions
+
+
+class _LedgerSnapshot:
+    """The ledger read once per request; answers ``entries(dataset_id)`` like :class:`Ledger`."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+        self._all: list[Entry] | None = None
+
+    def entries(self, dataset_id: str | None = None) -> list[Entry]:
+        if self._all is None:
+            self._all = self._ledger.entries()
+        return [e for e in self._all if dataset_id is None or e.body.get("dataset_id") == dataset_id]
+
+
+class Catalog:
+    """Specs, registry and release store of one deployment; caches what is immutable or unchanged on disk."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._specs: tuple[tuple[Any, ...], dict[str, DatasetSpec]] | None = None
+        self._registry: tuple[Any, Registry] | None = None
+        self._releases: dict[tuple[str, int], Release] = {}
+        self._withdrawn = _withdrawals()
+
+    @cached_property
+    def store(self) -> ReleaseStore:
+        """The release store (opened on first use, so building the app does no I/O)."""
+        return ReleaseStore.open(self.settings.release_uri)
+
+    @property
+    def ledger(self) -> Ledger:
+        """The ledger beside the releases."""
+        return Ledger(self.store.backend)
+
+    @property
+    def tokens(self) -> Tokens:
+        """HTTP tokens kept as hashes in the store."""
+        return Tokens(self.store.backend)
+
+    def specs(self) -> dict[str, DatasetSpec]:
+        """Valid specs by id, re-read when a spec file changes; invalid files are logged and left out."""
+        folder = self.settings.datasets_dir
+        paths = sorted(folder.glob("*.yaml")) if folder.is_dir() else []
+        signature = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in paths)
+        if self._specs is None or self._specs[0] != signature:
+            specs, errors = load_specs(folder)
+            for path, err in errors.items():
+                log.error("Catalog leaves out %s: %s", path, err)
+            self._specs = (signature, specs)
+        return self._specs[1]
+
+    def registry(self) -> Registry:
+        """The recipients registry; when missing or broken, an empty one (nobody authenticates), logged."""
+        path: Path = self.settings.recipients_file
+        try:
+            stat = path.stat()
+            signature: Any = (stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            signature = None
+        if self._registry is None or self._registry[0] != signature:
+            try:
+                registry = load_registry(path)
+            except ConfigError as exc:
+                log.error("Catalog cannot load the recipients registry; no token will be accepted: %s", exc)
+                registry = Registry()
+            self._registry = (signature, registry)
+        return self._registry[1]
+
+    def recipient_of(self, token: str) -> Recipient:
+        """The registered recipient a token belongs to; :class:`Unauthorized` otherwise."""
+        code = self.tokens.lookup(token)
+        recipient = self.registry().get(code) if code else None
+        if recipient is None:
+            raise Unauthorized()
+        return recipient
+
+    def release(self, dataset_id: str, version: int) -> Release:
+        """A committed release (immutable, so cached)."""
+        cache_key = (dataset_id, version)
+        cached = self._releases.get(cache_key)
+        if cached is None:
+            cached = self.store.release(dataset_id, version)
+            if len(self._releases) >= _RELEASE_CACHE_MAX:
+                self._releases.pop(next(iter(self._releases)))
+            self._releases[cache_key] = cached
+        return cached
+
+    def reader(self, recipient: Recipient | None, base: str = "") -> Reader:
+        """What ``recipient`` (None: anonymous) may see, with links under ``base`` (the mount prefix)."""
+        return Reader(self, recipient, base)
+
+
+def verdict_of(release: Release) -> Verdict:
+    """passed / failed / not_run from the manifest's validation summary."""
+    validation = release.manifest["datashare"].get("validation") or {}
+    if not validation:
+        return "not_run"
+    return "passed" if validation.get("success") else "failed"
+
+
+def _media_type(name: str) -> str:
+    return MEDIA_TYPES.get(Path(name).suffix, "application/octet-stream")
+
+
+class Reader:
+    """The catalog as one caller sees it during one request."""
+
+    def __init__(self, catalog: Catalog, recipient: Recipient | None, base: str) -> None:
+        self.catalog = catalog
+        self.recipient = recipient
+        self.base = base.rstrip("/")
+        self._ledger = _LedgerSnapshot(catalog.ledger)
+
+    # -- access ------------------------------------------------------------------------------
+
+    def visible_specs(self) -> dict[str, DatasetSpec]:
+        """Specs the caller may read."""
+        return {i: s for i, s in self.catalog.specs().items() if can_read(self.recipient, s)}
+
+    def spec(self, dataset_id: str) -> DatasetSpec:
+        """A readable spec by id; :class:`NotFound` when unknown or not readable (the same answer)."""
+        spec = self.visible_specs().get(check_id(dataset_id))
+        if spec is None:
+            raise NotFound()
+        return spec
+
+    def withdrawn(self, dataset_id: str) -> dict[int, str]:
+        """Withdrawn versions of a dataset with their reasons."""
+        return self.catalog._withdrawn(self._ledger, dataset_id)
+
+    def versions(self, dataset_id: str) -> list[int]:
+        """Committed, not withdrawn versions, ascending."""
+        withdrawn = self.withdrawn(dataset_id)
+        return [v for v in self.catalog.store.versions(dataset_id) if v not in withdrawn]
+
+    def _release(self, spec: DatasetSpec, version: int) -> Release:
+        if version not in self.versions(spec.id):
+            raise NotFound()
+        return self.catalog.release(spec.id, version)
+
+    # -- links -------------------------------------------------------------------------------
+
+    def dataset_url(self, dataset_id: str) -> str:
+        return f"{self.base}/datasets/{dataset_id}"
+
+    def release_url(self, dataset_id: str, version: int) -> str:
+        return f"{self.dataset_url(dataset_id)}/v/{version}"
+
+    def file_url(self, dataset_id: str, version: int, name: str) -> str:
+        return f"{self.release_url(dataset_id, version)}/files/{name}"
+
+    # -- views -------------------------------------------------------------------------------
+
+    def summary(self, spec: DatasetSpec) -> DatasetSummary:
+        """A dataset as listed, with its newest visible release."""
+        return DatasetSummary(**self._summary_fields(spec))
+
+    def _summary_fields(self, spec: DatasetSpec) -> dict[str, Any]:
+        versions = self.versions(spec.id)
+        latest = self.catalog.release(spec.id, versions[-1]) if versions else None
+        committed = latest.record["committed_at"] if latest else None
+        hours = i18n.age_hours(committed)
+        return {
+            "id": spec.id,
+            "title": LocalText(**spec.title.model_dump()),
+            "description": LocalText(**spec.description.model_dump()),
+            "sector": spec.sector,
+            "classification": ClassificationInfo(**spec.classification.model_dump(mode="json")),
+            "latest_version": latest.version if latest else None,
+            "latest_committed_at": committed,
+            "age_hours": None if hours is None else round(hours, 2),
+            "max_age_hours": spec.freshness.max_age_hours,
+            "fresh": None if hours is None else hours <= spec.freshness.max_age_hours,
+            "verdict": verdict_of(latest) if latest else None,
+            "url": self.dataset_url(spec.id),
+        }
+
+    def datasets(
+        self, *, q: str | None = None, sector: str | None = None, sharing: str | None = None, page: int = 1
+    ) -> DatasetPage:
+        """A page of readable datasets matching a search (id, titles, descriptions; NFC, case- and accent-blind)."""
+        visible = self.visible_specs()
+        chosen = [
+            s
+            for s in visible.values()
+            if (not sector or s.sector == sector)
+            and (not sharing or s.classification.sharing.value == sharing)
+            and (not q or _matches(s, q))
+        ]
+        chosen.sort(key=lambda s: s.id)
+        start = (page - 1) * PER_PAGE
+        return DatasetPage(
+            items=[self.summary(s) for s in chosen[start : start + PER_PAGE]],
+            total=len(chosen),
+            page=page,
+            per_page=PER_PAGE,
+            sectors=sorted({s.sector for s in visible.values()}),
+        )
+
+    def dataset(self, dataset_id: str) -> DatasetDetail:
+        """A readable dataset with schema and visible releases, newest first."""
+        spec = self.spec(dataset_id)
+        releases = [self._release_summary(self.catalog.release(spec.id, v)) for v in reversed(self.versions(spec.id))]
+        columns = [
+            ColumnInfo(
+                name=c.name,
+                type=c.type.value,
+                nullable=c.nullable,
+                description=LocalText(**c.description.model_dump()),
+                unit=c.unit,
+                personal_data=c.personal_data.value,
+            )
+            for c in spec.columns
+        ]
+        return DatasetDetail(
+            **self._summary_fields(spec),
+            owner_unit=spec.source.unit,
+            licence=spec.licence,
+            key=list(spec.key),
+            tags=list(spec.tags),
+            columns=columns,
+            sql_view=f"{self.catalog.settings.share_schema}.{spec.id}" if spec.publish.sql else None,
+            releases=releases,
+        )
+
+    def _data_files(self, release: Release) -> list[FileInfo]:
+        return [
+            FileInfo(
+                name=f["path"],
+                bytes=f["bytes"],
+                sha256=f["sha256"],
+                rows=f["rows"],
+                media_type=_media_type(f["path"]),
+                url=self.file_url(release.dataset_id, release.version, f["path"]),
+            )
+            for f in release.files
+        ]
+
+    def _release_summary(self, release: Release) -> ReleaseSummary:
+        return ReleaseSummary(**self._release_fields(release))
+
+    def _release_fields(self, release: Release) -> dict[str, Any]:
+        return {
+            "version": release.version,
+            "committed_at": release.record["committed_at"],
+            "rows": release.rows,
+            "bytes": sum(int(f["bytes"]) for f in release.files),
+            "verdict": verdict_of(release),
+            "files": self._data_files(release),
+            "url": self.release_url(release.dataset_id, release.version),
+            "report_url": self.file_url(release.dataset_id, release.version, "validation/report.html"),
+        }
+
+    def release(self, dataset_id: str, version: int) -> ReleaseDetail:
+        """One visible release of a readable dataset."""
+        release = self._release(self.spec(dataset_id), version)
+        ds = release.manifest["datashare"]
+        summary = ds.get("validation") or {}
+        quarantine = summary.get("quarantine") or {}
+        validation = ValidationInfo(
+            verdict=verdict_of(release),
+            evaluated=summary.get("evaluated"),
+            passed=summary.get("passed"),
+            failed=summary.get("failed"),
+            failed_rules=[str(r) for r in summary.get("failed_rules") or []],
+            suite_name=summary.get("suite_name"),
+            quarantined_rows=int(quarantine.get("rows") or 0) if isinstance(quarantine, dict) else 0,
+        )
+        previous = ds.get("previous") or {}
+        return ReleaseDetail(
+            **self._release_fields(release),
+            dataset_id=release.dataset_id,
+            manifest_sha256=release.record["manifest_sha256"],
+            manifest_url=self.file_url(release.dataset_id, release.version, "datapackage.json"),
+            validation=validation,
+            data_interval=dict(ds.get("data_interval") or {}),
+            source_cursor=ds.get("source_cursor"),
+            previous_version=previous.get("version"),
+        )
+
+    def file(self, dataset_id: str, version: int, name: str) -> ServedFile:
+        """A file of a visible release, named exactly as in the release's own list; else :class:`NotFound`."""
+        release = self._release(self.spec(dataset_id), version)
+        digests = {f["path"]: f["sha256"] for f in release.files}
+        allowed = [*digests, *EXTRA_FILES]
+        match = next((a for a in allowed if a == name), None)  # the key is built from our list, not from input
+        if match is None:
+            raise NotFound()
+        key = f"{release.prefix}/{match}"
+        try:
+            present = self.catalog.store.backend.exists(key)
+        except ReleaseError:
+            present = False
+        if not present:
+            raise NotFound()
+        return ServedFile(
+            dataset_id=release.dataset_id,
+            version=release.version,
+            name=match,
+            key=key,
+            media_type=_media_type(match),
+            sha256=digests.get(match),
+        )
+
+    def latest_release(self, spec: DatasetSpec) -> Release | None:
+        """The newest visible release of a spec the caller may read."""
+        versions = self.versions(spec.id)
+        return self.catalog.release(spec.id, versions[-1]) if versions else None
+
+
+def _matches(spec: DatasetSpec, q: str) -> bool:
+    """Whether a search hits the id, a title or a description, in either language."""
+    texts = [spec.id, spec.title.vi, spec.title.en, spec.description.vi, spec.description.en]
+    needle = i18n.fold(q.strip())
+    if any(needle in i18n.fold(text) for text in texts):
+        return True
+    bare = i18n.strip_marks(q.strip())
+    return bool(bare) and any(bare in i18n.strip_marks(text) for text in texts)
+
+
+def open_only(spec: DatasetSpec) -> bool:
+    """Whether a dataset is open data (the only kind DCAT lists)."""
+    return spec.classification.sharing == Sharing.open
