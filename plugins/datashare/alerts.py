@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Literal
@@ -34,7 +34,7 @@ from datashare.exceptions import ConfigError, DatashareError
 
 if TYPE_CHECKING:
     from datashare.spec import DatasetSpec
-    from datashare.store import Release
+    from datashare.store import Release, ReleaseStore
 
 log = logging.getLogger(__name__)
 
@@ -335,3 +335,16 @@ def on_failure_callback(context: Mapping[str, Any]) -> None:
         error_type=type(exc).__name__ if exc is not None else None,
     )
     deliver_quietly(message)
+
+
+def freshness_alerts(
+    store: ReleaseStore, specs: Iterable[DatasetSpec], *, now: datetime | None = None
+) -> list[AlertMessage]:
+    """A stale-data alert for every dataset whose newest release is older than its spec allows."""
+    now = now or datetime.now(UTC)
+    out = []
+    for spec in specs:
+        message = freshness_message(spec, store.latest(spec.id), now=now)
+        if message is not None:
+            out.append(message)
+    return out

@@ -5,7 +5,10 @@ datashare run ID                         run one dataset in this process (no Air
 datashare list                           datasets with their latest release
 datashare releases ID                    releases of a dataset
 datashare show ID [--version N]          one release: files, checksums, validation, SQL view
-datashare verify [ID] [--version N]      re-hash release files and walk the ledger chain
+datashare verify [ID] [--version N]      re-hash release files, walk the ledger chain, match releases to it
+datashare rules ID                       every rule of the dataset's suite in plain words (vi, en)
+datashare history ID [--page-size N]     write the dataset's validation history pages; print the index path
+datashare withdraw ID --version N --reason TEXT   hide a release from consumers (files kept, ledger entry)
 datashare specs [FILE ...]               check spec files
 datashare pools                          Airflow pools of the source units, for `airflow pools import`
 """
@@ -113,18 +116,12 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
-    from datashare.ledger import Ledger
+    from datashare.audit import audit
 
     store = _store(settings)
     datasets = [args.dataset] if args.dataset else store.datasets()
-    findings: list[str] = []
-    checked = 0
-    for dataset_id in datasets:
-        versions = [args.version] if args.version else store.versions(dataset_id)
-        for v in versions:
-            checked += 1
-            findings += [str(f) for f in store.verify(dataset_id, v)]
-    findings += Ledger(store.backend).verify()
+    checked = sum(1 if args.version else len(store.versions(d)) for d in datasets)
+    findings = audit(store, dataset_id=args.dataset, version=args.version)
     for f in findings:
         print(f"FAIL {f}")
     print(
@@ -132,6 +129,41 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
         + ("all intact" if not findings else f"{len(findings)} finding(s)")
     )
     return 1 if findings else 0
+
+
+def cmd_rules(args: argparse.Namespace, settings: Settings) -> int:
+    from datashare.validation import render_rules_text
+
+    spec = load_spec(settings.datasets_dir / f"{args.dataset}.yaml")
+    suite = settings.expectations_dir / f"{spec.suite_name}.json"
+    rules = render_rules_text(suite)
+    print(f"{spec.id}: {len(rules)} rules in expectations/{suite.name}")
+    print(f"{spec.title.vi} / {spec.title.en}")
+    for number, (rule_id, vi, en) in enumerate(rules, start=1):
+        print(f"\n{number:>3}. {vi}\n     {en}\n     [{rule_id}]")
+    return 0
+
+
+def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
+    from datashare.history import build_history
+
+    store = _store(settings)
+    result = build_history(store, args.dataset, page_size=args.page_size)
+    print(
+        f"{args.dataset}: {result.runs:,} validation run(s) ({result.passed:,} passed, {result.failed:,} failed) "
+        f"in {len(result.pages)} page(s)"
+    )
+    print(store.backend.describe(result.index_key))
+    return 0
+
+
+def cmd_withdraw(args: argparse.Namespace, settings: Settings) -> int:
+    from datashare.withdrawals import withdraw
+
+    entry = withdraw(_store(settings), args.dataset, args.version, args.reason)
+    print(f"Withdrew {args.dataset} v{args.version} (ledger entry {entry.seq}): {entry.body['reason']}")
+    print("Its files and validation report stay in the store for auditors.")
+    return 0
 
 
 def cmd_specs(args: argparse.Namespace, settings: Settings) -> int:
@@ -174,6 +206,13 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return run_demo(settings, next_day=args.next_day, reset=args.reset)
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used to document the commands)."""
     parser = argparse.ArgumentParser(prog="datashare", description=__doc__.split("\n\n")[0])
@@ -200,6 +239,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dataset", nargs="?")
     p.add_argument("--version", type=int)
     p.set_defaults(func=cmd_verify)
+    p = sub.add_parser("rules", help="every rule of a dataset's suite in plain words (Vietnamese and English)")
+    p.add_argument("dataset")
+    p.set_defaults(func=cmd_rules)
+    p = sub.add_parser("history", help="write a dataset's validation history (paged HTML) and print its path")
+    p.add_argument("dataset")
+    p.add_argument("--page-size", type=_positive_int, default=50, help="runs per page (default 50)")
+    p.set_defaults(func=cmd_history)
+    p = sub.add_parser("withdraw", help="withdraw a release: consumers stop seeing it; files and report stay")
+    p.add_argument("dataset")
+    p.add_argument("--version", type=int, required=True)
+    p.add_argument("--reason", required=True, help="why (required, recorded in the ledger)")
+    p.set_defaults(func=cmd_withdraw)
     p = sub.add_parser("specs", help="check dataset spec files")
     p.add_argument("files", nargs="*")
     p.add_argument("--doc", action="store_true", help="print the field reference (docs/spec.md) instead")

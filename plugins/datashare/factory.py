@@ -15,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from datashare.alerts import on_failure_callback
 from datashare.exceptions import SpecError
 from datashare.spec import DatasetSpec, load_specs
 
@@ -29,7 +30,7 @@ def asset_uri(dataset_id: str) -> str:
 
 
 def default_args(spec: DatasetSpec) -> dict[str, Any]:
-    """Task defaults: owner from the spec, retries with backoff (delays overridable for tests)."""
+    """Task defaults: owner from the spec, retries with backoff (delays overridable for tests), alert on failure."""
     delay = float(os.environ.get("DATASHARE_RETRY_DELAY_S", "30"))
     return {
         "owner": spec.owner,
@@ -37,6 +38,7 @@ def default_args(spec: DatasetSpec) -> dict[str, Any]:
         "retry_delay": timedelta(seconds=delay),
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=10),
+        "on_failure_callback": on_failure_callback,
     }
 
 

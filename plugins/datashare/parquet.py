@@ -30,17 +30,26 @@ class BatchWriter:
         self._writer = pq.ParquetWriter(path, schema, compression=COMPRESSION, write_statistics=True)
 
     def write(self, batch: pa.RecordBatch) -> None:
-        """Add a batch; a row group is flushed whenever the buffer holds enough rows."""
+        """Add a batch; full row groups are written as soon as the buffer holds them.
+
+        Row groups are cut at exact multiples of ``row_group_rows``, so the file's bytes depend only on
+        the sequence of rows, not on how they were batched (key-range extraction relies on it).
+        """
         if batch.num_rows == 0:
             return
         self._buffer.append(batch)
         self._buffered += batch.num_rows
         self.rows += batch.num_rows
         if self._buffered >= self.row_group_rows:
-            self._flush()
+            table = pa.Table.from_batches(self._buffer, schema=self.schema)
+            full = (table.num_rows // self.row_group_rows) * self.row_group_rows
+            self._writer.write_table(table.slice(0, full), row_group_size=self.row_group_rows)
+            rest = table.slice(full)
+            self._buffer = rest.to_batches() if rest.num_rows else []
+            self._buffered = rest.num_rows
 
     def _flush(self) -> None:
-        if not self._buffer:
+        if not self._buffered:
             return
         table = pa.Table.from_batches(self._buffer, schema=self.schema)
         self._writer.write_table(table, row_group_size=self.row_group_rows)

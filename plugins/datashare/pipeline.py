@@ -318,8 +318,18 @@ def _commit_ref(release: Release, *, created: bool, reason: str | None) -> dict[
     }
 
 
+def _apply_sql_grants(ctx: RunContext, url: str, schema: str) -> None:
+    """Make the share's grants match the spec and the recipients registry (SQLite has no roles)."""
+    from datashare.access import load_registry
+    from datashare.sqlroles import apply_grants, supports_roles
+
+    if supports_roles(url):
+        registry = load_registry(ctx.settings.recipients_file)
+        apply_grants(spec=ctx.spec, registry=registry, target_url=url, schema=schema)
+
+
 def stage_publish_sql(ctx: RunContext, committed: dict[str, Any]) -> dict[str, Any]:
-    """Load the release into the SQL share if the share does not already serve it."""
+    """Load the release into the SQL share if the share does not already serve it, then apply grants."""
     from datashare.sqlshare import current_version, publish_release
 
     if not ctx.spec.publish.sql:
@@ -329,6 +339,7 @@ def stage_publish_sql(ctx: RunContext, committed: dict[str, Any]) -> dict[str, A
     version = committed["version"]
     serving = current_version(dataset_id=ctx.spec.id, target_url=url, schema=schema)
     if serving == version:
+        _apply_sql_grants(ctx, url, schema)  # a reclassification or registry change applies on the next run
         return {
             "published": False,
             "reason": f"the share already serves v{version}",
@@ -363,6 +374,7 @@ def stage_publish_sql(ctx: RunContext, committed: dict[str, Any]) -> dict[str, A
         view=result.view,
         target=result.target,
     )
+    _apply_sql_grants(ctx, url, schema)
     return {
         "published": True,
         "view": result.view,

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING
 
 from datashare.access import Recipient, Registry
 from datashare.exceptions import ConfigError, PublishBusy, PublishError
-from datashare.spec import DatasetSpec, Sharing
+from datashare.spec import IDENTIFIER, DatasetSpec, Sharing
 from datashare.sqlshare import BOOKKEEPING, DATASET_ID, SQL_NAME, _check_name, _libpq_uri, _parse_target, _redacted
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ ROLE_PREFIX = ""
 PUBLIC_GROUP = "datashare_public"
 GOVERNMENT_GROUP = "datashare_government"
 RECIPIENT_PREFIX = "ds_"
-RECIPIENT_CODE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+RECIPIENT_CODE = re.compile(IDENTIFIER)
 _PREFIX = re.compile(r"^([a-z][a-z0-9_]{0,11})?$")
 _LOCK_KEY = "datashare:sqlroles"
 _TERMINATE_WAIT_MS = 5000
@@ -121,7 +121,7 @@ def _readers(spec: DatasetSpec, registry: Registry) -> list[str]:
             log.info("Dataset %s names inactive recipient %s: not granted", spec.id, code)
         else:
             readers.append(recipient_role(code))
-    return readers
+    return list(dict.fromkeys(readers))
 
 
 class _Run:

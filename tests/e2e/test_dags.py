@@ -23,6 +23,7 @@ pytestmark = pytest.mark.airflow
 
 REPO = Path(__file__).resolve().parents[2]
 DATASET = "air_quality_hourly"
+AUDIT_DAG = "datashare_audit"  # the one DAG that is not a dataset: dags/datashare_audit.py
 
 
 def _dagbag(dags: Path = REPO / "dags"):
@@ -35,8 +36,13 @@ def test_dagbag_integrity(airflow_db: Path) -> None:
     bag = _dagbag()
     assert bag.import_errors == {}
     specs = sorted(p.stem for p in (REPO / "dags" / "datasets").glob("*.yaml"))
-    assert sorted(bag.dag_ids) == specs  # one DAG per spec, nothing else
+    assert sorted(bag.dag_ids) == sorted([*specs, AUDIT_DAG])  # one DAG per spec, plus the auditor's
+    audit = bag.get_dag(AUDIT_DAG)
+    assert "datashare" in audit.tags and audit.owner != "airflow"
+    assert all(t.retries >= 1 and t.retry_exponential_backoff for t in audit.tasks)
     for dag_id, dag in bag.dags.items():
+        if dag_id == AUDIT_DAG:
+            continue
         assert dag.tags and "datashare" in dag.tags, dag_id
         assert [t.task_id for t in dag.topological_sort()] == [
             "extract",
@@ -73,7 +79,7 @@ def test_malformed_spec_is_reported_and_other_dags_still_load(
     with caplog.at_level(logging.ERROR, logger="datashare.factory"):
         bag = _dagbag()
     assert bag.import_errors == {}
-    assert bag.dag_ids == [DATASET]
+    assert sorted(bag.dag_ids) == sorted([DATASET, AUDIT_DAG])
     message = caplog.text
     assert "broken_dataset.yaml" in message and "retention.sql_versions" in message
 

@@ -1,0 +1,92 @@
+"""Weekly audit of the release store: every release re-hashed, the ledger walked, stale datasets alerted.
+
+``verify_releases`` runs :func:`datashare.audit.audit`: each data file against its manifest, each
+manifest against its commit record, the hash chain of the ledger, and each release against its
+``release_committed`` ledger entry. Any finding fails the task at once (no retry: a tampered store
+does not heal) and lists every finding, so the failure alert says exactly what is wrong.
+
+``check_freshness`` compares the newest release of every dataset with its spec's
+``freshness.max_age_hours`` and sends one alert per stale dataset through the ``datashare_alerts``
+connection (webhook or e-mail; logged when the connection is not defined).
+
+Parsing imports Airflow's SDK and the standard-library-only alert callback, nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow.sdk import DAG, task
+
+from datashare.alerts import on_failure_callback
+
+with DAG(
+    dag_id="datashare_audit",
+    description="Re-verify every release and the ledger; alert on stale datasets",
+    doc_md=__doc__,
+    schedule="@weekly",
+    start_date=datetime(2025, 7, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    default_args={
+        "owner": "data-engineering",
+        "retries": int(os.environ.get("DATASHARE_RETRIES", "3")),
+        "retry_delay": timedelta(seconds=float(os.environ.get("DATASHARE_RETRY_DELAY_S", "30"))),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=10),
+        "on_failure_callback": on_failure_callback,
+    },
+    tags=["audit", "datashare"],
+    dagrun_timeout=timedelta(hours=6),
+):
+
+    @task
+    def verify_releases() -> dict[str, Any]:
+        """Re-hash every release and walk the ledger; fail loudly, listing every finding."""
+        import logging
+
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from datashare.audit import audit
+        from datashare.settings import Settings
+        from datashare.store import ReleaseStore
+
+        store = ReleaseStore.open(Settings.from_env().release_uri)
+        findings = audit(store)
+        releases = sum(len(store.versions(d)) for d in store.datasets())
+        if findings:
+            for finding in findings:
+                logging.getLogger("datashare.audit").error("FINDING %s", finding)
+            raise AirflowFailException(
+                f"audit of {store.backend.describe()}: {len(findings)} finding(s):\n" + "\n".join(findings)
+            )
+        return {"releases": releases, "findings": 0}
+
+    @task
+    def check_freshness() -> list[str]:
+        """Alert on every dataset whose newest release is older than its spec's freshness allows."""
+        from airflow.sdk.exceptions import AirflowException
+
+        from datashare.alerts import AlertDeliveryError, deliver, freshness_alerts
+        from datashare.exceptions import ConfigError
+        from datashare.settings import Settings
+        from datashare.spec import load_specs
+        from datashare.store import ReleaseStore
+
+        settings = Settings.from_env()
+        specs, _errors = load_specs(settings.datasets_dir)  # malformed specs are reported by the factory
+        stale, undelivered = [], []
+        for message in freshness_alerts(ReleaseStore.open(settings.release_uri), specs.values()):
+            stale.append(message.dataset_id)
+            try:
+                deliver(message)
+            except (AlertDeliveryError, ConfigError) as exc:
+                undelivered.append(f"{message.dataset_id}: {exc}")
+        if undelivered:
+            raise AirflowException("could not deliver freshness alerts: " + "; ".join(undelivered))
+        return stale
+
+    verify_releases()
+    check_freshness()
