@@ -9,8 +9,11 @@ datashare verify [ID] [--version N]      re-hash release files, walk the ledger 
 datashare rules ID                       every rule of the dataset's suite in plain words (vi, en)
 datashare history ID [--page-size N]     write the dataset's validation history pages; print the index path
 datashare withdraw ID --version N --reason TEXT   hide a release from consumers (files kept, ledger entry)
+datashare grant RECIPIENT [--sql] [--http]   issue an HTTP token and/or a SQL login (shown once)
+datashare revoke RECIPIENT [--token-id ID]   revoke a recipient's tokens and SQL login (or one token)
 datashare specs [FILE ...]               check spec files
 datashare pools                          Airflow pools of the source units, for `airflow pools import`
+datashare serve [--host H] [--port P]    the data catalog (pages, JSON API, DCAT, downloads) on one address
 """
 
 from __future__ import annotations
@@ -166,6 +169,114 @@ def cmd_withdraw(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _recipient(settings: Settings, code: str) -> Any:
+    """The registered recipient with this code; the error names the registry file."""
+    from datashare.access import load_registry
+    from datashare.exceptions import ConfigError
+
+    registry = load_registry(settings.recipients_file)
+    recipient = registry.get(code)
+    if recipient is None:
+        known = ", ".join(r.code for r in registry.recipients) or "none"
+        raise ConfigError(f"{settings.recipients_file}: no recipient {code!r} is registered (registered: {known})")
+    return recipient
+
+
+def _share_with_roles(settings: Settings, required: bool) -> str | None:
+    """The SQL share's URL if it has roles; SQLite has none, which is an error only if SQL was asked for."""
+    from datashare.exceptions import ConfigError
+    from datashare.sqlroles import supports_roles
+
+    url = settings.share_url()
+    if supports_roles(url):
+        return url
+    if required:
+        raise ConfigError(
+            f"the SQL share is SQLite, which has no logins; define connection {settings.share_conn_id!r} "
+            "pointing at the PostgreSQL share"
+        )
+    print("note: the SQL share is the embedded SQLite file (no roles): no SQL login is involved")
+    return None
+
+
+def cmd_grant(args: argparse.Namespace, settings: Settings) -> int:
+    import hashlib
+
+    from sqlalchemy.engine import make_url
+
+    from datashare.access import Tokens
+    from datashare.exceptions import ConfigError
+    from datashare.ledger import Ledger
+    from datashare.sqlroles import issue_sql_login, recipient_role
+
+    recipient = _recipient(settings, args.recipient)
+    if not recipient.active:
+        raise ConfigError(f"{settings.recipients_file}: recipient {recipient.code} is inactive; no credentials issued")
+    want_http, want_sql = args.http or not args.sql, args.sql or not args.http
+    url = _share_with_roles(settings, required=args.sql) if want_sql else None
+    store = _store(settings)
+    issued: dict[str, Any] = {}
+    shown: list[str] = []
+    try:  # whatever was issued is recorded, even if the next credential fails
+        if url is not None:
+            password = issue_sql_login(recipient=recipient, target_url=url)
+            target = make_url(url)
+            where = f"{target.host or 'localhost'}:{target.port or 5432}/{target.database}"
+            issued.update(sql_role=recipient_role(recipient.code), sql_target=where)
+            shown += [
+                f"SQL login   role {issued['sql_role']} on {where}, schema {settings.share_schema}",
+                f"  password  {password}",
+            ]
+        if want_http:
+            token = Tokens(store.backend).issue(recipient)
+            issued["token_id"] = hashlib.sha256(token.encode("utf-8")).hexdigest()[:12]
+            shown += [f"HTTP token  {token}", f"  id        {issued['token_id']} (header 'Authorization: Bearer ...')"]
+    finally:
+        if issued:
+            entry = Ledger(store.backend).append(
+                "recipient_granted", dataset_id=None, recipient=recipient.code, kind=recipient.kind, **issued
+            )
+    print(f"Credentials of {recipient.code} ({recipient.name.en}), shown once: they are stored nowhere.")
+    print("\n".join(shown))
+    print(f"Recorded in the ledger (entry {entry.seq}, recipient_granted; no secrets).")
+    return 0
+
+
+def cmd_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    from datashare.access import Tokens
+    from datashare.exceptions import ConfigError
+    from datashare.ledger import Ledger
+    from datashare.sqlroles import revoke_sql_login
+
+    recipient = _recipient(settings, args.recipient)
+    store = _store(settings)
+    revoked: dict[str, Any] = {}
+    try:  # whatever was revoked is recorded, even if the SQL share then fails
+        revoked["tokens_revoked"] = Tokens(store.backend).revoke(recipient.code, args.token_id)
+        if args.token_id is not None:
+            revoked["token_id"] = args.token_id
+            if not revoked["tokens_revoked"]:
+                revoked.clear()
+                raise ConfigError(f"recipient {recipient.code} has no active token with id {args.token_id!r}")
+        else:
+            url = _share_with_roles(settings, required=False)
+            if url is not None:
+                result = revoke_sql_login(recipient=recipient, target_url=url)
+                revoked.update(sql_role=result.role, sql_login_revoked=result.existed)
+                revoked["sessions_ended"] = result.sessions_ended
+    finally:
+        if revoked:
+            entry = Ledger(store.backend).append(
+                "recipient_revoked", dataset_id=None, recipient=recipient.code, **revoked
+            )
+    print(f"Revoked {revoked['tokens_revoked']} HTTP token(s) of {recipient.code}.")
+    if "sql_role" in revoked:
+        state = "login revoked" if revoked["sql_login_revoked"] else "had no login"
+        print(f"SQL role {revoked['sql_role']}: {state}; {revoked['sessions_ended']} session(s) ended.")
+    print(f"Recorded in the ledger (entry {entry.seq}, recipient_revoked).")
+    return 0
+
+
 def cmd_specs(args: argparse.Namespace, settings: Settings) -> int:
     if args.doc:
         from datashare.spec import fields_markdown
@@ -204,6 +315,17 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from datashare.demo import run_demo
 
     return run_demo(settings, next_day=args.next_day, reset=args.reset)
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    """Serve the catalog standalone (Airflow mounts the same app under /datashare)."""
+    import uvicorn
+
+    from datashare.catalog.app import create_app
+
+    log.warning("Datashare catalog on http://%s:%s/ (release store %s)", args.host, args.port, settings.release_uri)
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info" if args.verbose else "warning")
+    return 0
 
 
 def _positive_int(text: str) -> int:
@@ -251,12 +373,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", type=int, required=True)
     p.add_argument("--reason", required=True, help="why (required, recorded in the ledger)")
     p.set_defaults(func=cmd_withdraw)
+    p = sub.add_parser("grant", help="issue credentials to a registered recipient (both kinds unless one is named)")
+    p.add_argument("recipient", help="agency code from config/recipients.yaml")
+    p.add_argument("--sql", action="store_true", help="issue a login on the PostgreSQL share")
+    p.add_argument("--http", action="store_true", help="issue a token for the catalog's API and downloads")
+    p.set_defaults(func=cmd_grant)
+    p = sub.add_parser("revoke", help="revoke a recipient's HTTP tokens and SQL login")
+    p.add_argument("recipient", help="agency code from config/recipients.yaml")
+    p.add_argument("--token-id", help="revoke only this token (its id), leaving the SQL login")
+    p.set_defaults(func=cmd_revoke)
     p = sub.add_parser("specs", help="check dataset spec files")
     p.add_argument("files", nargs="*")
     p.add_argument("--doc", action="store_true", help="print the field reference (docs/spec.md) instead")
     p.set_defaults(func=cmd_specs)
     p = sub.add_parser("pools", help="Airflow pools (JSON for `airflow pools import`)")
     p.set_defaults(func=cmd_pools)
+    p = sub.add_parser("serve", help="serve the data catalog: pages, JSON API, DCAT-AP, checked downloads")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    p.set_defaults(func=cmd_serve)
     return parser
 
 

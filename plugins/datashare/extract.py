@@ -40,16 +40,25 @@ class ExtractResult:
     ignored_columns: tuple[str, ...]
 
 
-def build_query(spec: DatasetSpec, dialect: sa.Dialect, *, incremental_from: bool) -> str:
-    """The SELECT that reads the source: the spec's table or query wrapped, filtered and ordered."""
+def _base(spec: DatasetSpec, dialect: sa.Dialect) -> str:
     prep = dialect.identifier_preparer
     if spec.source.table is not None:
-        base = ".".join(prep.quote(p) for p in spec.source.table.split("."))
-    else:
-        base = f"({spec.source.query.strip().rstrip(';')})"  # type: ignore[union-attr]
-    sql = f"SELECT * FROM {base} src"
+        return ".".join(prep.quote(p) for p in spec.source.table.split("."))
+    return f"({spec.source.query.strip().rstrip(';')})"  # type: ignore[union-attr]
+
+
+def build_query(spec: DatasetSpec, dialect: sa.Dialect, *, incremental_from: bool, key_range: bool = False) -> str:
+    """The SELECT that reads the source: the spec's table or query wrapped, filtered and ordered."""
+    prep = dialect.identifier_preparer
+    sql = f"SELECT * FROM {_base(spec, dialect)} src"
+    where = []
     if incremental_from:
-        sql += f" WHERE src.{prep.quote(spec.mode.cursor)} > :cursor"  # type: ignore[arg-type]
+        where.append(f"src.{prep.quote(spec.mode.cursor)} > :cursor")  # type: ignore[arg-type]
+    if key_range:
+        col = prep.quote(spec.source.partitions.column)  # type: ignore[union-attr]
+        where.append(f"src.{col} >= :range_lo AND src.{col} < :range_hi")
+    if where:
+        sql += " WHERE " + " AND ".join(where)
     order = list(spec.key) + [c.name for c in spec.columns if c.name not in spec.key and c.source_type is None]
     return sql + " ORDER BY " + ", ".join(f"src.{prep.quote(c)}" for c in order)
 
@@ -102,17 +111,55 @@ def _not_castable(value: Any, arrow_type: pa.DataType) -> bool:
     return False
 
 
-def extract(spec: DatasetSpec, info: ConnectionInfo, target: Path, *, cursor: str | None = None) -> ExtractResult:
-    """Stream the source into ``target`` (a Parquet file); ``cursor`` is the last value already released."""
+def plan_ranges(spec: DatasetSpec, info: ConnectionInfo) -> list[tuple[int, int]]:
+    """Equal-width half-open ranges ``[lo, hi)`` of the partition column covering the whole source."""
+    parts = spec.source.partitions
+    if parts is None:
+        raise SourceError(f"{spec.id}: the spec declares no source.partitions")
+    engine = _engine(info)
+    col = engine.dialect.identifier_preparer.quote(parts.column)
+    try:
+        with engine.connect() as conn:
+            lo, hi = conn.execute(
+                sa.text(f"SELECT min(src.{col}), max(src.{col}) FROM {_base(spec, engine.dialect)} src")
+            ).one()
+    except sa.exc.OperationalError as exc:
+        raise _classify(exc, spec, info) from None
+    except sa.exc.DBAPIError as exc:
+        raise SourceError(f"source connection {info.conn_id!r} ({info.describe()}): {_first_line(exc)}") from None
+    finally:
+        engine.dispose()
+    if lo is None:
+        return [(0, 1)]
+    lo, hi = int(lo), int(hi) + 1
+    step = max(1, -(-(hi - lo) // parts.count))
+    return [(start, min(start + step, hi)) for start in range(lo, hi, step)]
+
+
+def extract(
+    spec: DatasetSpec,
+    info: ConnectionInfo,
+    target: Path,
+    *,
+    cursor: str | None = None,
+    key_range: tuple[int, int] | None = None,
+) -> ExtractResult:
+    """Stream the source into ``target`` (a Parquet file).
+
+    ``cursor`` is the last value already released (incremental mode); ``key_range`` limits the read
+    to ``[lo, hi)`` of the partition column (one mapped task's share).
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     engine = _engine(info)
     by_name = {c.name: c for c in spec.columns}
     types = {c.name: ARROW[source_type(c)] for c in spec.columns}
     sa_types = {c.name: SQLALCHEMY[source_type(c)] for c in spec.columns}
     incremental = spec.mode.kind == "incremental" and cursor is not None
-    sql = build_query(spec, engine.dialect, incremental_from=incremental)
+    sql = build_query(spec, engine.dialect, incremental_from=incremental, key_range=key_range is not None)
     stmt = sa.text(sql).columns(**{name: t() for name, t in sa_types.items()})
     params: dict[str, Any] = {}
+    if key_range is not None:
+        params.update(range_lo=key_range[0], range_hi=key_range[1])
     if incremental:
         cursor_col = by_name[spec.mode.cursor]  # type: ignore[index]
         stmt = stmt.bindparams(sa.bindparam("cursor", type_=sa_types[cursor_col.name]()))

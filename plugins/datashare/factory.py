@@ -91,6 +91,21 @@ def build_dag(spec: DatasetSpec, source_file: Path | None = None) -> Any:
             """Stream the source into staging Parquet (one pool slot = one source connection)."""
             return _call("stage_extract", dataset_id)
 
+        @task(pool=spec.pool, pool_slots=1)
+        def plan_ranges() -> list[dict[str, Any]]:
+            """Split the partition column into the spec's number of key ranges."""
+            return _call("stage_plan", dataset_id)
+
+        @task(pool=spec.pool, pool_slots=1, map_index_template="{{ task.op_kwargs['key_range']['index'] }}")
+        def extract_range(key_range: dict[str, Any]) -> dict[str, Any]:
+            """Stream one key range into staging Parquet (mapped: one task per range)."""
+            return _call("stage_extract", dataset_id, key_range)
+
+        @task
+        def combine(parts: list[dict[str, Any]]) -> dict[str, Any]:
+            """Join the ranges' references, in range order."""
+            return _call("stage_combine", dataset_id, list(parts))
+
         @task
         def transform(extracted: dict[str, Any]) -> dict[str, Any]:
             """Apply the transforms and the schema contract."""
@@ -123,7 +138,10 @@ def build_dag(spec: DatasetSpec, source_file: Path | None = None) -> Any:
                 raise AirflowSkipException(f"no new version of {dataset_id}: {summary['reason']}")
             return summary
 
-        extracted = extract()
+        if spec.source.partitions is not None:
+            extracted = combine(extract_range.expand(key_range=plan_ranges()))
+        else:
+            extracted = extract()
         transformed = transform(extracted)
         validated = validate(transformed)
         committed = commit_release(extracted, transformed, validated)

@@ -90,24 +90,49 @@ def sweep_staging(base: Path, *, max_age_s: float = STAGING_MAX_AGE_S) -> int:
 # -- stages ------------------------------------------------------------------------------------
 
 
-def stage_extract(ctx: RunContext) -> dict[str, Any]:
-    """Stream the source into staging; incremental datasets start past the latest release's cursor."""
+def stage_plan(ctx: RunContext) -> list[dict[str, Any]]:
+    """Key ranges to extract in parallel (one per mapped task), from the spec's ``source.partitions``."""
+    from datashare.extract import plan_ranges
+
+    ranges = plan_ranges(ctx.spec, get_connection(ctx.spec.source.conn_id))
+    return [{"index": i, "lo": lo, "hi": hi} for i, (lo, hi) in enumerate(ranges)]
+
+
+def stage_extract(ctx: RunContext, key_range: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Stream the source (or one key range of it) into staging, past the latest release's cursor if incremental."""
     from datashare.extract import extract
 
-    sweep_staging(ctx.settings.staging_root)
+    if key_range is None or key_range["index"] == 0:
+        sweep_staging(ctx.settings.staging_root)
     latest = ctx.store.latest(ctx.spec.id)
     cursor = None
     if ctx.spec.mode.kind == "incremental" and latest is not None:
         cursor = latest.manifest["datashare"].get("source_cursor")
     info = get_connection(ctx.spec.source.conn_id)
-    result = extract(ctx.spec, info, ctx.staging / "extract" / "part-00000.parquet", cursor=cursor)
+    index = key_range["index"] if key_range else 0
+    bounds = (key_range["lo"], key_range["hi"]) if key_range else None
+    target = ctx.staging / "extract" / f"part-{index:05d}.parquet"
+    result = extract(ctx.spec, info, target, cursor=cursor, key_range=bounds)
     return {
-        "path": str(result.path),
+        "paths": [str(result.path)],
         "rows": result.rows,
         "cursor_from": cursor,
         "cursor_max": result.cursor_max,
         "ignored_columns": list(result.ignored_columns),
         "base_version": latest.version if latest else None,
+    }
+
+
+def stage_combine(ctx: RunContext, parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One extraction reference from the key ranges' references, in range order."""
+    cursors = [p["cursor_max"] for p in parts if p["cursor_max"] is not None]
+    return {
+        "paths": [path for p in parts for path in p["paths"]],
+        "rows": sum(p["rows"] for p in parts),
+        "cursor_from": parts[0]["cursor_from"],
+        "cursor_max": max(cursors) if cursors else None,
+        "ignored_columns": sorted({c for p in parts for c in p["ignored_columns"]}),
+        "base_version": parts[0]["base_version"],
     }
 
 
@@ -121,7 +146,8 @@ def stage_transform(ctx: RunContext, extracted: dict[str, Any]) -> dict[str, Any
 
     if _nothing_new(ctx, extracted):
         return {"path": None, "rows": 0, "duplicates_dropped": 0, "conflicts_dropped": 0}
-    result = transform(ctx.spec, Path(extracted["path"]), ctx.staging / "transform" / "part-00000.parquet")
+    sources = [Path(p) for p in extracted["paths"]]
+    result = transform(ctx.spec, sources, ctx.staging / "transform" / "part-00000.parquet")
     return {
         "path": str(result.path),
         "rows": result.rows,
@@ -434,7 +460,10 @@ def run_dataset(dataset_id: str, *, run_id: str | None = None, settings: Setting
     """Run every stage in this process (the CLI's ``run``); raises ``DatashareError`` on failure."""
     run_id = run_id or f"cli__{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}"
     ctx = RunContext.create(dataset_id, run_id, settings=settings)
-    extracted = stage_extract(ctx)
+    if ctx.spec.source.partitions is not None:
+        extracted = stage_combine(ctx, [stage_extract(ctx, r) for r in stage_plan(ctx)])
+    else:
+        extracted = stage_extract(ctx)
     transformed = stage_transform(ctx, extracted)
     validated = stage_validate(ctx, transformed)
     committed = stage_commit(ctx, extracted, transformed, validated)

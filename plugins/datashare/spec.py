@@ -78,6 +78,13 @@ class Column(Strict):
     )
 
 
+class Partitions(Strict):
+    """Key ranges extracted in parallel by mapped tasks (Airflow dynamic task mapping)."""
+
+    column: str = Field(pattern=COLUMN_NAME, description="Integer key column split into equal-width ranges.")
+    count: int = Field(ge=2, le=64, description="Number of ranges, i.e. of mapped extract tasks.")
+
+
 class Source(Strict):
     """Where the data is read from: an Airflow connection and a table or a query."""
 
@@ -95,6 +102,9 @@ class Source(Strict):
         default=2, ge=1, le=32, description="Pool slots: at most this many tasks hit the unit's database at once."
     )
     batch_rows: int = Field(default=100_000, ge=1_000, le=5_000_000, description="Rows fetched per streamed batch.")
+    partitions: Partitions | None = Field(
+        default=None, description="Extract in key ranges over parallel tasks; null: one extract task."
+    )
 
     @model_validator(mode="after")
     def _table_xor_query(self) -> Source:
@@ -250,6 +260,15 @@ class DatasetSpec(Strict):
                 raise ValueError(f"key: column {k!r} must be declared nullable: false")
         if self.mode.cursor is not None and self.mode.cursor not in names:
             raise ValueError(f"mode.cursor: column {self.mode.cursor!r} is not in 'columns'")
+        parts = self.source.partitions
+        if parts is not None:
+            if parts.column not in names or by_name[parts.column].type != ColumnType.integer:
+                raise ValueError(f"source.partitions.column: {parts.column!r} must be an integer column of 'columns'")
+            if self.key[0] != parts.column:
+                raise ValueError(
+                    f"source.partitions.column: {parts.column!r} must be the first key column, so ranges "
+                    "concatenated in order give the same rows in the same order as one extraction"
+                )
         c = self.classification
         if c.sharing == Sharing.open and c.importance != Importance.other:
             raise ValueError(
@@ -367,8 +386,16 @@ def fields_markdown() -> str:
         if model in seen:
             return
         seen.add(model)
-        lines.extend([f"## {title}", "", (model.__doc__ or "").strip(), "", "| field | type | default | meaning |",
-                      "|---|---|---|---|"])
+        lines.extend(
+            [
+                f"## {title}",
+                "",
+                (model.__doc__ or "").strip(),
+                "",
+                "| field | type | default | meaning |",
+                "|---|---|---|---|",
+            ]
+        )
         nested: list[tuple[type[BaseModel], str]] = []
         for name, info in model.model_fields.items():
             ann = info.annotation

@@ -21,8 +21,8 @@ membership. Recipient roles are created ``NOLOGIN`` until a login is issued.
 
 Role names are cluster-wide. The two group roles and every role whose name starts with ``ds_`` (after
 :data:`ROLE_PREFIX`) belong to this module: it revokes what they should not have. Grants to any other role are left
-alone and logged as warnings. Setting :data:`ROLE_PREFIX` keeps the roles of tests (or of two shares
-in one cluster) apart.
+alone and logged as warnings. A prefix (:data:`ROLE_PREFIX`, or the environment variable
+``DATASHARE_SQL_ROLE_PREFIX``) keeps apart the roles of tests, or of two shares in one cluster.
 
 Passwords are random, returned once and never stored here. They are hashed on the client into a
 SCRAM verifier (libpq's ``PQencryptPasswordConn``), so the plain password never reaches the server
@@ -35,6 +35,7 @@ SQLite, the embedded share, has no roles: it is for local use by whoever can rea
 from __future__ import annotations
 
 import logging
+import os
 import re
 import secrets
 from dataclasses import dataclass
@@ -51,8 +52,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ROLE_PREFIX = ""
-"""Prepended to every role name; empty in production, unique per test run in tests."""
+ROLE_PREFIX: str | None = None
+"""Prepended to every role name. None: ``$DATASHARE_SQL_ROLE_PREFIX``, by default empty."""
 PUBLIC_GROUP = "datashare_public"
 GOVERNMENT_GROUP = "datashare_government"
 RECIPIENT_PREFIX = "ds_"
@@ -73,9 +74,12 @@ class LoginRevocation:
 
 
 def _prefix() -> str:
-    if not _PREFIX.fullmatch(ROLE_PREFIX):
-        raise ConfigError(f"invalid ROLE_PREFIX {ROLE_PREFIX!r}: it must match {_PREFIX.pattern}")
-    return ROLE_PREFIX
+    prefix = ROLE_PREFIX if ROLE_PREFIX is not None else os.environ.get("DATASHARE_SQL_ROLE_PREFIX", "")
+    if not _PREFIX.fullmatch(prefix):
+        raise ConfigError(
+            f"invalid SQL role prefix {prefix!r} (DATASHARE_SQL_ROLE_PREFIX): it must match {_PREFIX.pattern}"
+        )
+    return prefix
 
 
 def public_role() -> str:

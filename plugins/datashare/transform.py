@@ -8,7 +8,7 @@ with a value of its declared type, or the run stops naming the column.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,13 +119,14 @@ def _handling(spec: DatasetSpec, name: str) -> str:
     return "none"
 
 
-def _batches(path: Path, size: int) -> Iterator[pa.RecordBatch]:
-    pf = pq.ParquetFile(path)
-    yield from pf.iter_batches(batch_size=size)
+def _batches(paths: Sequence[Path], size: int) -> Iterator[pa.RecordBatch]:
+    for path in paths:
+        yield from pq.ParquetFile(path).iter_batches(batch_size=size)
 
 
-def transform(spec: DatasetSpec, source: Path, target: Path) -> TransformResult:
-    """Run the transform stage from ``source`` (staged extraction) to ``target``."""
+def transform(spec: DatasetSpec, source: Path | Sequence[Path], target: Path) -> TransformResult:
+    """Run the transform stage from ``source`` (staged extraction, or its key ranges in order) to ``target``."""
+    sources = [source] if isinstance(source, Path) else list(source)
     steps = []
     for step in spec.transforms:
         try:
@@ -146,7 +147,7 @@ def transform(spec: DatasetSpec, source: Path, target: Path) -> TransformResult:
     rows = dups = conflicts = 0
     previous: pa.RecordBatch | None = None
     with BatchWriter(target, schema) as writer:
-        for raw in _batches(source, spec.source.batch_rows):
+        for raw in _batches(sources, spec.source.batch_rows):
             batch = raw
             for name, func, args in steps:
                 try:

@@ -6,6 +6,7 @@ and each asserts several things.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -44,19 +45,15 @@ def test_dagbag_integrity(airflow_db: Path) -> None:
         if dag_id == AUDIT_DAG:
             continue
         assert dag.tags and "datashare" in dag.tags, dag_id
-        assert [t.task_id for t in dag.topological_sort()] == [
-            "extract",
-            "transform",
-            "validate",
-            "commit_release",
-            "publish_sql",
-            "record",
-        ]
+        spec = load_spec(REPO / "dags" / "datasets" / f"{dag_id}.yaml")
+        head = ["plan_ranges", "extract_range", "combine"] if spec.source.partitions else ["extract"]
+        tail = ["transform", "validate", "commit_release", "publish_sql", "record"]
+        assert [t.task_id for t in dag.topological_sort()] == head + tail
         for t in dag.tasks:
             assert t.owner and t.owner != "airflow", (dag_id, t.task_id)
             assert t.retries >= 1 and t.retry_exponential_backoff, (dag_id, t.task_id)
-        spec = load_spec(REPO / "dags" / "datasets" / f"{dag_id}.yaml")
-        assert dag.get_task("extract").pool == f"unit_{spec.source.unit}"
+        extract = "extract_range" if spec.source.partitions else "extract"
+        assert dag.get_task(extract).pool == f"unit_{spec.source.unit}"
         assert dag.owner == spec.owner
         outlets = dag.get_task("record").outlets  # Airflow normalises the URI with a trailing slash
         assert [o.uri.rstrip("/") for o in outlets] == [f"datashare://{dag_id}"]
@@ -151,3 +148,65 @@ def test_dag_with_refused_source_retries_then_fails_publishing_nothing(airflow_d
     assert extract.state == "failed" and extract.try_number == 2  # one retry, then final failure
     assert states["commit_release"] in {"upstream_failed", None}
     assert store.versions(DATASET) == []
+
+
+def _partitioned_home(tmp_path: Path, *, partitions: bool) -> Path:
+    """A project home with one snapshot dataset over the raw observations, keyed by id, optionally in 3 ranges."""
+    home = tmp_path / ("ranged" if partitions else "single")
+    (home / "dags" / "datasets").mkdir(parents=True)
+    (home / "expectations").mkdir()
+    spec = {
+        "id": "observations_by_id",
+        "title": {"vi": "Quan trắc theo mã dòng", "en": "Observations by row id"},
+        "description": {"vi": "Kiểm thử trích xuất theo khoảng khóa.", "en": "Key-range extraction test."},
+        "sector": "environment_monitoring",
+        "owner": "data-engineering",
+        "source": {"conn_id": "monre_monitoring", "unit": "monitoring", "table": "air_observations"},
+        "mode": {"kind": "snapshot"},
+        "key": ["id"],
+        "columns": [
+            {"name": "id", "type": "integer", "nullable": False, "description": {"vi": "Mã dòng", "en": "Row id"}},
+            {"name": "station_code", "type": "string", "description": {"vi": "Mã trạm", "en": "Station"}},
+            {"name": "observed_at", "type": "datetime", "description": {"vi": "Thời điểm", "en": "Hour"}},
+            {"name": "pm25", "type": "number", "description": {"vi": "PM2.5", "en": "PM2.5"}},
+        ],
+        "classification": {"sharing": "open", "importance": "other"},
+        "publish": {"parquet": True, "sql": False},
+        "schedule": None,
+        "licence": "CC-BY-4.0",
+    }
+    if partitions:
+        spec["source"]["partitions"] = {"column": "id", "count": 3}
+    (home / "dags" / "datasets" / "observations_by_id.yaml").write_text(yaml.safe_dump(spec, allow_unicode=True))
+    suite = {
+        "name": "observations_by_id",
+        "expectations": [{"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 1}}],
+        "meta": {},
+    }
+    (home / "expectations" / "observations_by_id.json").write_text(json.dumps(suite))
+    return home
+
+
+def test_key_ranges_mapped_over_tasks_give_the_same_release(
+    airflow_db: Path, project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datashare.pipeline import run_dataset
+
+    unit = f"sqlite:///{tmp_path / 'unit.sqlite'}"
+    monitoring.generate(unit, stations=3, days=2)
+    project("monre_monitoring", unit)
+
+    monkeypatch.setenv("DATASHARE_HOME", str(_partitioned_home(tmp_path, partitions=False)))
+    monkeypatch.setenv("DATASHARE_RELEASE_ROOT", str(tmp_path / "single-releases"))
+    single = run_dataset("observations_by_id")
+
+    ranged_home = _partitioned_home(tmp_path, partitions=True)
+    monkeypatch.setenv("DATASHARE_HOME", str(ranged_home))
+    monkeypatch.setenv("DATASHARE_RELEASE_ROOT", str(tmp_path / "ranged-releases"))
+    dr, states = _run("observations_by_id")
+    assert dr.state == "success", states
+    mapped = [ti for ti in dr.get_task_instances() if ti.task_id == "extract_range"]
+    assert sorted(ti.map_index for ti in mapped) == [0, 1, 2]  # one mapped task per key range
+    ranged = ReleaseStore.open(str(tmp_path / "ranged-releases")).release("observations_by_id", 1)
+    assert ranged.rows == single["rows"]
+    assert [f["sha256"] for f in ranged.files] == [f["sha256"] for f in single["files"]]  # byte-identical data

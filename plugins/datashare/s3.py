@@ -1,0 +1,282 @@
+"""The release store on S3-compatible object storage (AWS S3, MinIO) through boto3.
+
+The endpoint comes from ``DATASHARE_S3_ENDPOINT_URL`` (MinIO in docker-compose, a loopback server in
+tests; unset means AWS) and the credentials from boto3's usual chain (``AWS_*`` variables, profile,
+instance role), never from the repository.
+
+Two guarantees the store leans on:
+
+- ``put_if_absent`` is a conditional PUT (``If-None-Match: *``): the server refuses a second write of
+  the same key with 412, so two writers can never both commit version N.
+- ``put_file`` sends the SHA-256 with the upload (checked by the server part by part), keeps it in the
+  object's metadata, and reads the object's size and checksum back before trusting the upload.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import time
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from datashare.backends import CHUNK, check_key
+from datashare.exceptions import ConfigError, ReleaseError
+
+log = logging.getLogger(__name__)
+
+ENDPOINT_ENV = "DATASHARE_S3_ENDPOINT_URL"
+MIB = 1 << 20
+DEFAULT_PART_BYTES = 64 * MIB
+MAX_PRESIGN_S = 7 * 24 * 3600
+"""SigV4 presigned URLs cannot live longer than a week."""
+CONFLICT_RETRIES = 5
+"""How often a conditional PUT answered 409 (a concurrent conditional write in flight) is tried again."""
+MISSING = {"404", "NoSuchKey", "NotFound"}
+
+
+def _code(exc: Exception) -> str:
+    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+
+
+def _status(exc: Exception) -> int:
+    return int(getattr(exc, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+
+
+def file_digests(path: Path, part_bytes: int) -> tuple[str, str]:
+    """Hex SHA-256 of a file and the base64 S3 *composite* SHA-256 of its parts of ``part_bytes``.
+
+    A multipart object's checksum is the SHA-256 of the concatenated part digests, so it can only
+    be checked against the same split; one pass over the file computes both.
+    """
+    whole = hashlib.sha256()
+    parts = hashlib.sha256()
+    with path.open("rb") as f:
+        while True:
+            part = hashlib.sha256()
+            left = part_bytes
+            while left and (chunk := f.read(min(CHUNK, left))):
+                whole.update(chunk)
+                part.update(chunk)
+                left -= len(chunk)
+            if left == part_bytes:
+                break
+            parts.update(part.digest())
+    return whole.hexdigest(), base64.b64encode(parts.digest()).decode()
+
+
+class S3Backend:
+    """A release store under ``s3://bucket/prefix``. Thread-safe: boto3 clients may be shared by threads."""
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint_url: str | None = None,
+        client: Any = None,
+        multipart_threshold: int = DEFAULT_PART_BYTES,
+        multipart_chunksize: int = DEFAULT_PART_BYTES,
+    ) -> None:
+        if not bucket or "/" in bucket:
+            raise ConfigError(f"invalid S3 bucket name {bucket!r}")
+        prefix = prefix.strip("/")
+        if prefix:
+            check_key(prefix)
+        if multipart_chunksize < 5 * MIB:
+            raise ConfigError(f"S3 multipart parts must be at least 5 MiB, got {multipart_chunksize} bytes")
+        self.bucket = bucket
+        self.prefix = prefix
+        self.endpoint_url = endpoint_url
+        self.multipart_threshold = multipart_threshold
+        self.multipart_chunksize = multipart_chunksize
+        if client is not None:
+            self.client = client
+
+    @classmethod
+    def from_uri(cls, uri: str, **kwargs: Any) -> S3Backend:
+        """A backend for ``s3://bucket/prefix``, with the endpoint from ``DATASHARE_S3_ENDPOINT_URL``."""
+        if not uri.startswith("s3://"):
+            raise ConfigError(f"not an s3:// URI: {uri!r}")
+        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+        kwargs.setdefault("endpoint_url", os.environ.get(ENDPOINT_ENV) or None)
+        return cls(bucket, prefix, **kwargs)
+
+    @cached_property
+    def client(self) -> Any:
+        """A boto3 S3 client with bounded retries and timeouts (made on first use)."""
+        import boto3
+        from botocore.config import Config
+
+        config = Config(
+            retries={"mode": "standard", "max_attempts": 5},
+            connect_timeout=10,
+            read_timeout=120,
+            signature_version="s3v4",
+            # MinIO and other self-hosted servers want path-style URLs; AWS picks for itself.
+            s3={"addressing_style": "path" if self.endpoint_url else "auto"},
+        )
+        # A session of its own: boto3's default session is not safe to share between threads.
+        return boto3.session.Session().client("s3", endpoint_url=self.endpoint_url, config=config)
+
+    @cached_property
+    def _transfer(self) -> Any:
+        from boto3.s3.transfer import TransferConfig
+
+        return TransferConfig(
+            multipart_threshold=self.multipart_threshold, multipart_chunksize=self.multipart_chunksize
+        )
+
+    def _key(self, key: str) -> str:
+        check_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def put_file(self, key: str, source: Path) -> None:
+        """Upload a file (multipart above the threshold), then check the stored size and SHA-256."""
+        full = self._key(key)
+        size = source.stat().st_size
+        multipart = size >= self.multipart_threshold
+        digest, composite = file_digests(source, self.multipart_chunksize)
+        started = time.monotonic()
+        self._upload(full, source, digest)
+        log.debug("Uploaded %s (%s bytes) in %.2f s", self.describe(key), size, time.monotonic() - started)
+        head = self.client.head_object(Bucket=self.bucket, Key=full, ChecksumMode="ENABLED")
+        problems = []
+        if head["ContentLength"] != size:
+            problems.append(f"{head['ContentLength']} bytes stored, {size} sent")
+        if head.get("Metadata", {}).get("sha256") != digest:
+            problems.append("x-amz-meta-sha256 differs")
+        stored = head.get("ChecksumSHA256")  # absent when the server keeps no checksum: size and metadata remain
+        if stored:
+            value, _, count = stored.partition("-")  # AWS writes a composite checksum as "<base64>-<parts>"
+            expected = composite if multipart else base64.b64encode(bytes.fromhex(digest)).decode()
+            if value != expected:
+                problems.append(f"stored checksum {stored} != {expected} of {source}")
+        if problems:
+            self.client.delete_object(Bucket=self.bucket, Key=full)
+            raise ReleaseError(f"upload of {source} to {self.describe(key)} failed its check: {'; '.join(problems)}")
+
+    def _upload(self, full: str, source: Path, digest: str) -> None:
+        """The transfer itself; the SDK sends each part's SHA-256 for the server to check."""
+        extra = {"ChecksumAlgorithm": "SHA256", "Metadata": {"sha256": digest}}
+        self.client.upload_file(str(source), self.bucket, full, ExtraArgs=extra, Config=self._transfer)
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        """Store bytes under ``key``, replacing any object there."""
+        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, ChecksumAlgorithm="SHA256")
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Conditional PUT: True if stored, False if the key already exists (412).
+
+        A 409 means another conditional write to the key is in flight; AWS asks for a retry, whose
+        answer (stored, or 412 once the other write has landed) is final.
+        """
+        full = self._key(key)
+        for attempt in range(CONFLICT_RETRIES):
+            try:
+                self.client.put_object(
+                    Bucket=self.bucket, Key=full, Body=data, IfNoneMatch="*", ChecksumAlgorithm="SHA256"
+                )
+            except Exception as exc:
+                if _status(exc) == 412 or _code(exc) == "PreconditionFailed":
+                    return False
+                if _status(exc) != 409:
+                    raise
+                log.info("Conditional write of %s conflicted (409); trying again", self.describe(key))
+                time.sleep(0.05 * (attempt + 1))
+            else:
+                return True
+        raise ReleaseError(f"{self.describe(key)}: conditional write kept conflicting (409)")
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _missing(self, exc: Exception, key: str) -> ReleaseError | None:
+        if _code(exc) in MISSING or _status(exc) == 404:
+            if _code(exc) == "NoSuchBucket":
+                return ReleaseError(f"bucket s3://{self.bucket} does not exist (reading {self.describe(key)})")
+            return ReleaseError(f"missing object {self.describe(key)}")
+        if _code(exc) == "NoSuchBucket":
+            return ReleaseError(f"bucket s3://{self.bucket} does not exist (reading {self.describe(key)})")
+        return None
+
+    def _head(self, key: str) -> dict[str, Any]:
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except Exception as exc:
+            raise self._missing(exc, key) or exc from None
+
+    def get_bytes(self, key: str) -> bytes:
+        """Read a whole (small) object; ``ReleaseError`` naming the s3:// URL if missing."""
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+        except Exception as exc:
+            raise self._missing(exc, key) or exc from None
+
+    def exists(self, key: str) -> bool:
+        """Whether an object exists (a HEAD request)."""
+        try:
+            self._head(key)
+        except ReleaseError as exc:
+            if str(exc).startswith("missing object"):
+                return False
+            raise
+        return True
+
+    def list(self, prefix: str) -> list[str]:
+        """Keys under a prefix (treated as a folder), recursive and sorted, across result pages."""
+        prefix = prefix.rstrip("/")
+        root = f"{self.prefix}/" if self.prefix else ""
+        listed = f"{self._key(prefix)}/" if prefix else root
+        keys = []
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=listed):
+            for item in page.get("Contents", []):
+                key = item["Key"].removeprefix(root)
+                if not key.rsplit("/", 1)[-1].startswith("."):  # as the local backend: dot files are not releases
+                    keys.append(key)
+        return sorted(keys)
+
+    def download(self, key: str, target: Path) -> None:
+        """Copy an object to a local file (multipart ranges for large objects)."""
+        try:
+            self.client.download_file(self.bucket, self._key(key), str(target), Config=self._transfer)
+        except Exception as exc:
+            raise self._missing(exc, key) or exc from None
+
+    def sha256(self, key: str) -> str:
+        """Hex SHA-256 of the object's bytes, streamed: verification re-hashes data, never trusts metadata."""
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+        except Exception as exc:
+            raise self._missing(exc, key) or exc from None
+        digest = hashlib.sha256()
+        for chunk in body.iter_chunks(CHUNK):
+            digest.update(chunk)
+        return digest.hexdigest()
+
+    def size(self, key: str) -> int:
+        """Size of an object in bytes."""
+        return int(self._head(key)["ContentLength"])
+
+    def local_path(self, key: str) -> Path | None:
+        """Objects in S3 have no local path: callers download."""
+        check_key(key)
+        return None
+
+    def describe(self, key: str = "") -> str:
+        """The s3:// URL of an object (or of the store)."""
+        path = "/".join(p for p in (self.prefix, key) if p)
+        return f"s3://{self.bucket}/{path}" if path else f"s3://{self.bucket}"
+
+    def presigned_url(self, key: str, expires_s: int = 300) -> str:
+        """A GET URL for one object that expires after ``expires_s`` seconds (give it only after an access check)."""
+        if not 1 <= expires_s <= MAX_PRESIGN_S:
+            raise ConfigError(f"presigned URL expiry must be 1..{MAX_PRESIGN_S} s, got {expires_s}")
+        return self.client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": self._key(key)}, ExpiresIn=expires_s
+        )
