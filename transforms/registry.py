@@ -20,6 +20,18 @@ TRANSFORMS: dict[str, str] = {
 }
 
 
+BUILDERS: dict[str, str] = {
+    "province_environment_indicators": "transforms.derived:province_environment_indicators",
+}
+"""Builders of derived datasets: ``(inputs: Mapping[dataset id, list of Parquet paths]) -> pyarrow.Table``."""
+
+
+def resolve_builder(name: str) -> Callable[..., pa.Table]:
+    """The builder registered under ``name``."""
+    module, func = BUILDERS[name].split(":")
+    return getattr(importlib.import_module(module), func)
+
+
 def resolve(name: str) -> Transform:
     """The function registered under ``name``; ``KeyError`` naming the known ones if absent."""
     try:

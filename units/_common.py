@@ -6,6 +6,7 @@ unit databases still carry; the 2025 merger's codes need validity dates (DOMAIN.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -139,3 +140,48 @@ class ChunkWriter:
         self.written += len(self.buffer)
         log.info("%s: %d rows written", self.table.name, self.written)
         self.buffer = []
+
+
+def safe_url(url: str) -> str:
+    """The URL for logs and errors, password hidden."""
+    return sa.make_url(url).render_as_string(hide_password=True)
+
+
+def recreate(engine: sa.Engine, metadata: sa.MetaData) -> None:
+    """Drop and create a unit's tables, so a generate run always starts from nothing."""
+    metadata.drop_all(engine)
+    metadata.create_all(engine)
+
+
+def require_rows(engine: sa.Engine, tables: Sequence[sa.Table], url: str) -> None:
+    """Raise LookupError naming the first table that is missing or empty (append before generate)."""
+    inspector = sa.inspect(engine)
+    for table in tables:
+        if not inspector.has_table(table.name):
+            raise LookupError(f"table {table.name} not found at {safe_url(url)}: run generate first")
+    with engine.connect() as conn:
+        for table in tables:
+            if conn.execute(sa.select(sa.literal(1)).select_from(table).limit(1)).first() is None:
+                raise LookupError(f"table {table.name} at {safe_url(url)} has no rows: run generate first")
+
+
+def check_scale(scale: float) -> None:
+    """Reject a scale that is not a positive number."""
+    if not scale > 0:
+        raise ValueError(f"scale must be a positive number, got {scale!r}")
+
+
+def scaled(base: int, scale: float) -> int:
+    """`base` entities at scale 1.0, at least one at any positive scale."""
+    return max(1, round(base * scale))
+
+
+def vn_number(value: float, decimals: int = 0, *, thousands: bool = True) -> str:
+    """A number written the Vietnamese way: "." between thousands, "," before decimals ("1.250,5")."""
+    text = f"{value:,.{decimals}f}" if thousands else f"{value:.{decimals}f}"
+    return text.replace(",", "\0").replace(".", ",").replace("\0", ".")
+
+
+def vn_date(day: dt.date) -> str:
+    """A date as dd/mm/yyyy text, the way Vietnamese forms and legacy databases write it."""
+    return f"{day.day:02d}/{day.month:02d}/{day.year:04d}"

@@ -305,6 +305,8 @@ def cmd_pools(args: argparse.Namespace, settings: Settings) -> int:
     specs, _ = load_specs(settings.datasets_dir)
     pools: dict[str, dict[str, Any]] = {}
     for spec in specs.values():
+        if spec.source.kind == "derived":
+            continue
         pool = pools.setdefault(spec.pool, {"slots": 0, "description": f"Connections to unit {spec.source.unit}"})
         pool["slots"] = max(pool["slots"], spec.source.max_connections)
     print(json.dumps(pools, indent=2))

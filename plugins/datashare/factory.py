@@ -29,6 +29,13 @@ def asset_uri(dataset_id: str) -> str:
     return f"{ASSET_SCHEME}://{dataset_id}"
 
 
+def dataset_asset(dataset_id: str) -> Any:
+    """The Airflow Asset of a dataset, defined the same way by its producer and its consumers."""
+    from airflow.sdk import Asset
+
+    return Asset(uri=asset_uri(dataset_id), name=dataset_id, group="datashare")
+
+
 def default_args(spec: DatasetSpec) -> dict[str, Any]:
     """Task defaults: owner from the spec, retries with backoff (delays overridable for tests), alert on failure."""
     delay = float(os.environ.get("DATASHARE_RETRY_DELAY_S", "30"))
@@ -64,9 +71,12 @@ def _call(stage: str, dataset_id: str, *refs: Any) -> Any:
 
 def build_dag(spec: DatasetSpec, source_file: Path | None = None) -> Any:
     """The DAG of one dataset: extract -> transform -> validate -> commit_release -> publish_sql -> record."""
-    from airflow.sdk import DAG, Asset, task
+    from airflow.sdk import DAG, task
 
-    asset = Asset(uri=asset_uri(spec.id), name=spec.id, group="datashare")
+    asset = dataset_asset(spec.id)
+    schedule: Any = spec.schedule
+    if spec.source.kind == "derived":
+        schedule = [dataset_asset(i) for i in spec.source.inputs]  # runs on data, not on the clock
     doc = (
         f"### {spec.title.vi}\n\n{spec.description.vi}\n\n### {spec.title.en}\n\n{spec.description.en}\n\n"
         f"Spec: `dags/datasets/{spec.id}.yaml` · suite: `expectations/{spec.suite_name}.json` · "
@@ -76,7 +86,7 @@ def build_dag(spec: DatasetSpec, source_file: Path | None = None) -> Any:
         dag_id=spec.id,
         description=spec.title.en,
         doc_md=doc,
-        schedule=spec.schedule,
+        schedule=schedule,
         start_date=_start_date(),
         catchup=False,
         max_active_runs=1,

@@ -52,7 +52,9 @@ class HistoryRow:
     rows: int | None
     failed_rules: tuple[str, ...]
     quarantined: int | None
-    """Rows set aside by the quarantine; None when the summary does not say (older runs, no quarantine)."""
+    """Rows breaking row-level rules; None when the summary does not say (older runs, no quarantine)."""
+    over_threshold: bool
+    """Those rows were over the spec's threshold: not set aside, the run failed instead."""
     report_key: str | None
     version: int | None
     """Release committed by this run, if any."""
@@ -116,6 +118,7 @@ def history_rows(entries: Iterable[Mapping[str, Any]], dataset_id: str) -> list[
                 rows=rows if isinstance(rows, int) else None,
                 failed_rules=tuple(str(r) for r in summary.get("failed_rules") or ()),
                 quarantined=_quarantined(summary),
+                over_threshold=bool((summary.get("quarantine") or {}).get("over_threshold")),
                 report_key=str(body["report"]) if body.get("report") else None,
                 version=version,
                 withdrawn=withdrawn.get(version) if version is not None else None,
@@ -141,6 +144,9 @@ def _row_html(dataset_id: str, row: HistoryRow) -> str:
             f'<a href="{_e(_href(dataset_id, row.report_key))}">{_bi("Báo cáo", "report")}</a><br>'
             f'<a href="{_e(_href(dataset_id, folder + "/result.json"))}"><code>result.json</code></a>'
         )
+    quarantined = "–" if row.quarantined is None else f"{row.quarantined:,}"
+    if row.over_threshold:
+        quarantined += f'<br><span class="bad">{_bi("vượt ngưỡng", "over threshold")}</span>'
     release = "–"
     if row.version is not None:
         release = (
@@ -156,7 +162,7 @@ def _row_html(dataset_id: str, row: HistoryRow) -> str:
         f'<td class="num">{"–" if row.rows is None else f"{row.rows:,}"}</td>'
         f'<td class="num">{len(row.failed_rules)}</td>'
         f"<td>{samples}</td>"
-        f'<td class="num">{"–" if row.quarantined is None else f"{row.quarantined:,}"}</td>'
+        f'<td class="num">{quarantined}</td>'
         f"<td>{release}</td>"
         f"<td>{links}</td>"
         "</tr>"

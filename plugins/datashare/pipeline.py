@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from datashare.connections import get_connection
-from datashare.exceptions import ValidationFailed
+from datashare.exceptions import SourceError, ValidationFailed
 from datashare.ledger import Ledger
 from datashare.manifest import build_manifest, code_version, content_sha256
 from datashare.parquet import parquet_rows
@@ -105,6 +105,8 @@ def stage_extract(ctx: RunContext, key_range: dict[str, Any] | None = None) -> d
     if key_range is None or key_range["index"] == 0:
         sweep_staging(ctx.settings.staging_root)
     latest = ctx.store.latest(ctx.spec.id)
+    if ctx.spec.source.kind == "derived":
+        return _extract_derived(ctx, latest)
     cursor = None
     if ctx.spec.mode.kind == "incremental" and latest is not None:
         cursor = latest.manifest["datashare"].get("source_cursor")
@@ -120,6 +122,50 @@ def stage_extract(ctx: RunContext, key_range: dict[str, Any] | None = None) -> d
         "cursor_max": result.cursor_max,
         "ignored_columns": list(result.ignored_columns),
         "base_version": latest.version if latest else None,
+    }
+
+
+def _local_files(ctx: RunContext, release: Release, folder: str) -> list[Path]:
+    """Local paths of a release's data files (downloaded to staging when the store is remote)."""
+    paths = []
+    for f in release.files:
+        key = f"{release.prefix}/{f['path']}"
+        local = ctx.store.backend.local_path(key)
+        if local is None:
+            local = ctx.staging / folder / release.dataset_id / f["path"]
+            local.parent.mkdir(parents=True, exist_ok=True)
+            ctx.store.backend.download(key, local)
+        paths.append(local)
+    return paths
+
+
+def _extract_derived(ctx: RunContext, latest: Release | None) -> dict[str, Any]:
+    """Build a derived dataset from the latest releases of its inputs."""
+    from datashare.parquet import BatchWriter
+    from transforms.registry import resolve_builder
+
+    inputs: dict[str, list[Path]] = {}
+    versions: dict[str, int] = {}
+    for input_id in ctx.spec.source.inputs:
+        release = ctx.store.latest(input_id)
+        if release is None:
+            raise SourceError(f"{ctx.spec.id}: input dataset {input_id!r} has no release yet")
+        inputs[input_id] = _local_files(ctx, release, "inputs")
+        versions[input_id] = release.version
+    table = resolve_builder(ctx.spec.source.builder)(inputs)  # type: ignore[arg-type]
+    target = ctx.staging / "extract" / "part-00000.parquet"
+    with BatchWriter(target, table.schema) as writer:
+        for batch in table.to_batches():
+            writer.write(batch)
+    log.info("%s: built %s rows from %s", ctx.spec.id, table.num_rows, versions)
+    return {
+        "paths": [str(target)],
+        "rows": table.num_rows,
+        "cursor_from": None,
+        "cursor_max": None,
+        "ignored_columns": [],
+        "base_version": latest.version if latest else None,
+        "inputs": versions,
     }
 
 
@@ -310,6 +356,7 @@ def stage_commit(
             "conflicts_dropped": transformed["conflicts_dropped"],
             "ignored_source_columns": extracted["ignored_columns"],
             "base_version": extracted["base_version"],
+            "inputs": extracted.get("inputs"),
         },
         code=code_version(ctx.settings.home),
     )
@@ -373,15 +420,7 @@ def stage_publish_sql(ctx: RunContext, committed: dict[str, Any]) -> dict[str, A
             "version": version,
         }
     release = ctx.store.release(ctx.spec.id, version)
-    paths = []
-    for f in release.files:
-        key = f"{release.prefix}/{f['path']}"
-        local = ctx.store.backend.local_path(key)
-        if local is None:
-            local = ctx.staging / "publish" / f["path"]
-            local.parent.mkdir(parents=True, exist_ok=True)
-            ctx.store.backend.download(key, local)
-        paths.append(local)
+    paths = _local_files(ctx, release, "publish")
     result = publish_release(
         dataset_id=ctx.spec.id,
         version=version,

@@ -38,12 +38,23 @@ CONFLICT_RETRIES = 5
 MISSING = {"404", "NoSuchKey", "NotFound"}
 
 
+def _client_error() -> type[Exception]:
+    """botocore's ClientError, imported when an ``except`` clause needs it."""
+    from botocore.exceptions import ClientError
+
+    return ClientError
+
+
 def _code(exc: Exception) -> str:
     return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
 
 
 def _status(exc: Exception) -> int:
     return int(getattr(exc, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+
+
+def _is_missing(exc: Exception) -> bool:
+    return _code(exc) in MISSING or _status(exc) == 404
 
 
 def file_digests(path: Path, part_bytes: int) -> tuple[str, str]:
@@ -141,7 +152,7 @@ class S3Backend:
         full = self._key(key)
         size = source.stat().st_size
         multipart = size >= self.multipart_threshold
-        digest, composite = file_digests(source, self.multipart_chunksize)
+        digest, composite = file_digests(source, self._part_bytes(size))
         started = time.monotonic()
         self._upload(full, source, digest)
         log.debug("Uploaded %s (%s bytes) in %.2f s", self.describe(key), size, time.monotonic() - started)
@@ -153,13 +164,19 @@ class S3Backend:
             problems.append("x-amz-meta-sha256 differs")
         stored = head.get("ChecksumSHA256")  # absent when the server keeps no checksum: size and metadata remain
         if stored:
-            value, _, count = stored.partition("-")  # AWS writes a composite checksum as "<base64>-<parts>"
+            value = stored.split("-", 1)[0]  # AWS writes a composite checksum as "<base64>-<parts>"
             expected = composite if multipart else base64.b64encode(bytes.fromhex(digest)).decode()
             if value != expected:
                 problems.append(f"stored checksum {stored} != {expected} of {source}")
         if problems:
             self.client.delete_object(Bucket=self.bucket, Key=full)
             raise ReleaseError(f"upload of {source} to {self.describe(key)} failed its check: {'; '.join(problems)}")
+
+    def _part_bytes(self, size: int) -> int:
+        """The part size the transfer will really use (it grows parts to stay within 10,000 of them)."""
+        from s3transfer.utils import ChunksizeAdjuster
+
+        return ChunksizeAdjuster().adjust_chunksize(self.multipart_chunksize, size)
 
     def _upload(self, full: str, source: Path, digest: str) -> None:
         """The transfer itself; the SDK sends each part's SHA-256 for the server to check."""
@@ -182,7 +199,7 @@ class S3Backend:
                 self.client.put_object(
                     Bucket=self.bucket, Key=full, Body=data, IfNoneMatch="*", ChecksumAlgorithm="SHA256"
                 )
-            except Exception as exc:
+            except _client_error() as exc:
                 if _status(exc) == 412 or _code(exc) == "PreconditionFailed":
                     return False
                 if _status(exc) != 409:
@@ -195,34 +212,33 @@ class S3Backend:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def _missing(self, exc: Exception, key: str) -> ReleaseError | None:
-        if _code(exc) in MISSING or _status(exc) == 404:
-            if _code(exc) == "NoSuchBucket":
-                return ReleaseError(f"bucket s3://{self.bucket} does not exist (reading {self.describe(key)})")
-            return ReleaseError(f"missing object {self.describe(key)}")
+    def _named(self, exc: Exception, key: str) -> Exception:
+        """A missing object or bucket as a ``ReleaseError`` naming the s3:// URL; anything else unchanged."""
         if _code(exc) == "NoSuchBucket":
             return ReleaseError(f"bucket s3://{self.bucket} does not exist (reading {self.describe(key)})")
-        return None
+        if _is_missing(exc):
+            return ReleaseError(f"missing object {self.describe(key)}")
+        return exc
 
     def _head(self, key: str) -> dict[str, Any]:
         try:
             return self.client.head_object(Bucket=self.bucket, Key=self._key(key))
-        except Exception as exc:
-            raise self._missing(exc, key) or exc from None
+        except _client_error() as exc:
+            raise self._named(exc, key) from None
 
     def get_bytes(self, key: str) -> bytes:
         """Read a whole (small) object; ``ReleaseError`` naming the s3:// URL if missing."""
         try:
             return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
-        except Exception as exc:
-            raise self._missing(exc, key) or exc from None
+        except _client_error() as exc:
+            raise self._named(exc, key) from None
 
     def exists(self, key: str) -> bool:
         """Whether an object exists (a HEAD request)."""
         try:
-            self._head(key)
-        except ReleaseError as exc:
-            if str(exc).startswith("missing object"):
+            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except _client_error() as exc:
+            if _is_missing(exc):  # a HEAD answer has no body: a missing bucket is a 404 too
                 return False
             raise
         return True
@@ -233,27 +249,30 @@ class S3Backend:
         root = f"{self.prefix}/" if self.prefix else ""
         listed = f"{self._key(prefix)}/" if prefix else root
         keys = []
-        paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=listed):
-            for item in page.get("Contents", []):
-                key = item["Key"].removeprefix(root)
-                if not key.rsplit("/", 1)[-1].startswith("."):  # as the local backend: dot files are not releases
-                    keys.append(key)
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=listed)
+        try:
+            for page in pages:
+                for item in page.get("Contents", []):
+                    key = item["Key"].removeprefix(root)
+                    if not key.rsplit("/", 1)[-1].startswith("."):  # as the local backend: dot files are not releases
+                        keys.append(key)
+        except _client_error() as exc:
+            raise self._named(exc, prefix) from None
         return sorted(keys)
 
     def download(self, key: str, target: Path) -> None:
         """Copy an object to a local file (multipart ranges for large objects)."""
         try:
             self.client.download_file(self.bucket, self._key(key), str(target), Config=self._transfer)
-        except Exception as exc:
-            raise self._missing(exc, key) or exc from None
+        except _client_error() as exc:
+            raise self._named(exc, key) from None
 
     def sha256(self, key: str) -> str:
         """Hex SHA-256 of the object's bytes, streamed: verification re-hashes data, never trusts metadata."""
         try:
             body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
-        except Exception as exc:
-            raise self._missing(exc, key) or exc from None
+        except _client_error() as exc:
+            raise self._named(exc, key) from None
         digest = hashlib.sha256()
         for chunk in body.iter_chunks(CHUNK):
             digest.update(chunk)

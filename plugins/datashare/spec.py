@@ -86,9 +86,21 @@ class Partitions(Strict):
 
 
 class Source(Strict):
-    """Where the data is read from: an Airflow connection and a table or a query."""
+    """Where the data is read from: a unit's database (a table or a query), or other datasets' releases."""
 
-    conn_id: str = Field(pattern=CONN_ID, description="Airflow connection id of the unit's database.")
+    kind: Literal["database", "derived"] = Field(
+        default="database",
+        description="database: read a unit's database; derived: build from other datasets' latest releases.",
+    )
+    conn_id: str | None = Field(
+        default=None, pattern=CONN_ID, description="database: Airflow connection id of the unit's database."
+    )
+    inputs: list[Annotated[str, Field(pattern=IDENTIFIER)]] = Field(
+        default_factory=list, description="derived: dataset ids read; the DAG runs when their Assets update."
+    )
+    builder: str | None = Field(
+        default=None, pattern=r"^[a-z][a-z0-9_]*$", description="derived: registered builder (transforms/registry.py)."
+    )
     table: str | None = Field(
         default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_.]{0,127}$", description="Table to read whole."
     )
@@ -108,6 +120,20 @@ class Source(Strict):
 
     @model_validator(mode="after")
     def _table_xor_query(self) -> Source:
+        if self.kind == "derived":
+            from transforms.registry import BUILDERS
+
+            if self.conn_id or self.table or self.query or self.partitions:
+                raise ValueError("a derived source reads releases: no conn_id, table, query or partitions")
+            if not self.inputs:
+                raise ValueError("a derived source needs 'inputs' (dataset ids)")
+            if self.builder not in BUILDERS:
+                raise ValueError(f"builder: {self.builder!r} is not registered; registered: {sorted(BUILDERS)}")
+            return self
+        if self.conn_id is None:
+            raise ValueError("conn_id: a database source needs the Airflow connection id")
+        if self.inputs or self.builder:
+            raise ValueError("'inputs' and 'builder' belong to derived sources (kind: derived)")
         if (self.table is None) == (self.query is None):
             raise ValueError("give exactly one of 'table' or 'query'")
         if self.query is not None and not re.match(r"^\s*(select|with)\b", self.query, re.IGNORECASE):
@@ -260,6 +286,11 @@ class DatasetSpec(Strict):
                 raise ValueError(f"key: column {k!r} must be declared nullable: false")
         if self.mode.cursor is not None and self.mode.cursor not in names:
             raise ValueError(f"mode.cursor: column {self.mode.cursor!r} is not in 'columns'")
+        if self.source.kind == "derived":
+            if self.schedule is not None:
+                raise ValueError("schedule: a derived dataset runs on its inputs' Assets; set schedule: null")
+            if self.id in self.source.inputs:
+                raise ValueError("source.inputs: a dataset cannot be its own input")
         parts = self.source.partitions
         if parts is not None:
             if parts.column not in names or by_name[parts.column].type != ColumnType.integer:
@@ -301,8 +332,8 @@ class DatasetSpec(Strict):
 
     @property
     def pool(self) -> str:
-        """Airflow pool that bounds connections to the source unit."""
-        return f"unit_{self.source.unit}"
+        """Airflow pool that bounds connections to the source unit (derived datasets use the default pool)."""
+        return "default_pool" if self.source.kind == "derived" else f"unit_{self.source.unit}"
 
 
 def _field_path(loc: tuple[Any, ...], data: Any) -> str:

@@ -53,7 +53,12 @@ def test_dagbag_integrity(airflow_db: Path) -> None:
             assert t.owner and t.owner != "airflow", (dag_id, t.task_id)
             assert t.retries >= 1 and t.retry_exponential_backoff, (dag_id, t.task_id)
         extract = "extract_range" if spec.source.partitions else "extract"
-        assert dag.get_task(extract).pool == f"unit_{spec.source.unit}"
+        assert dag.get_task(extract).pool == spec.pool
+        if spec.source.kind == "derived":  # scheduled on exactly its inputs' Assets
+            uris = sorted(a.uri.rstrip("/") for a in dag.timetable.asset_condition.objects)
+            assert uris == sorted(f"datashare://{i}" for i in spec.source.inputs)
+        else:
+            assert spec.pool == f"unit_{spec.source.unit}"
         assert dag.owner == spec.owner
         outlets = dag.get_task("record").outlets  # Airflow normalises the URI with a trailing slash
         assert [o.uri.rstrip("/") for o in outlets] == [f"datashare://{dag_id}"]

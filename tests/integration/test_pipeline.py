@@ -200,7 +200,9 @@ def test_rows_breaking_row_level_rules_are_quarantined_within_threshold(project,
     engine = sa.create_engine(unit)
     with engine.begin() as conn:  # two impossible readings, well under the spec's 1% threshold
         ids = conn.execute(sa.text("SELECT id FROM air_observations ORDER BY id LIMIT 2")).scalars().all()
-        conn.execute(sa.text("UPDATE air_observations SET pm25 = 5000 WHERE id IN (:a, :b)"), {"a": ids[0], "b": ids[1]})
+        conn.execute(
+            sa.text("UPDATE air_observations SET pm25 = 5000 WHERE id IN (:a, :b)"), {"a": ids[0], "b": ids[1]}
+        )
     engine.dispose()
     result = run_dataset(DATASET, run_id="dirty")
     assert result["created"] and result["rows"] == _distinct_keys(unit) - 2
@@ -215,3 +217,38 @@ def test_rows_breaking_row_level_rules_are_quarantined_within_threshold(project,
     assert 5000.0 not in published["pm25"].to_pylist()
     report = Path(store.backend.describe(f"{DATASET}/v1/validation/report.html")).read_text(encoding="utf-8")
     assert "Quarantined rows" in report and "expect_column_values_to_be_between:pm25" in report
+
+
+def test_derived_dataset_builds_from_its_inputs_releases(project, tmp_path: Path) -> None:
+    import pyarrow.compute as pc
+
+    unit = f"sqlite:///{tmp_path / 'unit.sqlite'}"
+    monitoring.generate(unit, stations=6, days=3)
+    project(CONN, unit)
+    with pytest.raises(SourceError, match="input dataset 'air_quality_hourly' has no release yet"):
+        run_dataset("province_environment_indicators")
+    air = run_dataset(DATASET)
+    derived = run_dataset("province_environment_indicators")
+    assert derived["created"] and derived["validation"] == "passed"
+    store = _store()
+    manifest = store.release("province_environment_indicators", 1).manifest["datashare"]
+    assert manifest["stats"]["inputs"] == {DATASET: air["version"]}
+    table = pq.read_table(Path(store.backend.describe("province_environment_indicators/v1/data/part-00000.parquet")))
+    source = pq.read_table(Path(store.backend.describe(f"{DATASET}/v1/data/part-00000.parquet")))
+    assert pc.sum(table["air_hours"]).as_py() == source.num_rows  # every published hour counted once
+    provinces = set(source["province_code"].to_pylist())
+    assert set(table["province_code"].to_pylist()) == provinces
+    over = pc.sum(
+        pc.or_(
+            pc.or_(
+                pc.fill_null(pc.greater(source["no2"], 200), False), pc.fill_null(pc.greater(source["o3"], 200), False)
+            ),
+            pc.or_(
+                pc.fill_null(pc.greater(source["so2"], 350), False),
+                pc.fill_null(pc.greater(source["co"], 30000), False),
+            ),
+        ).cast("int64")
+    ).as_py()
+    assert pc.sum(table["hours_over_qcvn05"]).as_py() == over
+    again = run_dataset("province_environment_indicators")  # same inputs, same content: no new version
+    assert not again["created"]

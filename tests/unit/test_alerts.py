@@ -262,11 +262,14 @@ def test_email_needs_from_and_to(monkeypatch: pytest.MonkeyPatch) -> None:
         deliver(failed_run_message(DATASET, task_id="t", error="e"))
 
 
-def test_without_a_connection_the_message_is_logged(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
+@pytest.fixture
+def no_alert_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No alert connection anywhere; looked up once here, because Airflow's first import resets logging handlers."""
     monkeypatch.delenv(ENV, raising=False)
-    assert connection_fields("datashare_alerts") is None  # also: Airflow's first import resets logging, not later
+    assert connection_fields("datashare_alerts") is None
+
+
+def test_without_a_connection_the_message_is_logged(no_alert_connection, caplog: pytest.LogCaptureFixture) -> None:
     message = quarantine_message(DATASET, quarantined=30, total=1000, threshold=0.05)
     with caplog.at_level(logging.WARNING, logger="datashare.alerts"):
         assert deliver(message) == "log"
