@@ -36,8 +36,29 @@ os.environ.update(
         "GX_ANALYTICS_ENABLED": "false",
         "DATASHARE_RETRY_DELAY_S": "1",
         "DATASHARE_RETRIES": "1",
+        # PostgreSQL roles are cluster-wide: the session's roles carry a prefix and are dropped at the end.
+        "DATASHARE_SQL_ROLE_PREFIX": f"t{secrets.token_hex(3)}_",
     }
 )
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Drop the PostgreSQL roles this session created (their test databases are gone by now)."""
+    prefix = os.environ["DATASHARE_SQL_ROLE_PREFIX"]
+    try:
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            roles = conn.execute(
+                sa.text("SELECT rolname FROM pg_roles WHERE starts_with(rolname, :p)"), {"p": prefix}
+            ).scalars().all()
+            for role in roles:
+                conn.execute(sa.text(f'DROP OWNED BY "{role}"'))
+                conn.execute(sa.text(f'DROP ROLE IF EXISTS "{role}"'))
+        engine.dispose()
+    except Exception:  # no server: nothing to clean
+        pass
 
 
 def unavailable(what: str, error: BaseException) -> None:

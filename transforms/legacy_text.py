@@ -33,11 +33,13 @@ from typing import Literal
 
 import pyarrow as pa
 
+from transforms.syllables import TONES, is_syllable, split_tone
+
 log = logging.getLogger(__name__)
 
 Encoding = Literal["unicode", "tcvn3", "vni", "unknown"]
 
-_TONES = "\u0301\u0300\u0309\u0303\u0323"  # sắc, huyền, hỏi, ngã, nặng
+_TONES = TONES
 
 # TCVN 5712:1993 (VN1), bytes 0x80-0xFF, from libiconv lib/tcvn.h.
 _TCVN_HIGH = (
@@ -69,13 +71,6 @@ def _nfc(text: str) -> str:
     return unicodedata.normalize("NFC", text)
 
 
-def _split_tone(letter: str) -> tuple[str, str]:
-    """A letter's toneless base (NFC) and its combining tone mark ('' if none): 'ặ' -> ('ă', U+0323)."""
-    nfd = unicodedata.normalize("NFD", letter)
-    tones = [m for m in nfd if m in _TONES]
-    return _nfc("".join(m for m in nfd if m not in _TONES)), "".join(tones)
-
-
 def _tcvn3_table() -> dict[str, str]:
     """Unicode letter -> TCVN3 as read through cp1252, for the 134 precomposed Vietnamese letters.
 
@@ -88,7 +83,7 @@ def _tcvn3_table() -> dict[str, str]:
         if letter in codes:
             table[letter] = codes[letter]
         else:
-            base, tone = _split_tone(letter)
+            base, tone = split_tone(letter)
             table[letter] = (base if base.isascii() else codes[base]) + codes[tone]
     return table
 
@@ -144,7 +139,7 @@ def _upper_split_capitals(text: str) -> str:
     out: list[str] = []
     for ch in text:
         if out and out[-1].isupper() and ch.islower():
-            base, tone = _split_tone(ch)
+            base, tone = split_tone(ch)
             if tone and base.upper() == out[-1]:
                 out[-1] = ch.upper()
                 continue
@@ -152,8 +147,11 @@ def _upper_split_capitals(text: str) -> str:
     return "".join(out)
 
 
-def _ascii_capitals(word: str) -> int:
-    return sum(c.isascii() and c.isupper() for c in word)
+def _typed_in_capitals(text: str) -> bool:
+    """No ASCII lowercase and a word of two ASCII capitals or more: likely typed with a .VnTimeH font."""
+    return not any(c.islower() for c in text if c.isascii()) and any(
+        sum(c.isascii() and c.isupper() for c in word) >= 2 for word in text.split()
+    )
 
 
 def _decode_tcvn3(text: str) -> str | None:
@@ -171,8 +169,8 @@ def _decode_tcvn3(text: str) -> str | None:
     out = _upper_split_capitals(_nfc("".join(chars)))
     if any(unicodedata.combining(ch) for ch in out):
         return None  # a tone mark that does not sit on a vowel
-    if not any(c.islower() for c in text if c.isascii()) and any(_ascii_capitals(w) >= 2 for w in text.split()):
-        out = out.upper()  # typed with an all-capital font: lowercase codes drawn as capitals
+    if _typed_in_capitals(text):
+        out = out.upper()  # an all-capital font drew the lowercase codes as capitals
     return out
 
 
@@ -202,71 +200,21 @@ def _decode_vni(text: str) -> str | None:
 _PUNCTUATION = "\u00a0\u2013\u2014\u2018\u2019\u201c\u201d\u2026\u2022"  # separate words in any reading
 _SEPARATORS = re.compile(r"[\s\d!-/:-@\[-`{-~" + _PUNCTUATION + "]+")
 _VNI_UNUSED = _PUNCTUATION + "«»°±²³·"  # symbols VNI leaves alone
-_QUOTES = "«»"  # TCVN3 ô and ằ: quotes only at the edges of a word
 _UNIT = re.compile(r"[a-z]{0,2}[²³]|°[CF]?|±")  # m², km³, °C: symbols that legitimately touch letters
 _SYMBOLS = frozenset({chr(c) for c in range(0xA1, 0xC0) if not chr(c).isalpha()} | set("×÷\xad‚„†‡ˆ‰‹›˜™€"))
-_SYLLABLE = re.compile(r"([bcdđfghjklmnpqrstvwxz]*)([aăâeêioôơuưy]+)(ch|ng|nh|[cmnptk])?")
-_CLUSTERS = frozenset(
-    (
-        *("a", "ă", "â", "e", "ê", "i", "o", "ô", "ơ", "u", "ư", "y"),
-        *("ai", "ao", "au", "ay", "âu", "ây", "eo", "êu", "ia", "iê", "iu", "oa", "oă", "oe", "oi", "ôi", "ơi"),
-        *("oo", "ua", "uâ", "uê", "ui", "uô", "uơ", "uy", "ưa", "ưi", "ươ", "ưu", "yê"),
-        *("iêu", "oai", "oao", "oay", "oeo", "uây", "uôi", "uya", "uyê", "uyu", "ươi", "ươu", "yêu"),
-    )
-)
-#: Clusters that may take a final consonant.
-_CLOSED = frozenset(
-    (
-        *("a", "ă", "â", "e", "ê", "i", "o", "ô", "ơ", "u", "ư", "y"),
-        *("iê", "yê", "oa", "oă", "oe", "oo", "uâ", "uê", "uô", "uơ", "uy", "ươ", "uyê"),
-    )
-)
 
 
-def _tone_ok(cluster: str, at: int, coda: str) -> bool:
-    """Whether the tone sits where Vietnamese spelling puts it (old and new styles both accepted)."""
-    marked = [i for i, c in enumerate(cluster) if c in "ăâêôơư"]
-    if marked:
-        return at == marked[-1]
-    if len(cluster) == 1:
-        return at == 0
-    if coda:
-        return at == len(cluster) - 1
-    if len(cluster) == 2:
-        return at == 0 or cluster in ("oa", "oe", "uy")
-    return at == 1
-
-
-def is_syllable(word: str) -> bool:
-    """Whether ``word`` is a well-formed Vietnamese syllable: onset, vowel cluster, coda, one placed tone."""
-    base, tone, at = [], "", -1
-    for ch in _nfc(word.lower()):
-        letter, mark = _split_tone(ch)
-        if mark:
-            if tone or len(mark) > 1:
-                return False
-            tone, at = mark, len(base)
-        base.append(letter)
-    m = _SYLLABLE.fullmatch("".join(base))
-    if not m:
-        return False
-    onset, cluster, coda = m.group(1), m.group(2), m.group(3) or ""
-    if tone and coda in ("c", "ch", "p", "t", "k") and tone not in "\u0301\u0323":
-        return False  # stop codas take only sắc or nặng
-    parses = [(onset, cluster)]
-    if len(cluster) > 1 and (onset[-1:], cluster[0]) in (("g", "i"), ("q", "u")):
-        parses.append((onset + cluster[0], cluster[1:]))  # gi- and qu- onsets
-    return any(
-        c in _CLUSTERS and (not coda or c in _CLOSED) and (not tone or _tone_ok(c, at - len(o), coda))
-        for o, c in parses
-    )
+def _words(text: str) -> list[str] | None:
+    """The accented words of ``text``; None when a symbol is glued inside a word ('B¸t'), a sign of mojibake."""
+    tokens = (w.lstrip("«").rstrip("»") for w in _SEPARATORS.split(text))
+    words = [w for w in tokens if w and not w.isascii() and not _UNIT.fullmatch(w)]
+    return None if any(ch in _SYMBOLS for w in words for ch in w) else words
 
 
 def _share(text: str) -> float:
-    """Share of the accented words of ``text`` that are syllables; -1 when symbols are glued to letters."""
-    tokens = (w.strip(_QUOTES) for w in _SEPARATORS.split(text))
-    words = [w for w in tokens if w and not w.isascii() and not _UNIT.fullmatch(w)]
-    if any(ch in _SYMBOLS for w in words for ch in w):
+    """Share of the accented words of ``text`` that are well-formed syllables; -1 for mojibake."""
+    words = _words(text)
+    if words is None:
         return -1.0
     return sum(_cased(w) and is_syllable(w) for w in words) / len(words) if words else 1.0
 
@@ -291,10 +239,11 @@ def _classify(text: str, encodings: tuple[Legacy, ...] = LEGACY_ENCODINGS) -> tu
         return "unknown", {}
     if text.isascii():
         return "unicode", {"unicode": text}
+    if not all(ch.isascii() or ch in _LEGACY_CHARS for ch in text):  # a character no legacy byte reads as
+        clean = not _C1.search(text) and _words(text) is not None
+        return ("unicode", {"unicode": text}) if clean else ("unknown", {})
     unicode_share = -1.0 if _C1.search(text) else _share(text)
     fallback = ("unicode", {"unicode": text}) if unicode_share >= 0 else ("unknown", {})
-    if not all(ch.isascii() or ch in _LEGACY_CHARS for ch in text):
-        return fallback  # a character no legacy byte reads as: not mojibake
     readings: dict[str, tuple[float, str]] = {}
     for name in encodings:
         decoded = (_decode_tcvn3 if name == "tcvn3" else _decode_vni)(text)
@@ -304,6 +253,13 @@ def _classify(text: str, encodings: tuple[Legacy, ...] = LEGACY_ENCODINGS) -> tu
     if best < 0.5 or best <= unicode_share:
         return fallback
     winners = {name: out for name, (score, out) in readings.items() if score == best}
+    if len(winners) > 1:
+        # A VNI pair read as TCVN3 gives two vowels where the spelling has one, so when both
+        # readings are well formed, the one that merged more pairs (the shorter) is more likely.
+        shortest = min(len(out) for out in winners.values())
+        winners = {name: out for name, out in winners.items() if len(out) == shortest}
+    if len(winners) > 1 and "tcvn3" in winners and _typed_in_capitals(text):
+        winners.pop("tcvn3")  # TCVN3 needed the all-capital-font guess; VNI spells the capitals itself
     if len(set(winners.values())) > 1:
         return "ambiguous", winners
     return next(iter(winners)), winners

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import logging
 import math
 from collections.abc import Iterator, Sequence
@@ -103,14 +104,17 @@ well_levels_table = sa.Table(
     mysql_collate="utf8mb4_bin",
 )
 
-# Holder names: (template, share). {p} is the province name, {n} a company name.
-_HOLDERS = (
-    ("Công ty Cổ phần Cấp nước {p}", 3), ("Công ty TNHH MTV Kinh doanh nước sạch {p}", 2),
-    ("Công ty Cổ phần Thủy điện {n}", 2), ("Công ty TNHH {n} Việt Nam", 2), ("Ban Quản lý các khu công nghiệp {p}", 1),
-    ("Công ty Cổ phần Nước giải khát {n}", 1), ("Công ty TNHH Thủy sản {n}", 1),
-    ("Trung tâm Nước sạch và Vệ sinh môi trường nông thôn {p}", 1), ("Công ty Cổ phần Nhiệt điện {n}", 1),
-)
-_HOLDER_P = np.array([w for _, w in _HOLDERS], dtype=float) / sum(w for _, w in _HOLDERS)
+# Holder names by water kind: (template, share). {p} is the province name, {n} a company name.
+_HOLDERS: dict[bool, tuple[tuple[str, int], ...]] = {
+    True: (("Công ty Cổ phần Cấp nước {p}", 3), ("Công ty TNHH MTV Kinh doanh nước sạch {p}", 2),
+           ("Công ty TNHH {n} Việt Nam", 2), ("Ban Quản lý các khu công nghiệp {p}", 1),
+           ("Công ty Cổ phần Nước giải khát {n}", 1), ("Công ty TNHH Thủy sản {n}", 1),
+           ("Trung tâm Nước sạch và Vệ sinh môi trường nông thôn {p}", 1)),
+    False: (("Công ty Cổ phần Cấp nước {p}", 3), ("Công ty Cổ phần Thủy điện {n}", 3),
+            ("Công ty TNHH {n} Việt Nam", 1), ("Công ty Cổ phần Nhiệt điện {n}", 1),
+            ("Ban Quản lý các khu công nghiệp {p}", 1), ("Công ty TNHH Thủy sản {n}", 1)),
+}
+_HOLDER_P = {k: np.array([w for _, w in v], dtype=float) / sum(w for _, w in v) for k, v in _HOLDERS.items()}
 _NAMES = ("Sông Đà", "Hòa Bình", "Thái Bình Dương", "Đông Á", "Hưng Phát", "Trường Sơn", "Miền Trung", "Phú Mỹ",
           "Tân Hiệp", "Vĩnh Hảo", "Bình An", "Đại Dương", "Sài Gòn Xanh", "Hoàng Long")
 
@@ -145,7 +149,7 @@ def _licence(seed: int, index: int) -> _Licence:
     rng = seeded_rng(seed, _TAG_LICENCE, index)
     province = PROVINCES[int(rng.integers(len(PROVINCES)))]
     ground = bool(rng.random() < 0.55)
-    template = _HOLDERS[int(rng.choice(len(_HOLDERS), p=_HOLDER_P))][0]
+    template = _HOLDERS[ground][int(rng.choice(len(_HOLDERS[ground]), p=_HOLDER_P[ground]))][0]
     holder = template.format(p=province.name, n=_NAMES[int(rng.integers(len(_NAMES)))])
     issued = dt.date(2012, 1, 1) + dt.timedelta(days=int(rng.integers(0, (AS_OF - dt.date(2012, 1, 1)).days)))
     years = int(rng.choice([5, 10]) if ground else rng.choice([10, 15]))
@@ -198,15 +202,21 @@ def _well_number(well_code: str) -> int:
     return int(well_code[4:])
 
 
+@functools.lru_cache(maxsize=4096)
+def _character(seed: int, number: int) -> tuple[float, float, float, float]:
+    """A well's base level (m), trend (m/day), seasonal amplitude (m) and peak day of year."""
+    rng = seeded_rng(seed, _TAG_WELL, number, 0)
+    return (float(rng.uniform(-25, 5)), float(rng.uniform(-0.003, 0.0005)), float(rng.uniform(0.5, 3.0)),
+            float(rng.uniform(240, 290)))  # the peak comes late in the rainy season
+
+
 def _level_row(seed: int, well_code: str, day: dt.date, summary: WaterResourcesSummary) -> dict[str, Any] | None:
     """One well-day: a level (m above sea level) with a slow decline, a rainy-season rise and noise."""
     number = _well_number(well_code)
-    character = seeded_rng(seed, _TAG_WELL, number, 0)
-    base, trend = character.uniform(-25, 5), character.uniform(-0.003, 0.0005)  # trend in m/day
-    amplitude, peak = character.uniform(0.5, 3.0), character.uniform(240, 290)  # peak late in the rainy season
+    base, trend, amplitude, peak = _character(seed, number)
     rng = seeded_rng(seed, _TAG_LEVEL, number, day.toordinal())
     draws = rng.random(3)
-    if draws[0] < MISSING_READING_RATE:
+    if draws[0] < MISSING_READING_RATE and number != 1:  # well 1 never misses, so the last day always shows
         summary.missing_readings += 1
         return None
     season = math.cos(2 * math.pi * (day.timetuple().tm_yday - peak) / 365.25)

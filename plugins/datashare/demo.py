@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 DATASET = "air_quality_hourly"
 CONN_ID = "monre_monitoring"
+DERIVED = ("province_environment_indicators",)
+"""Datasets built from the demo's releases, run after it (in Airflow they run on its Asset)."""
 
 
 def airflow_env(settings: Settings, airflow_home: Path) -> dict[str, str]:
@@ -99,10 +101,15 @@ def run_demo(settings: Settings, *, next_day: bool = False, reset: bool = False)
     migrate(env)
     print(f"Running DAG {DATASET} with Airflow dag.test() ...", flush=True)
     state, run_id = run_dag(DATASET)
-    return report(settings, DATASET, state, run_id)
+    status = report(settings, DATASET, state, run_id)
+    for dataset_id in DERIVED if status == 0 else ():
+        print(f"\nRunning DAG {dataset_id} (scheduled on the Asset datashare://{DATASET}) ...", flush=True)
+        state, run_id = run_dag(dataset_id)
+        status = max(status, report(settings, dataset_id, state, run_id, brief=True))
+    return status
 
 
-def report(settings: Settings, dataset_id: str, state: str, run_id: str) -> int:
+def report(settings: Settings, dataset_id: str, state: str, run_id: str, *, brief: bool = False) -> int:
     """Print what the run did, from the run summary the ``record`` task kept."""
     from datashare.cli import _print_release
     from datashare.pipeline import run_key_of
@@ -119,6 +126,11 @@ def report(settings: Settings, dataset_id: str, state: str, run_id: str) -> int:
     import json
 
     summary: dict[str, Any] = json.loads(store.backend.get_bytes(key))
+    if brief:
+        what = "published" if summary["created"] else f"no new version ({summary['reason']})"
+        rows = f"{summary['rows']:,} rows"
+        print(f"{dataset_id}: v{summary['version']}, {rows}, validation {summary['validation']}: {what}")
+        return 0
     if summary["created"]:
         print(f"\nPublished release v{summary['version']} of {dataset_id}:")
     else:

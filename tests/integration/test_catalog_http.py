@@ -440,10 +440,9 @@ def test_object_store_downloads(env: Env, presign: bool) -> None:
 
 
 def test_airflow_mounts_the_catalog(env: Env) -> None:
-    from fastapi import FastAPI
-
     from airflow.api_fastapi.app import init_plugins
     from airflow.plugins_manager import get_plugin_info
+    from fastapi import FastAPI
 
     plugin = next(p for p in get_plugin_info() if p["name"] == "datashare_catalog")
     assert plugin["external_views"] == [

@@ -120,6 +120,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "hours": ("giờ", "hours"),
     "days": ("ngày", "days"),
     "minutes": ("phút", "minutes"),
+    "importance": ("mức độ quan trọng", "importance"),
+    "rows_unit": ("dòng", "rows"),
 }
 
 
@@ -187,7 +189,10 @@ def age(hours: float | None, lang: Lang) -> str:
         amount, unit = round(hours), "hours"
     else:
         amount, unit = round(hours / 24), "days"
-    return f"{amount} {t(unit, lang)} {t('ago', lang)}"
+    word = t(unit, lang)
+    if lang == "en" and amount == 1:
+        word = word.removesuffix("s")
+    return f"{amount} {word} {t('ago', lang)}"
 
 
 def when(stamp: str | None) -> str:

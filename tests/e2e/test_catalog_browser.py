@@ -1,0 +1,229 @@
+"""The catalog in a real headless Chromium: list -> dataset -> download, sign-in form, language switch.
+
+The app runs under uvicorn on a free loopback port; Selenium drives Debian's ``chromium`` through
+``chromedriver`` (both from apt; nothing is downloaded at run time). Screenshots go to
+``var/test-screenshots/``. Without Chromium the test skips, unless DATASHARE_REQUIRE_SERVICES=1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from datashare.access import Tokens, load_registry
+from datashare.connections import connection_env_value
+from datashare.pipeline import run_dataset
+from datashare.settings import Settings
+from datashare.store import ReleaseStore
+from units import monitoring
+
+REPO = Path(__file__).resolve().parents[2]
+SCREENSHOTS = REPO / "var" / "test-screenshots"
+OPEN, RESTRICTED = "air_quality_hourly", "air_quality_restricted"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1280,1000",
+]
+
+
+def _require(what: str) -> None:
+    if os.environ.get("DATASHARE_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{what} (DATASHARE_REQUIRE_SERVICES=1: the browser test is required)")
+    pytest.skip(what)
+
+
+def _browser_paths() -> tuple[str, str]:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if not chromium or not driver:
+        _require("Chromium is not installed: apt-get install -y chromium chromium-driver")
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        _require("the selenium package is not installed in the virtual environment")
+    return chromium, driver  # type: ignore[return-value]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """An open and a restricted dataset released by the pipeline from a small SQLite unit, and a token."""
+    _browser_paths()
+    tmp = tmp_path_factory.mktemp("catalog-browser")
+    home = tmp / "home"
+    datasets = home / "dags" / "datasets"
+    datasets.mkdir(parents=True)
+    shutil.copy(REPO / "dags" / "datasets" / f"{OPEN}.yaml", datasets)
+    shutil.copytree(REPO / "expectations", home / "expectations")
+    spec = yaml.safe_load((datasets / f"{OPEN}.yaml").read_text(encoding="utf-8"))
+    spec.update(
+        id=RESTRICTED,
+        suite=OPEN,
+        title={"vi": "Không khí (dùng riêng)", "en": "Air quality (restricted)"},
+        classification={"sharing": "restricted", "importance": "core"},
+        recipients=["agency_a"],
+    )
+    (datasets / f"{RESTRICTED}.yaml").write_text(yaml.safe_dump(spec, allow_unicode=True), encoding="utf-8")
+    (home / "config").mkdir()
+    (home / "config" / "recipients.yaml").write_text(
+        "recipients:\n  - code: agency_a\n    name: {vi: Sở A, en: Department A}\n"
+        "    contact: {name: Desk A, email: a@example.gov.vn}\n",
+        encoding="utf-8",
+    )
+    unit = f"sqlite:///{tmp / 'unit.sqlite'}"
+    monitoring.generate(unit, stations=2, days=1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DATASHARE_HOME", str(home))
+        mp.setenv("DATASHARE_RELEASE_ROOT", str(tmp / "releases"))
+        mp.setenv("AIRFLOW_CONN_DATASHARE_SHARE", connection_env_value(f"sqlite:///{tmp / 'share.sqlite'}"))
+        mp.setenv("AIRFLOW_CONN_MONRE_MONITORING", connection_env_value(unit))
+        run_dataset(OPEN)
+        run_dataset(RESTRICTED)
+        settings = Settings.from_env()
+    store = ReleaseStore.open(settings.release_uri)
+    token = Tokens(store.backend).issue(load_registry(settings.recipients_file).get("agency_a"))
+    yield {"settings": settings, "store": store, "token": token, "tmp": tmp}
+
+
+@pytest.fixture(scope="module")
+def server(deployment: dict[str, Any]) -> Iterator[str]:
+    """The catalog under uvicorn in a background thread."""
+    import uvicorn
+
+    from datashare.catalog.app import create_app
+
+    port = _free_port()
+    config = uvicorn.Config(create_app(deployment["settings"]), host="127.0.0.1", port=port, log_level="warning")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started:
+        assert time.monotonic() < deadline, "uvicorn did not start within 20 s"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def browser(deployment: dict[str, Any], tmp_path: Path) -> Iterator[Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    chromium, driver_path = _browser_paths()
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]:
+        options.add_argument(flag)
+    options.add_experimental_option(
+        "prefs",
+        {
+            "download.default_directory": str(downloads),
+            "download.prompt_for_download": False,
+            "safebrowsing.enabled": False,
+        },
+    )
+    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    driver.set_page_load_timeout(30)
+    driver.downloads = downloads  # type: ignore[attr-defined]
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _wait_for_file(folder: Path, name: str, timeout_s: float = 30) -> Path:
+    target = folder / name
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if target.is_file() and not list(folder.glob("*.crdownload")):
+            return target
+        time.sleep(0.1)
+    there = sorted(p.name for p in folder.iterdir())
+    raise AssertionError(f"{name} did not arrive in {folder} within {timeout_s} s; there: {there}")
+
+
+def _shot(driver: Any, name: str) -> Path:
+    path = SCREENSHOTS / f"{name}.png"
+    assert driver.save_screenshot(str(path)), path
+    return path
+
+
+def test_list_dataset_download_and_language(server: str, browser: Any, deployment: dict[str, Any]) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(server + "/")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Danh mục dữ liệu"
+    rows = browser.find_elements(By.CSS_SELECTOR, "#datasets tr[data-dataset]")
+    assert [r.get_attribute("data-dataset") for r in rows] == [OPEN]  # the restricted one is invisible
+    _shot(browser, "catalog-list-vi")
+
+    browser.find_element(By.CSS_SELECTOR, f'a[href="/datasets/{OPEN}"]').click()
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Quan trắc chất lượng không khí tự động theo giờ"
+    assert browser.find_element(By.ID, "sql-view").text == f"datashare.{OPEN}"
+    _shot(browser, "catalog-dataset-vi")
+
+    release = deployment["store"].latest(OPEN)
+    part = release.files[0]
+    link = browser.find_element(By.CSS_SELECTOR, "a.download")
+    assert link.get_attribute("href").endswith(f"/datasets/{OPEN}/v/{release.version}/files/{part['path']}")
+    link.click()
+    arrived = _wait_for_file(browser.downloads, f"{OPEN}-v{release.version}-{part['path'].replace('/', '-')}")
+    assert hashlib.sha256(arrived.read_bytes()).hexdigest() == part["sha256"]
+
+    browser.find_element(By.ID, "lang-switch").click()
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Hourly automatic air-quality observations"
+    assert "Schema" in [h.text for h in browser.find_elements(By.TAG_NAME, "h2")]
+    _shot(browser, "catalog-dataset-en")
+    browser.get(server + "/")  # the choice is kept in a cookie
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Data catalog"
+    _shot(browser, "catalog-list-en")
+
+
+def test_sign_in_form_reveals_granted_datasets(server: str, browser: Any, deployment: dict[str, Any]) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(server + "/login?lang=en")
+    _shot(browser, "catalog-login-en")
+    browser.find_element(By.NAME, "token").send_keys(deployment["token"])
+    browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    rows = browser.find_elements(By.CSS_SELECTOR, "#datasets tr[data-dataset]")
+    assert sorted(r.get_attribute("data-dataset") for r in rows) == [OPEN, RESTRICTED]
+    assert "Department A" in browser.find_element(By.TAG_NAME, "header").text
+    _shot(browser, "catalog-list-signed-in-en")
+    browser.find_element(By.CSS_SELECTOR, f'a[href="/datasets/{RESTRICTED}"]').click()
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Air quality (restricted)"
+    browser.find_element(By.XPATH, "//header//button[@type='submit']").click()  # sign out
+    rows = browser.find_elements(By.CSS_SELECTOR, "#datasets tr[data-dataset]")
+    assert [r.get_attribute("data-dataset") for r in rows] == [OPEN]
+    entries = [json.loads(p.read_text()) for p in sorted((deployment["tmp"] / "releases" / "_ledger").glob("*.json"))]
+    assert all(deployment["token"] not in json.dumps(e) for e in entries)
