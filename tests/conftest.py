@@ -11,9 +11,12 @@ import secrets
 import subprocess
 import sys
 import tempfile
+import threading
 import uuid
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,9 +53,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
         engine = sa.create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
         with engine.connect() as conn:
-            roles = conn.execute(
-                sa.text("SELECT rolname FROM pg_roles WHERE starts_with(rolname, :p)"), {"p": prefix}
-            ).scalars().all()
+            roles = (
+                conn.execute(sa.text("SELECT rolname FROM pg_roles WHERE starts_with(rolname, :p)"), {"p": prefix})
+                .scalars()
+                .all()
+            )
             for role in roles:
                 conn.execute(sa.text(f'DROP OWNED BY "{role}"'))
                 conn.execute(sa.text(f'DROP ROLE IF EXISTS "{role}"'))
@@ -133,3 +138,26 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Pa
         return tmp_path
 
     return connect
+
+
+class _Hook(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.received.append({"path": self.path, "type": self.headers["Content-Type"], "body": body})
+        self.send_response(500 if self.path == "/broken" else 204)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:  # keep the test output quiet
+        pass
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[int, list[dict]]]:
+    """A webhook receiver on a free loopback port; yields (port, received requests)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    server.received = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1], server.received
+    server.shutdown()
+    server.server_close()

@@ -32,10 +32,10 @@ _PAGER_WINDOW = 3  # page links shown either side of the current one
 
 _EXTRA_CSS = """
 nav.pager { margin: 1rem 0; display: flex; flex-wrap: wrap; gap: .3rem; align-items: center; }
-nav.pager a, nav.pager span { padding: .15rem .5rem; border: 1px solid #d1d9e0; border-radius: .3rem;
+nav.pager > a, nav.pager > span { padding: .15rem .5rem; border: 1px solid #d1d9e0; border-radius: .3rem;
                               text-decoration: none; color: #0969da; }
-nav.pager span.current { background: #0969da; color: #fff; border-color: #0969da; }
-nav.pager span.gap { border: none; color: #59636e; }
+nav.pager > span.current { background: #0969da; color: #fff; border-color: #0969da; }
+nav.pager > span.gap { border: none; color: #59636e; }
 td.when { white-space: nowrap; }
 .withdrawn { color: #9a6700; font-weight: 600; }
 """
@@ -156,7 +156,7 @@ def _row_html(dataset_id: str, row: HistoryRow) -> str:
             release += f'<br><span class="withdrawn">{_bi("Đã thu hồi", "withdrawn")}</span>: {_e(row.withdrawn)}'
     return (
         f'<tr class="{"pass" if row.passed else "fail"}">'
-        f'<td class="when">{_e(row.at.replace("T", " "))}</td>'
+        f'<td class="when">{_e(row.at[:19].replace("T", " "))}</td>'
         f"<td><code>{_e(row.run)}</code></td>"
         f"<td>{verdict}</td>"
         f'<td class="num">{"–" if row.rows is None else f"{row.rows:,}"}</td>'

@@ -287,8 +287,13 @@ def _quarantine(
         "%s: quarantined %s rows (%.3f%%, threshold %.3f%%): %s",
         ctx.spec.id, bad_rows, 100 * share, 100 * threshold, info["by_rule"],
     )  # fmt: skip
-    if share > threshold / 2:
-        log.warning("%s: quarantine is over half its threshold", ctx.spec.id)
+    from datashare.alerts import deliver_quietly, quarantine_message, quarantine_needs_alert
+
+    if quarantine_needs_alert(bad_rows, outcome.rows, threshold):
+        message = quarantine_message(
+            ctx.spec.id, quarantined=bad_rows, total=outcome.rows, threshold=threshold, by_rule=info["by_rule"]
+        )
+        deliver_quietly(message)
     shutil.rmtree(args["out_dir"], ignore_errors=True)
     return split.kept, validate_parquet([split.kept], suite, quarantine=info, **args)
 

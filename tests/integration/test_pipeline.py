@@ -252,3 +252,21 @@ def test_derived_dataset_builds_from_its_inputs_releases(project, tmp_path: Path
     assert pc.sum(table["hours_over_qcvn05"]).as_py() == over
     again = run_dataset("province_environment_indicators")  # same inputs, same content: no new version
     assert not again["created"]
+
+
+def test_quarantine_over_half_its_threshold_alerts(project, tmp_path: Path, webhook, monkeypatch) -> None:
+    port, received = webhook
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_DATASHARE_ALERTS", json.dumps({"conn_type": "http", "host": f"http://127.0.0.1:{port}/hook"})
+    )
+    unit = f"sqlite:///{tmp_path / 'unit.sqlite'}"
+    monitoring.generate(unit, stations=4, days=3)
+    project(CONN, unit)
+    engine = sa.create_engine(unit)
+    with engine.begin() as conn:  # 2 of ~280 rows (0.7%): over half the 1% threshold, under the threshold
+        conn.execute(sa.text("UPDATE air_observations SET aqi = 900 WHERE id IN (1, 2)"))
+    engine.dispose()
+    assert run_dataset(DATASET)["created"]
+    assert len(received) == 1
+    text = received[0]["body"].decode("utf-8")
+    assert DATASET in text and "expect_column_values_to_be_between:aqi" in text and "2 of" in text

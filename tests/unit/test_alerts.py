@@ -13,7 +13,6 @@ import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -45,29 +44,6 @@ SUITE_FAILURE = (
 
 
 # -- local receivers ------------------------------------------------------------------------------
-
-
-class _Hook(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.server.received.append({"path": self.path, "type": self.headers["Content-Type"], "body": body})
-        self.send_response(500 if self.path == "/broken" else 204)
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:  # keep the test output quiet
-        pass
-
-
-@pytest.fixture
-def webhook() -> Iterator[tuple[int, list[dict]]]:
-    """A webhook receiver on a free loopback port; yields (port, received requests)."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
-    server.received = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1], server.received
-    server.shutdown()
-    server.server_close()
 
 
 class _Smtp(socketserver.StreamRequestHandler):
