@@ -46,11 +46,35 @@ class Province:
 
 
 PROVINCES: tuple[Province, ...] = (
-    Province("01", "Hà Nội", 21.028, 105.834, 35.0, 0.45, 14.0,
-             ("556 Nguyễn Văn Cừ", "Hàng Đậu", "Minh Khai - Bắc Từ Liêm", "Kim Liên", "Thành Công",
-              "Trung Yên 3", "Tân Mai", "Đại học Bách khoa")),
-    Province("79", "TP. Hồ Chí Minh", 10.776, 106.700, 26.0, 0.15, 10.0,
-             ("Thảo Cầm Viên", "Đại học Tôn Đức Thắng", "Hồng Bàng", "Tân Sơn Hòa", "Lãnh sự quán Mỹ")),
+    Province(
+        "01",
+        "Hà Nội",
+        21.028,
+        105.834,
+        35.0,
+        0.45,
+        14.0,
+        (
+            "556 Nguyễn Văn Cừ",
+            "Hàng Đậu",
+            "Minh Khai - Bắc Từ Liêm",
+            "Kim Liên",
+            "Thành Công",
+            "Trung Yên 3",
+            "Tân Mai",
+            "Đại học Bách khoa",
+        ),
+    ),
+    Province(
+        "79",
+        "TP. Hồ Chí Minh",
+        10.776,
+        106.700,
+        26.0,
+        0.15,
+        10.0,
+        ("Thảo Cầm Viên", "Đại học Tôn Đức Thắng", "Hồng Bàng", "Tân Sơn Hòa", "Lãnh sự quán Mỹ"),
+    ),
     Province("31", "Hải Phòng", 20.845, 106.688, 33.0, 0.40, 18.0, ("Lê Chân", "Cầu Rào", "An Dương")),
     Province("48", "Đà Nẵng", 16.054, 108.202, 16.0, 0.20, 7.0, ("41 Lê Duẩn", "Hòa Khánh", "Sơn Trà")),
     Province("92", "Cần Thơ", 10.045, 105.747, 22.0, 0.15, 8.0, ("Ninh Kiều", "Cái Răng")),
@@ -73,9 +97,22 @@ PROVINCES_BY_CODE: dict[str, Province] = {p.code: p for p in PROVINCES}
 
 #: Street names for stations past a province's named sites (large scales).
 STREETS: tuple[str, ...] = (
-    "Lê Lợi", "Trần Hưng Đạo", "Nguyễn Trãi", "Hai Bà Trưng", "Lý Thường Kiệt", "Quang Trung",
-    "Hùng Vương", "Nguyễn Huệ", "Phan Chu Trinh", "Điện Biên Phủ", "Võ Thị Sáu", "Nguyễn Du",
-    "Bà Triệu", "Hoàng Diệu", "Lê Thánh Tông", "Nguyễn Thị Minh Khai",
+    "Lê Lợi",
+    "Trần Hưng Đạo",
+    "Nguyễn Trãi",
+    "Hai Bà Trưng",
+    "Lý Thường Kiệt",
+    "Quang Trung",
+    "Hùng Vương",
+    "Nguyễn Huệ",
+    "Phan Chu Trinh",
+    "Điện Biên Phủ",
+    "Võ Thị Sáu",
+    "Nguyễn Du",
+    "Bà Triệu",
+    "Hoàng Diệu",
+    "Lê Thánh Tông",
+    "Nguyễn Thị Minh Khai",
 )
 
 

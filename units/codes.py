@@ -53,32 +53,52 @@ LAND_USE_CODES: tuple[LandUseCode, ...] = (
     LandUseCode("LUK", "Đất trồng lúa nước còn lại", "Other wet-rice land", "agricultural"),
     LandUseCode("LUN", "Đất trồng lúa nương", "Upland rice land", "agricultural"),
     LandUseCode("BHK", "Đất bằng trồng cây hàng năm khác", "Flat land for other annual crops", "agricultural"),
-    LandUseCode("NHK", "Đất nương rẫy trồng cây hàng năm khác", "Upland fields for other annual crops",
-                "agricultural"),
+    LandUseCode("NHK", "Đất nương rẫy trồng cây hàng năm khác", "Upland fields for other annual crops", "agricultural"),
     LandUseCode("LNC", "Đất trồng cây công nghiệp lâu năm", "Perennial industrial-crop land", "agricultural"),
     LandUseCode("LNQ", "Đất trồng cây ăn quả lâu năm", "Perennial fruit-tree land", "agricultural"),
     LandUseCode("LNK", "Đất trồng cây lâu năm khác", "Other perennial-crop land", "agricultural"),
     LandUseCode("RSX", "Đất rừng sản xuất", "Production forest land", "agricultural"),
     LandUseCode("RPH", "Đất rừng phòng hộ", "Protection forest land", "agricultural"),
     LandUseCode("RDD", "Đất rừng đặc dụng", "Special-use forest land", "agricultural"),
-    LandUseCode("TSL", "Đất nuôi trồng thủy sản nước lợ, nước mặn", "Brackish and salt-water aquaculture land",
-                "agricultural"),
+    LandUseCode(
+        "TSL", "Đất nuôi trồng thủy sản nước lợ, nước mặn", "Brackish and salt-water aquaculture land", "agricultural"
+    ),
     LandUseCode("TSN", "Đất nuôi trồng thủy sản nước ngọt", "Freshwater aquaculture land", "agricultural"),
     LandUseCode("LMU", "Đất làm muối", "Salt-making land", "agricultural"),
     LandUseCode("ONT", "Đất ở tại nông thôn", "Rural residential land", "non_agricultural"),
     LandUseCode("ODT", "Đất ở tại đô thị", "Urban residential land", "non_agricultural"),
-    LandUseCode("SKC", "Đất cơ sở sản xuất phi nông nghiệp", "Non-agricultural production land",
-                "non_agricultural"),
+    LandUseCode("SKC", "Đất cơ sở sản xuất phi nông nghiệp", "Non-agricultural production land", "non_agricultural"),
     LandUseCode("SKK", "Đất khu công nghiệp", "Industrial-zone land", "non_agricultural"),
     LandUseCode("SKS", "Đất sử dụng cho hoạt động khoáng sản", "Mining land", "non_agricultural"),
     # PLACEHOLDER retired codes: codes of earlier lists still found on old parcels. Which codes were
     # really retired, and when, is UNCONFIRMED (DOMAIN §4).
-    LandUseCode("COC", "Đất cỏ dùng vào chăn nuôi", "Grassland for livestock", "agricultural",
-                retired=True, valid_to=dt.date(2014, 12, 31), confirmed=False),
-    LandUseCode("RST", "Đất có rừng tự nhiên sản xuất", "Natural production forest land", "agricultural",
-                retired=True, valid_to=dt.date(2014, 12, 31), confirmed=False),
-    LandUseCode("SKX", "Đất sản xuất vật liệu xây dựng, gốm sứ", "Building-material and ceramics production land",
-                "non_agricultural", retired=True, valid_to=dt.date(2024, 7, 31), confirmed=False),
+    LandUseCode(
+        "COC",
+        "Đất cỏ dùng vào chăn nuôi",
+        "Grassland for livestock",
+        "agricultural",
+        retired=True,
+        valid_to=dt.date(2014, 12, 31),
+        confirmed=False,
+    ),
+    LandUseCode(
+        "RST",
+        "Đất có rừng tự nhiên sản xuất",
+        "Natural production forest land",
+        "agricultural",
+        retired=True,
+        valid_to=dt.date(2014, 12, 31),
+        confirmed=False,
+    ),
+    LandUseCode(
+        "SKX",
+        "Đất sản xuất vật liệu xây dựng, gốm sứ",
+        "Building-material and ceramics production land",
+        "non_agricultural",
+        retired=True,
+        valid_to=dt.date(2024, 7, 31),
+        confirmed=False,
+    ),
 )
 LAND_USE_BY_CODE: dict[str, LandUseCode] = {c.code: c for c in LAND_USE_CODES}
 CURRENT_LAND_USE_CODES: tuple[str, ...] = tuple(c.code for c in LAND_USE_CODES if not c.retired)
@@ -110,46 +130,102 @@ class CodeMapping:
 
 
 # Provinces of DOMAIN §6 that no unit database samples, with their pre-2025 GSO codes.
-_MERGER_PROVINCES: dict[str, str] = {"10": "Lào Cai", "15": "Yên Bái", "35": "Hà Nam", "36": "Nam Định",
-                                     "37": "Ninh Bình"}
+_MERGER_PROVINCES: dict[str, str] = {
+    "10": "Lào Cai",
+    "15": "Yên Bái",
+    "35": "Hà Nam",
+    "36": "Nam Định",
+    "37": "Ninh Bình",
+}
 
-PRE_2025_PROVINCES: tuple[AdminUnit, ...] = tuple(sorted(
-    (AdminUnit(code, name, "province", OLD_TABLE_FROM, OLD_TABLE_TO)
-     for code, name in {**{p.code: p.name for p in PROVINCES}, **_MERGER_PROVINCES}.items()),
-    key=lambda u: u.code,
-))
+PRE_2025_PROVINCES: tuple[AdminUnit, ...] = tuple(
+    sorted(
+        (
+            AdminUnit(code, name, "province", OLD_TABLE_FROM, OLD_TABLE_TO)
+            for code, name in {**{p.code: p.name for p in PROVINCES}, **_MERGER_PROVINCES}.items()
+        ),
+        key=lambda u: u.code,
+    )
+)
 
 # 2025 province of each old province: (new code, new name, confirmed by DOMAIN §6). Only the
 # Lào Cai / Ninh Bình merges are confirmed; the rest is a PLACEHOLDER (full list UNCONFIRMED).
 _PROVINCE_2025: dict[str, tuple[str, str, bool]] = {
-    "10": ("15", "Lào Cai", True), "15": ("15", "Lào Cai", True),
-    "35": ("37", "Ninh Bình", True), "36": ("37", "Ninh Bình", True), "37": ("37", "Ninh Bình", True),
-    "01": ("01", "Hà Nội", False), "22": ("22", "Quảng Ninh", False), "38": ("38", "Thanh Hóa", False),
-    "40": ("40", "Nghệ An", False), "46": ("46", "Huế", False), "48": ("48", "Đà Nẵng", False),
-    "56": ("56", "Khánh Hòa", False), "68": ("68", "Lâm Đồng", False), "75": ("75", "Đồng Nai", False),
-    "19": ("19", "Thái Nguyên", False), "92": ("92", "Cần Thơ", False),
-    "79": ("79", "TP. Hồ Chí Minh", False), "74": ("79", "TP. Hồ Chí Minh", False),
-    "77": ("79", "TP. Hồ Chí Minh", False), "31": ("31", "Hải Phòng", False), "30": ("31", "Hải Phòng", False),
-    "26": ("25", "Phú Thọ", False), "27": ("24", "Bắc Ninh", False),
+    "10": ("15", "Lào Cai", True),
+    "15": ("15", "Lào Cai", True),
+    "35": ("37", "Ninh Bình", True),
+    "36": ("37", "Ninh Bình", True),
+    "37": ("37", "Ninh Bình", True),
+    "01": ("01", "Hà Nội", False),
+    "22": ("22", "Quảng Ninh", False),
+    "38": ("38", "Thanh Hóa", False),
+    "40": ("40", "Nghệ An", False),
+    "46": ("46", "Huế", False),
+    "48": ("48", "Đà Nẵng", False),
+    "56": ("56", "Khánh Hòa", False),
+    "68": ("68", "Lâm Đồng", False),
+    "75": ("75", "Đồng Nai", False),
+    "19": ("19", "Thái Nguyên", False),
+    "92": ("92", "Cần Thơ", False),
+    "79": ("79", "TP. Hồ Chí Minh", False),
+    "74": ("79", "TP. Hồ Chí Minh", False),
+    "77": ("79", "TP. Hồ Chí Minh", False),
+    "31": ("31", "Hải Phòng", False),
+    "30": ("31", "Hải Phòng", False),
+    "26": ("25", "Phú Thọ", False),
+    "27": ("24", "Bắc Ninh", False),
 }
 
-NEW_PROVINCES: tuple[AdminUnit, ...] = tuple(sorted(
-    {AdminUnit(new, name, "province", NEW_TABLE_FROM, None,
-               confirmed=all(c for n, _, c in _PROVINCE_2025.values() if n == new))
-     for new, name, _ in _PROVINCE_2025.values()},
-    key=lambda u: u.code,
-))
+NEW_PROVINCES: tuple[AdminUnit, ...] = tuple(
+    sorted(
+        {
+            AdminUnit(
+                new,
+                name,
+                "province",
+                NEW_TABLE_FROM,
+                None,
+                confirmed=all(c for n, _, c in _PROVINCE_2025.values() if n == new),
+            )
+            for new, name, _ in _PROVINCE_2025.values()
+        },
+        key=lambda u: u.code,
+    )
+)
 
-# PLACEHOLDER commune names, taken in turn; the first two of a province are wards of its capital.
+# PLACEHOLDER commune names, taken in turn; the first three of a province are wards (phường).
 _COMMUNE_NAMES: tuple[str, ...] = (
-    "Quang Trung", "Trần Phú", "An Bình", "Tân Phú", "Hòa Bình", "Minh Khai", "Đông Hòa", "Phú Lợi",
-    "Tân Định", "Bình An", "Long Thạnh", "Hưng Đạo", "Thanh Xuân", "Vĩnh Niệm", "Nghĩa Hưng", "Xuân Lâm",
-    "Đồng Tâm", "Phước Long", "Hải Thành", "Kim Sơn", "Thạch Bàn", "Yên Phú", "Cẩm Bình", "Lộc Hòa",
+    "Quang Trung",
+    "Trần Phú",
+    "An Bình",
+    "Tân Phú",
+    "Hòa Bình",
+    "Minh Khai",
+    "Đông Hòa",
+    "Phú Lợi",
+    "Tân Định",
+    "Bình An",
+    "Long Thạnh",
+    "Hưng Đạo",
+    "Thanh Xuân",
+    "Vĩnh Niệm",
+    "Nghĩa Hưng",
+    "Xuân Lâm",
+    "Đồng Tâm",
+    "Phước Long",
+    "Hải Thành",
+    "Kim Sơn",
+    "Thạch Bàn",
+    "Yên Phú",
+    "Cẩm Bình",
+    "Lộc Hòa",
 )
 COMMUNES_PER_PROVINCE = 8
 # The two confirmed codes: (old province, code, new name). Their old names are PLACEHOLDERS.
-_CONFIRMED_WARDS: tuple[tuple[str, str, str], ...] = (("35", "13285", "Phường Phủ Lý"),
-                                                       ("36", "13669", "Phường Nam Định"))
+_CONFIRMED_WARDS: tuple[tuple[str, str, str], ...] = (
+    ("35", "13285", "Phường Phủ Lý"),
+    ("36", "13669", "Phường Nam Định"),
+)
 
 
 def _placeholder_communes(province: str) -> list[AdminUnit]:
@@ -160,9 +236,17 @@ def _placeholder_communes(province: str) -> list[AdminUnit]:
         kind = "Phường" if i < 3 else "Xã"
         name = f"{kind} {_COMMUNE_NAMES[(int(province) + i) % len(_COMMUNE_NAMES)]}"
         merged = i == COMMUNES_PER_PROVINCE - 1 and int(province) % 3 == 0  # placeholder 2020 merger
-        units.append(AdminUnit(f"{base + 7 * i:05d}", name, "commune", OLD_TABLE_FROM,
-                               COMMUNE_MERGER_2020 - dt.timedelta(days=1) if merged else OLD_TABLE_TO,
-                               parent_code=province, confirmed=False))
+        units.append(
+            AdminUnit(
+                f"{base + 7 * i:05d}",
+                name,
+                "commune",
+                OLD_TABLE_FROM,
+                COMMUNE_MERGER_2020 - dt.timedelta(days=1) if merged else OLD_TABLE_TO,
+                parent_code=province,
+                confirmed=False,
+            )
+        )
     return units
 
 
@@ -174,21 +258,42 @@ def _build() -> tuple[tuple[AdminUnit, ...], tuple[AdminUnit, ...], tuple[CodeMa
         communes = _placeholder_communes(province.code)
         for old_province, code, _ in _CONFIRMED_WARDS:
             if old_province == province.code:  # the real ward joins the placeholder group it heads
-                communes.insert(0, AdminUnit(code, "Phường Quang Trung", "commune", OLD_TABLE_FROM, OLD_TABLE_TO,
-                                             parent_code=province.code, confirmed=False))
+                communes.insert(
+                    0,
+                    AdminUnit(
+                        code,
+                        "Phường Quang Trung",
+                        "commune",
+                        OLD_TABLE_FROM,
+                        OLD_TABLE_TO,
+                        parent_code=province.code,
+                        confirmed=False,
+                    ),
+                )
         old.extend(communes)
         live = [c for c in communes if c.valid_to == OLD_TABLE_TO]
         for merged in (c for c in communes if c.valid_to != OLD_TABLE_TO):
             mappings.append(CodeMapping("commune", merged.code, live[-1].code, COMMUNE_MERGER_2020, False))
         new_province, _, _ = _PROVINCE_2025[province.code]
         for start in range(0, len(live), 3):  # placeholder: every three old communes make one new one
-            group = live[start:start + 3]
+            group = live[start : start + 3]
             head = group[0]
             confirmed_name = {code: name for _, code, name in _CONFIRMED_WARDS}.get(head.code)
-            new.append(AdminUnit(head.code, confirmed_name or head.name, "commune", NEW_TABLE_FROM, None,
-                                 parent_code=new_province, confirmed=confirmed_name is not None))
-            mappings.extend(CodeMapping("commune", c.code, head.code, NEW_TABLE_FROM,
-                                        confirmed_name is not None and c is head) for c in group)
+            new.append(
+                AdminUnit(
+                    head.code,
+                    confirmed_name or head.name,
+                    "commune",
+                    NEW_TABLE_FROM,
+                    None,
+                    parent_code=new_province,
+                    confirmed=confirmed_name is not None,
+                )
+            )
+            mappings.extend(
+                CodeMapping("commune", c.code, head.code, NEW_TABLE_FROM, confirmed_name is not None and c is head)
+                for c in group
+            )
     for old_code, (new_code, _, confirmed) in _PROVINCE_2025.items():
         mappings.append(CodeMapping("province", old_code, new_code, NEW_TABLE_FROM, confirmed))
     return tuple(old), tuple(new), tuple(mappings)
@@ -201,8 +306,12 @@ ADMIN_UNITS: tuple[AdminUnit, ...] = PRE_2025_PROVINCES + NEW_PROVINCES + PRE_20
 def unit_valid_on(code: str, level: str, day: dt.date) -> AdminUnit | None:
     """The unit that carried `code` on `day`, or None when no unit did."""
     for unit in ADMIN_UNITS:
-        if unit.code == code and unit.level == level and unit.valid_from <= day and (
-                unit.valid_to is None or day <= unit.valid_to):
+        if (
+            unit.code == code
+            and unit.level == level
+            and unit.valid_from <= day
+            and (unit.valid_to is None or day <= unit.valid_to)
+        ):
             return unit
     return None
 

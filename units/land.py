@@ -73,27 +73,123 @@ parcels_table = sa.Table(
 )
 
 # Family names with their rough shares; middle and given names by gender.
-_SURNAMES = ("Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Huỳnh", "Phan", "Vũ", "Võ", "Đặng", "Bùi", "Đỗ", "Hồ",
-             "Ngô", "Dương", "Lý")
+_SURNAMES = (
+    "Nguyễn",
+    "Trần",
+    "Lê",
+    "Phạm",
+    "Hoàng",
+    "Huỳnh",
+    "Phan",
+    "Vũ",
+    "Võ",
+    "Đặng",
+    "Bùi",
+    "Đỗ",
+    "Hồ",
+    "Ngô",
+    "Dương",
+    "Lý",
+)
 _SURNAME_P = np.array([38, 11, 9.5, 7, 4, 3, 4.5, 2, 2, 2.1, 2, 1.4, 1.3, 1.3, 1, 0.5])
 _SURNAME_P = _SURNAME_P / _SURNAME_P.sum()
-_MIDDLE = {0: ("Văn", "Đức", "Minh", "Quang", "Hữu", "Công", "Thanh", "Xuân", "Ngọc", "Đình"),
-           1: ("Thị", "Thị", "Thị", "Ngọc", "Thu", "Thanh", "Minh", "Kim", "Phương", "Hồng")}
-_GIVEN = {0: ("An", "Bình", "Cường", "Dũng", "Đạt", "Hải", "Hùng", "Huy", "Khoa", "Long", "Minh", "Nam", "Phong",
-              "Quân", "Sơn", "Thắng", "Trung", "Tuấn", "Việt", "Vinh"),
-          1: ("Anh", "Hà", "Hằng", "Hạnh", "Hoa", "Hương", "Lan", "Linh", "Mai", "Ngọc", "Nhung", "Phương", "Thảo",
-              "Trang", "Tuyết", "Vân", "Yến", "Thủy", "Liên", "Dung")}
+_MIDDLE = {
+    0: ("Văn", "Đức", "Minh", "Quang", "Hữu", "Công", "Thanh", "Xuân", "Ngọc", "Đình"),
+    1: ("Thị", "Thị", "Thị", "Ngọc", "Thu", "Thanh", "Minh", "Kim", "Phương", "Hồng"),
+}
+_GIVEN = {
+    0: (
+        "An",
+        "Bình",
+        "Cường",
+        "Dũng",
+        "Đạt",
+        "Hải",
+        "Hùng",
+        "Huy",
+        "Khoa",
+        "Long",
+        "Minh",
+        "Nam",
+        "Phong",
+        "Quân",
+        "Sơn",
+        "Thắng",
+        "Trung",
+        "Tuấn",
+        "Việt",
+        "Vinh",
+    ),
+    1: (
+        "Anh",
+        "Hà",
+        "Hằng",
+        "Hạnh",
+        "Hoa",
+        "Hương",
+        "Lan",
+        "Linh",
+        "Mai",
+        "Ngọc",
+        "Nhung",
+        "Phương",
+        "Thảo",
+        "Trang",
+        "Tuyết",
+        "Vân",
+        "Yến",
+        "Thủy",
+        "Liên",
+        "Dung",
+    ),
+}
 _COMPANY_KINDS = ("Công ty TNHH", "Công ty Cổ phần", "Hợp tác xã nông nghiệp")
 _COMPANY_NAMES = ("Hưng Thịnh", "Phú Gia", "Thành Đạt", "Việt Phát", "An Khang", "Minh Long", "Hoàng Gia")
 
 # Land-use mix of a ward (urban) and a rural commune, over CURRENT_LAND_USE_CODES.
 _URBAN_MIX = {"ODT": 70, "SKC": 8, "LNK": 5, "BHK": 5, "TSN": 2, "SKK": 3, "LUC": 5, "LNQ": 2}
-_RURAL_MIX = {"ONT": 25, "LUC": 20, "LUK": 10, "BHK": 10, "LNK": 8, "LNQ": 7, "LNC": 4, "RSX": 6, "RPH": 2,
-              "RDD": 0.5, "TSN": 3, "TSL": 1, "LMU": 0.5, "NHK": 1.5, "LUN": 1, "SKC": 0.5, "SKK": 0.3, "SKS": 0.2}
+_RURAL_MIX = {
+    "ONT": 25,
+    "LUC": 20,
+    "LUK": 10,
+    "BHK": 10,
+    "LNK": 8,
+    "LNQ": 7,
+    "LNC": 4,
+    "RSX": 6,
+    "RPH": 2,
+    "RDD": 0.5,
+    "TSN": 3,
+    "TSL": 1,
+    "LMU": 0.5,
+    "NHK": 1.5,
+    "LUN": 1,
+    "SKC": 0.5,
+    "SKK": 0.3,
+    "SKS": 0.2,
+}
 # Median area in m² by land use (lognormal around it).
-_AREA = {"ODT": 90, "ONT": 250, "LUC": 1200, "LUK": 900, "LUN": 2500, "BHK": 800, "NHK": 3000, "LNC": 4000,
-         "LNQ": 1500, "LNK": 1200, "RSX": 20000, "RPH": 40000, "RDD": 60000, "TSL": 5000, "TSN": 2500,
-         "LMU": 3000, "SKC": 3000, "SKK": 15000, "SKS": 25000}
+_AREA = {
+    "ODT": 90,
+    "ONT": 250,
+    "LUC": 1200,
+    "LUK": 900,
+    "LUN": 2500,
+    "BHK": 800,
+    "NHK": 3000,
+    "LNC": 4000,
+    "LNQ": 1500,
+    "LNK": 1200,
+    "RSX": 20000,
+    "RPH": 40000,
+    "RDD": 60000,
+    "TSL": 5000,
+    "TSN": 2500,
+    "LMU": 3000,
+    "SKC": 3000,
+    "SKK": 15000,
+    "SKS": 25000,
+}
 _CERT_SERIES = ("AĐ", "BA", "BK", "BN", "BV", "BX", "CĐ", "CH", "CS", "CT", "CX", "DA", "DB", "DĐ")
 
 
@@ -153,8 +249,10 @@ def _block_rows(seed: int, block: int) -> Iterator[dict[str, Any]]:
     spread = rng.lognormal(0, 0.5, size=n).tolist()
     female = (rng.random(n) < 0.45).tolist()
     birth_years = rng.integers(1940, 2006, size=n).tolist()
-    homes = [province if stay else _PREFIXES[i] for stay, i in
-             zip((rng.random(n) < 0.75).tolist(), rng.integers(len(_PREFIXES), size=n).tolist(), strict=True)]
+    homes = [
+        province if stay else _PREFIXES[i]
+        for stay, i in zip((rng.random(n) < 0.75).tolist(), rng.integers(len(_PREFIXES), size=n).tolist(), strict=True)
+    ]
     serials = rng.integers(0, 1_000_000, size=n).tolist()
     surnames = _pick(_SURNAMES, rng.choice(len(_SURNAMES), size=n, p=_SURNAME_P))
     middles, givens = rng.integers(10, size=n).tolist(), rng.integers(20, size=n).tolist()
@@ -254,8 +352,9 @@ def touch_parcels(url: str, n: int, seed: int = 2026) -> TouchSummary:
         require_rows(engine, [parcels_table], url)
         t = parcels_table.c
         with engine.connect() as conn:
-            low, high, newest = conn.execute(sa.select(sa.func.min(t.parcel_id), sa.func.max(t.parcel_id),
-                                                       sa.func.max(t.updated_at))).one()
+            low, high, newest = conn.execute(
+                sa.select(sa.func.min(t.parcel_id), sa.func.max(t.parcel_id), sa.func.max(t.updated_at))
+            ).one()
         count = min(n, high - low + 1)
         rng = seeded_rng(seed, _TAG_TOUCH, int(newest.timestamp()))
         ids = sorted(int(i) + low for i in rng.choice(high - low + 1, size=count, replace=False))
@@ -264,10 +363,14 @@ def touch_parcels(url: str, n: int, seed: int = 2026) -> TouchSummary:
             areas = dict(conn.execute(sa.select(t.parcel_id, t.area_m2).where(t.parcel_id.in_(ids))).all())
             factors = rng.uniform(0.95, 1.05, size=len(ids))
             conn.execute(
-                sa.update(parcels_table).where(t.parcel_id == sa.bindparam("pid"))
+                sa.update(parcels_table)
+                .where(t.parcel_id == sa.bindparam("pid"))
                 .values(area_m2=sa.bindparam("area"), updated_at=sa.bindparam("ts")),
-                [{"pid": pid, "area": round(areas[pid] * float(f), 1), "ts": updated_at}
-                 for pid, f in zip(ids, factors, strict=True) if pid in areas],
+                [
+                    {"pid": pid, "area": round(areas[pid] * float(f), 1), "ts": updated_at}
+                    for pid, f in zip(ids, factors, strict=True)
+                    if pid in areas
+                ],
             )
     finally:
         engine.dispose()

@@ -49,16 +49,31 @@ _TAG_SITE, _TAG_SAMPLE = 1, 2
 
 # Parameter: (decimals, detection limit, measured at automatic stations).
 PARAMETERS: dict[str, tuple[int, float, bool]] = {
-    "ph": (2, 0.0, True), "bod5": (1, 2.0, False), "cod": (1, 3.0, True), "tss": (1, 2.0, True),
-    "do_mg_l": (2, 0.0, True), "nh4_n": (3, 0.02, True), "no2": (3, 0.005, False), "po4": (3, 0.02, False),
-    "total_coliform": (0, 3.0, False), "as_": (4, 0.001, False), "cd": (4, 0.0005, False),
-    "pb": (4, 0.002, False), "hg": (5, 0.0001, False), "fe": (3, 0.05, False),
+    "ph": (2, 0.0, True),
+    "bod5": (1, 2.0, False),
+    "cod": (1, 3.0, True),
+    "tss": (1, 2.0, True),
+    "do_mg_l": (2, 0.0, True),
+    "nh4_n": (3, 0.02, True),
+    "no2": (3, 0.005, False),
+    "po4": (3, 0.02, False),
+    "total_coliform": (0, 3.0, False),
+    "as_": (4, 0.001, False),
+    "cd": (4, 0.0005, False),
+    "pb": (4, 0.002, False),
+    "hg": (5, 0.0001, False),
+    "fe": (3, 0.05, False),
 }
 
 # Rivers of each province: (name, pollution factor, sediment factor). Urban drains are dirtiest.
 RIVERS: dict[str, tuple[tuple[str, float, float], ...]] = {
-    "01": (("Sông Hồng", 1.2, 3.0), ("Sông Nhuệ", 4.0, 1.2), ("Sông Tô Lịch", 6.0, 1.0), ("Sông Đáy", 2.0, 1.5),
-           ("Sông Đuống", 1.3, 2.5)),
+    "01": (
+        ("Sông Hồng", 1.2, 3.0),
+        ("Sông Nhuệ", 4.0, 1.2),
+        ("Sông Tô Lịch", 6.0, 1.0),
+        ("Sông Đáy", 2.0, 1.5),
+        ("Sông Đuống", 1.3, 2.5),
+    ),
     "79": (("Sông Sài Gòn", 1.8, 1.5), ("Kênh Nhiêu Lộc - Thị Nghè", 3.5, 1.0), ("Kênh Tân Hóa - Lò Gốm", 5.0, 1.0)),
     "31": (("Sông Cấm", 1.8, 2.0), ("Sông Lạch Tray", 1.6, 2.0)),
     "48": (("Sông Hàn", 1.3, 1.0), ("Sông Cu Đê", 0.9, 1.0), ("Sông Cẩm Lệ", 1.1, 1.2)),
@@ -143,18 +158,30 @@ def _site(seed: int, index: int) -> _Site:
     river = rivers[int(rng.integers(len(rivers)))][0]
     draw = float(rng.random())
     interval = 1 if index == 0 or draw < 0.2 else (7 if draw < 0.7 else 14)
-    return _Site(f"SW{province.code}{index + 1:04d}", river, province.code, interval == 1, interval,
-                 int(rng.integers(interval)), bool(rng.random() < 0.65))
+    return _Site(
+        f"SW{province.code}{index + 1:04d}",
+        river,
+        province.code,
+        interval == 1,
+        interval,
+        int(rng.integers(interval)),
+        bool(rng.random() < 0.65),
+    )
 
 
 def _site_row(seed: int, index: int) -> dict[str, Any]:
     site = _site(seed, index)
     province = next(p for p in PROVINCES if p.code == site.province_code)
     jitter = seeded_rng(seed, _TAG_SITE, index, 1).uniform(-0.1, 0.1, size=2)
-    return {"site_code": site.code, "name": f"{site.river} - điểm {index + 1}", "river": site.river,
-            "province_code": site.province_code, "latitude": round(province.lat + float(jitter[0]), 5),
-            "longitude": round(province.lon + float(jitter[1]), 5),
-            "kind": "automatic" if site.automatic else "periodic"}
+    return {
+        "site_code": site.code,
+        "name": f"{site.river} - điểm {index + 1}",
+        "river": site.river,
+        "province_code": site.province_code,
+        "latitude": round(province.lat + float(jitter[0]), 5),
+        "longitude": round(province.lon + float(jitter[1]), 5),
+        "kind": "automatic" if site.automatic else "periodic",
+    }
 
 
 def _text(value: float, decimals: int, limit: float, comma: bool) -> str:
@@ -185,14 +212,25 @@ def _sample(seed: int, index: int, day: dt.date, summary: WaterQualitySummary) -
         "no2": 0.015 * p * noise[3],
         "po4": 0.06 * p * noise[4],
         "total_coliform": 1500 * p**2 * float(rng.lognormal(0, 0.6)),
-        "as_": 0.002 * metal[0], "cd": 0.0004 * metal[1], "pb": 0.004 * metal[2], "hg": 0.00015 * metal[3],
+        "as_": 0.002 * metal[0],
+        "cd": 0.0004 * metal[1],
+        "pb": 0.004 * metal[2],
+        "hg": 0.00015 * metal[3],
         "fe": 0.25 * math.sqrt(sediment) * metal[4],
     }
     missing = rng.random(len(PARAMETERS)).tolist()
-    sampled_at = dt.datetime.combine(day, dt.time(8)) if site.automatic else \
-        dt.datetime.combine(day, dt.time(7, 30)) + dt.timedelta(minutes=int(rng.integers(0, 240)))
-    row: dict[str, Any] = {"sample_id": f"{site.code}-{day:%Y%m%d}", "site_code": site.code, "river": site.river,
-                           "province_code": site.province_code, "sampled_at": sampled_at}
+    sampled_at = (
+        dt.datetime.combine(day, dt.time(8))
+        if site.automatic
+        else dt.datetime.combine(day, dt.time(7, 30)) + dt.timedelta(minutes=int(rng.integers(0, 240)))
+    )
+    row: dict[str, Any] = {
+        "sample_id": f"{site.code}-{day:%Y%m%d}",
+        "site_code": site.code,
+        "river": site.river,
+        "province_code": site.province_code,
+        "sampled_at": sampled_at,
+    }
     for k, (name, (decimals, limit, automatic)) in enumerate(PARAMETERS.items()):
         not_measured = site.automatic and not automatic
         if not_measured or missing[k] < MISSING_VALUE_RATE:
@@ -215,8 +253,9 @@ def _day_rows(seed: int, sites: int, day: dt.date, summary: WaterQualitySummary)
             yield row
 
 
-def generate(url: str, *, seed: int = 2026, scale: float = 1.0, days: int = 365,
-             start: dt.date = dt.date(2025, 11, 1)) -> WaterQualitySummary:
+def generate(
+    url: str, *, seed: int = 2026, scale: float = 1.0, days: int = 365, start: dt.date = dt.date(2025, 11, 1)
+) -> WaterQualitySummary:
     """(Re)create `sites` and `samples` at `url`: 120 x scale sites sampled over `days` days from `start`."""
     check_scale(scale)
     if days < 1:
@@ -225,8 +264,14 @@ def generate(url: str, *, seed: int = 2026, scale: float = 1.0, days: int = 365,
     summary = WaterQualitySummary(sites=sites)
     engine = sa.create_engine(url)
     try:
-        log.info("water_quality: recreating tables at %s (%d sites, %d days from %s, seed %d)",
-                 safe_url(url), sites, days, start, seed)
+        log.info(
+            "water_quality: recreating tables at %s (%d sites, %d days from %s, seed %d)",
+            safe_url(url),
+            sites,
+            days,
+            start,
+            seed,
+        )
         recreate(engine, metadata)
         with engine.begin() as conn:
             conn.execute(sa.insert(sites_table), [_site_row(seed, i) for i in range(sites)])

@@ -7,8 +7,8 @@ The dirt a real register carries (DOMAIN.md §4, §7):
 - about 10% of licence holders stored as TCVN3 or VNI mojibake (`units.legacy_text`);
 - `max_flow` is text in m³/day with "." between thousands and a decimal comma ("1.250,5"); about
   1% of values are negative or garbage ("-5", "N/A", "khoảng 500");
-- `issued_on` and `expires_on` are dd/mm/yyyy text; about 0.5% of licences carry an impossible
-  date such as 31/02/2024;
+- `issued_on` and `expires_on` are dd/mm/yyyy text; 0.5% of licences carry an impossible date
+  such as 31/02/2024 (both kinds placed exactly: 2 and 1 in every 200 licences);
 - about 2% of well-days have no reading, and about 1% of readings were entered days late.
 
 Licences and wells are drawn from RNGs seeded by (seed, index), readings by (seed, well, day), so
@@ -52,12 +52,11 @@ LICENCES_AT_SCALE_1 = 2000
 WELLS_AT_SCALE_1 = 300
 AS_OF = dt.date(2026, 11, 1)  # the day the register's statuses are true for
 MOJIBAKE_RATE = 0.10
-BAD_FLOW_RATE = 0.01
-BAD_DATE_RATE = 0.005
+DIRT_BLOCK = 200  # licences per block; each block has exactly 2 bad flows (1%) and 1 bad date (0.5%)
 MISSING_READING_RATE = 0.02
 LATE_ENTRY_RATE = 0.01
 
-_TAG_LICENCE, _TAG_WELL, _TAG_LEVEL = 1, 2, 3
+_TAG_LICENCE, _TAG_WELL, _TAG_LEVEL, _TAG_DIRT = 1, 2, 3, 4
 _BAD_FLOWS = ("-5", "-120,5", "N/A", "khoảng 500", "1.2.3", "12,5,0", "")
 _BAD_DATES = ("31/02/2024", "30/02/2023", "31/04/2022", "31/06/2021", "29/02/2023", "00/01/2020")
 
@@ -106,17 +105,41 @@ well_levels_table = sa.Table(
 
 # Holder names by water kind: (template, share). {p} is the province name, {n} a company name.
 _HOLDERS: dict[bool, tuple[tuple[str, int], ...]] = {
-    True: (("Công ty Cổ phần Cấp nước {p}", 3), ("Công ty TNHH MTV Kinh doanh nước sạch {p}", 2),
-           ("Công ty TNHH {n} Việt Nam", 2), ("Ban Quản lý các khu công nghiệp {p}", 1),
-           ("Công ty Cổ phần Nước giải khát {n}", 1), ("Công ty TNHH Thủy sản {n}", 1),
-           ("Trung tâm Nước sạch và Vệ sinh môi trường nông thôn {p}", 1)),
-    False: (("Công ty Cổ phần Cấp nước {p}", 3), ("Công ty Cổ phần Thủy điện {n}", 3),
-            ("Công ty TNHH {n} Việt Nam", 1), ("Công ty Cổ phần Nhiệt điện {n}", 1),
-            ("Ban Quản lý các khu công nghiệp {p}", 1), ("Công ty TNHH Thủy sản {n}", 1)),
+    True: (
+        ("Công ty Cổ phần Cấp nước {p}", 3),
+        ("Công ty TNHH MTV Kinh doanh nước sạch {p}", 2),
+        ("Công ty TNHH {n} Việt Nam", 2),
+        ("Ban Quản lý các khu công nghiệp {p}", 1),
+        ("Công ty Cổ phần Nước giải khát {n}", 1),
+        ("Công ty TNHH Thủy sản {n}", 1),
+        ("Trung tâm Nước sạch và Vệ sinh môi trường nông thôn {p}", 1),
+    ),
+    False: (
+        ("Công ty Cổ phần Cấp nước {p}", 3),
+        ("Công ty Cổ phần Thủy điện {n}", 3),
+        ("Công ty TNHH {n} Việt Nam", 1),
+        ("Công ty Cổ phần Nhiệt điện {n}", 1),
+        ("Ban Quản lý các khu công nghiệp {p}", 1),
+        ("Công ty TNHH Thủy sản {n}", 1),
+    ),
 }
 _HOLDER_P = {k: np.array([w for _, w in v], dtype=float) / sum(w for _, w in v) for k, v in _HOLDERS.items()}
-_NAMES = ("Sông Đà", "Hòa Bình", "Thái Bình Dương", "Đông Á", "Hưng Phát", "Trường Sơn", "Miền Trung", "Phú Mỹ",
-          "Tân Hiệp", "Vĩnh Hảo", "Bình An", "Đại Dương", "Sài Gòn Xanh", "Hoàng Long")
+_NAMES = (
+    "Sông Đà",
+    "Hòa Bình",
+    "Thái Bình Dương",
+    "Đông Á",
+    "Hưng Phát",
+    "Trường Sơn",
+    "Miền Trung",
+    "Phú Mỹ",
+    "Tân Hiệp",
+    "Vĩnh Hảo",
+    "Bình An",
+    "Đại Dương",
+    "Sài Gòn Xanh",
+    "Hoàng Long",
+)
 
 
 @dataclass
@@ -144,6 +167,13 @@ class _Licence:
     bad_date: bool
 
 
+@functools.lru_cache(maxsize=256)
+def _dirty_positions(seed: int, block: int) -> tuple[frozenset[int], frozenset[int]]:
+    """Licences of a block with a bad flow and with a bad date, placed exactly so small scales show both."""
+    positions = (seeded_rng(seed, _TAG_DIRT, block).permutation(DIRT_BLOCK) + block * DIRT_BLOCK).tolist()
+    return frozenset(positions[:2]), frozenset(positions[2:3])
+
+
 def _licence(seed: int, index: int) -> _Licence:
     """Licence number `index + 1`, from its own RNG."""
     rng = seeded_rng(seed, _TAG_LICENCE, index)
@@ -153,29 +183,40 @@ def _licence(seed: int, index: int) -> _Licence:
     holder = template.format(p=province.name, n=_NAMES[int(rng.integers(len(_NAMES)))])
     issued = dt.date(2012, 1, 1) + dt.timedelta(days=int(rng.integers(0, (AS_OF - dt.date(2012, 1, 1)).days)))
     years = int(rng.choice([5, 10]) if ground else rng.choice([10, 15]))
-    expires = issued.replace(year=issued.year + years) if (issued.month, issued.day) != (2, 29) \
+    expires = (
+        issued.replace(year=issued.year + years)
+        if (issued.month, issued.day) != (2, 29)
         else dt.date(issued.year + years, 3, 1)
+    )
     flow = float(rng.lognormal(math.log(1500 if ground else 20000), 1.0))
     flow = max(flow, 20.0)
     flow_text = vn_number(flow, 1) if rng.random() < 0.4 else vn_number(round(flow, -1 if flow < 1e4 else -2))
     status = "revoked" if rng.random() < 0.03 else ("expired" if expires < AS_OF else "active")
     issued_text, expires_text = vn_date(issued), vn_date(expires)
-    draws = rng.random(4)
+    draws = rng.random(2)
     kind = "clean"
     if draws[0] < MOJIBAKE_RATE:
         kind = "tcvn3" if draws[1] < 0.5 else "vni"
         holder = encode_tcvn3(holder) if kind == "tcvn3" else encode_vni(holder)
-    bad_flow = bool(draws[2] < BAD_FLOW_RATE)
+    bad_flows, bad_dates = _dirty_positions(seed, index // DIRT_BLOCK)
+    bad_flow, bad_date = index in bad_flows, index in bad_dates
     if bad_flow:
         flow_text = _BAD_FLOWS[int(rng.integers(len(_BAD_FLOWS)))]
-    bad_date = bool(draws[3] < BAD_DATE_RATE)
     if bad_date:
         bad = _BAD_DATES[int(rng.integers(len(_BAD_DATES)))]
         issued_text, expires_text = (bad, expires_text) if rng.random() < 0.5 else (issued_text, bad)
     updated = dt.datetime.combine(issued, dt.time(8)) + dt.timedelta(seconds=int(rng.integers(0, 9 * 3600)))
-    row = {"licence_no": f"{index + 1}/GP-BTNMT", "holder": holder, "province_code": province.code,
-           "water_kind": "ground" if ground else "surface", "max_flow": flow_text, "issued_on": issued_text,
-           "expires_on": expires_text, "status": status, "updated_at": updated}
+    row = {
+        "licence_no": f"{index + 1}/GP-BTNMT",
+        "holder": holder,
+        "province_code": province.code,
+        "water_kind": "ground" if ground else "surface",
+        "max_flow": flow_text,
+        "issued_on": issued_text,
+        "expires_on": expires_text,
+        "status": status,
+        "updated_at": updated,
+    }
     return _Licence(row, kind, bad_flow, bad_date)
 
 
@@ -192,10 +233,14 @@ def _well(seed: int, index: int, licences: int) -> dict[str, Any]:
                 province = next(p for p in PROVINCES if p.code == candidate["province_code"])
                 break
     prefix = "QT" if licence_no is None else "KT"
-    return {"well_code": f"{prefix}{province.code}{index + 1:05d}", "licence_no": licence_no,
-            "province_code": province.code, "depth_m": round(float(rng.uniform(20, 150)), 1),
-            "lat": round(province.lat + float(rng.uniform(-0.2, 0.2)), 5),
-            "lon": round(province.lon + float(rng.uniform(-0.2, 0.2)), 5)}
+    return {
+        "well_code": f"{prefix}{province.code}{index + 1:05d}",
+        "licence_no": licence_no,
+        "province_code": province.code,
+        "depth_m": round(float(rng.uniform(20, 150)), 1),
+        "lat": round(province.lat + float(rng.uniform(-0.2, 0.2)), 5),
+        "lon": round(province.lon + float(rng.uniform(-0.2, 0.2)), 5),
+    }
 
 
 def _well_number(well_code: str) -> int:
@@ -206,8 +251,12 @@ def _well_number(well_code: str) -> int:
 def _character(seed: int, number: int) -> tuple[float, float, float, float]:
     """A well's base level (m), trend (m/day), seasonal amplitude (m) and peak day of year."""
     rng = seeded_rng(seed, _TAG_WELL, number, 0)
-    return (float(rng.uniform(-25, 5)), float(rng.uniform(-0.003, 0.0005)), float(rng.uniform(0.5, 3.0)),
-            float(rng.uniform(240, 290)))  # the peak comes late in the rainy season
+    return (
+        float(rng.uniform(-25, 5)),
+        float(rng.uniform(-0.003, 0.0005)),
+        float(rng.uniform(0.5, 3.0)),
+        float(rng.uniform(240, 290)),
+    )  # the peak comes late in the rainy season
 
 
 def _level_row(seed: int, well_code: str, day: dt.date, summary: WaterResourcesSummary) -> dict[str, Any] | None:
@@ -232,16 +281,18 @@ def _level_row(seed: int, well_code: str, day: dt.date, summary: WaterResourcesS
     return {"well_code": well_code, "observed_at": observed, "level_m": round(level, 2), "updated_at": observed + delay}
 
 
-def _day_rows(seed: int, well_codes: Sequence[str], day: dt.date, summary: WaterResourcesSummary
-              ) -> Iterator[dict[str, Any]]:
+def _day_rows(
+    seed: int, well_codes: Sequence[str], day: dt.date, summary: WaterResourcesSummary
+) -> Iterator[dict[str, Any]]:
     for code in well_codes:
         row = _level_row(seed, code, day, summary)
         if row is not None:
             yield row
 
 
-def generate(url: str, *, seed: int = 2026, scale: float = 1.0, days: int = 365,
-             start: dt.date = dt.date(2025, 11, 1)) -> WaterResourcesSummary:
+def generate(
+    url: str, *, seed: int = 2026, scale: float = 1.0, days: int = 365, start: dt.date = dt.date(2025, 11, 1)
+) -> WaterResourcesSummary:
     """(Re)create the tables at `url`: 2000 x scale licences, 300 x scale wells, `days` days of readings."""
     check_scale(scale)
     if days < 1:
@@ -250,8 +301,15 @@ def generate(url: str, *, seed: int = 2026, scale: float = 1.0, days: int = 365,
     summary = WaterResourcesSummary()
     engine = sa.create_engine(url)
     try:
-        log.info("water_resources: recreating tables at %s (%d licences, %d wells, %d days from %s, seed %d)",
-                 safe_url(url), n_licences, n_wells, days, start, seed)
+        log.info(
+            "water_resources: recreating tables at %s (%d licences, %d wells, %d days from %s, seed %d)",
+            safe_url(url),
+            n_licences,
+            n_wells,
+            days,
+            start,
+            seed,
+        )
         recreate(engine, metadata)
         writer = ChunkWriter(engine, licences_table)
         for index in range(n_licences):
