@@ -10,14 +10,18 @@ Tables are built here from the standards, not from the simulator (``units/`` mus
 - TCVN3: TCVN 5712:1993 byte -> Unicode as implemented by GNU libiconv ``lib/tcvn.h`` (the full VN1
   table). TCVN3 proper (VSCII-3, "ABC") is its subset of 67 lowercase letters, the 7 capitals
   Ă Â Ê Ô Ơ Ư Đ and NBSP; toned capitals were drawn by all-capital fonts (.VnTimeH) from the
-  lowercase codes (en.wikipedia.org/wiki/VSCII). VN1's 12 capitals on C0 control codes are not decoded:
-  a control character in a database value is treated as damage.
+  lowercase codes (en.wikipedia.org/wiki/VSCII). VN1 puts the other toned capitals on C1 codes and
+  12 of them on C0 control codes (0x01 Ú ... 0x17 Ỵ); those control codes are decoded only when the
+  whole value reads well as TCVN3, and are damage anywhere else.
 - VNI Windows: a base letter followed by one mark byte, with single bytes for đ, ơ, ư, ỵ and the toned
   i (lamdao/xvnkb ``vni.h``; duydev/vietnamese-conversion ``src/charsets.ts``).
 
 Detection cannot be certain ("Hoàng" is valid Unicode and also valid VNI for "Hồng"), so each
-reading is scored by the share of its accented words that are well-formed Vietnamese syllables;
-Unicode wins ties, and a legacy reading must explain every character.
+reading is scored by the share of its accented words that are well-formed Vietnamese syllables
+(``transforms.syllables``). A legacy reading must explain every character and beat the Unicode
+reading: on a tie the value is left as it is, so legacy text that also reads as good Unicode
+("Khóc" for TCVN3 "Khúc") stays undecoded. Ties between TCVN3 and VNI go to the reading with more
+common syllables, then to the encoding most values of the column use in the batch, else fail.
 """
 
 from __future__ import annotations
@@ -33,13 +37,13 @@ from typing import Literal
 
 import pyarrow as pa
 
-from transforms.syllables import TONES, is_syllable, split_tone
+from transforms.syllables import COMMON, TONES, is_syllable, split_tone
 
 log = logging.getLogger(__name__)
 
 Encoding = Literal["unicode", "tcvn3", "vni", "unknown"]
-
-_TONES = TONES
+Legacy = Literal["tcvn3", "vni"]
+LEGACY_ENCODINGS: tuple[Legacy, ...] = ("tcvn3", "vni")
 
 # TCVN 5712:1993 (VN1), bytes 0x80-0xFF, from libiconv lib/tcvn.h.
 _TCVN_HIGH = (
@@ -63,8 +67,16 @@ def _read_as() -> dict[str, int]:
     return chars
 
 
+#: TCVN 5712:1993 (VN1) capitals on C0 control codes (libiconv tcvn_2uni_1).
+_TCVN_C0 = {"\x01": "Ú", "\x02": "Ụ", "\x04": "Ừ", "\x05": "Ử", "\x06": "Ữ", "\x11": "Ứ", "\x12": "Ự"} | {
+    "\x13": "Ỳ",
+    "\x14": "Ỷ",
+    "\x15": "Ỹ",
+    "\x16": "Ý",
+    "\x17": "Ỵ",
+}
 _LEGACY_CHARS: dict[str, int] = _read_as()
-_TCVN3_DECODE: dict[str, str] = {ch: _TCVN_HIGH[b - 0x80] for ch, b in _LEGACY_CHARS.items()}
+_TCVN3_DECODE: dict[str, str] = {ch: _TCVN_HIGH[b - 0x80] for ch, b in _LEGACY_CHARS.items()} | _TCVN_C0
 
 
 def _nfc(text: str) -> str:
@@ -92,23 +104,23 @@ def _vni_table() -> dict[str, str]:
     """Unicode letter -> VNI Windows as read through cp1252, for the 134 precomposed letters."""
     low: dict[str, str] = {"đ": "ñ", "ơ": "ô", "ư": "ö"}
     for base, legacy in (("a", "a"), ("e", "e"), ("o", "o"), ("u", "u"), ("y", "y"), ("ơ", "ô"), ("ư", "ö")):
-        for tone, mark in zip(_TONES, "ùøûõï", strict=True):
+        for tone, mark in zip(TONES, "ùøûõï", strict=True):
             low[_nfc(base + tone)] = legacy + mark
     low["ỵ"] = "î"  # y with dot below is one byte in VNI
     for base in "aeo":  # circumflex: â ê ô
         low[_nfc(base + "\u0302")] = base + "â"
-        for tone, mark in zip(_TONES, "áàåãä", strict=True):
+        for tone, mark in zip(TONES, "áàåãä", strict=True):
             low[_nfc(base + "\u0302" + tone)] = base + mark
     low["ă"] = "aê"
-    for tone, mark in zip(_TONES, "éèúüë", strict=True):
+    for tone, mark in zip(TONES, "éèúüë", strict=True):
         low[_nfc("a\u0306" + tone)] = "a" + mark
-    for tone, mark in zip(_TONES, "íìæóò", strict=True):
+    for tone, mark in zip(TONES, "íìæóò", strict=True):
         low[_nfc("i" + tone)] = mark
     return low | {u.upper(): v.upper() for u, v in low.items()}
 
 
 _VOWELS = ("a", "ă", "â", "e", "ê", "i", "o", "ô", "ơ", "u", "ư", "y")
-_LOWER = sorted({_nfc(v + t) for v in _VOWELS for t in ("", *_TONES)} - set("aeiouy") | {"đ"})
+_LOWER = sorted({_nfc(v + t) for v in _VOWELS for t in ("", *TONES)} - set("aeiouy") | {"đ"})
 #: The 134 precomposed letters of Vietnamese beyond ASCII (67 lowercase, 67 capitals).
 VIETNAMESE_LETTERS: tuple[str, ...] = (*_LOWER, *(c.upper() for c in _LOWER))
 TCVN3_ENCODE: dict[str, str] = _tcvn3_table()
@@ -121,7 +133,7 @@ _VNI_DECODE: dict[str, str] = (
 )
 
 
-def encode_legacy(text: str, encoding: Literal["tcvn3", "vni"]) -> str:
+def encode_legacy(text: str, encoding: Legacy) -> str:
     """``text`` as it reads after being stored in a legacy encoding and read back as cp1252 (for tests)."""
     table = TCVN3_ENCODE if encoding == "tcvn3" else VNI_ENCODE
     return "".join(table.get(ch, ch) for ch in _nfc(text))
@@ -130,8 +142,9 @@ def encode_legacy(text: str, encoding: Literal["tcvn3", "vni"]) -> str:
 # -- decoding -------------------------------------------------------------------------------------
 
 _TONE_BEARERS = frozenset("aăâeêioôơuưyAĂÂEÊIOÔƠUƯY")
-_BAD = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd]")  # C0 controls (not tab/newline), DEL, U+FFFD
-_C1 = re.compile(r"[\x80-\x9f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd]")  # C0 controls (not tab/newline), DEL, U+FFFD
+_BAD = re.compile(r"[\x00\x03\x07\x08\x0b\x0c\x0e-\x10\x18-\x1f\x7f\ufffd]")  # ... save VN1's capitals
+_NOT_UNICODE = re.compile(r"[\x01\x02\x04-\x06\x11-\x17\x80-\x9f]")  # VN1's C0 capitals, C1 controls
 
 
 def _upper_split_capitals(text: str) -> str:
@@ -154,11 +167,11 @@ def _typed_in_capitals(text: str) -> bool:
     )
 
 
-def _decode_tcvn3(text: str) -> str | None:
+def _decode_tcvn3(text: str, *, guess_case: bool = True) -> str | None:
     """TCVN3 reading of ``text``, or None when a character has no TCVN3 meaning."""
     chars: list[str] = []
     for ch in text:
-        if ch.isascii():
+        if ch.isascii() and ch not in _TCVN_C0:
             chars.append(ch)
         elif ch not in _TCVN3_DECODE:
             return None
@@ -169,7 +182,7 @@ def _decode_tcvn3(text: str) -> str | None:
     out = _upper_split_capitals(_nfc("".join(chars)))
     if any(unicodedata.combining(ch) for ch in out):
         return None  # a tone mark that does not sit on a vowel
-    if _typed_in_capitals(text):
+    if guess_case and _typed_in_capitals(text):
         out = out.upper()  # an all-capital font drew the lowercase codes as capitals
     return out
 
@@ -187,7 +200,7 @@ def _decode_vni(text: str) -> str | None:
         ch = text[i]
         if ch in _VNI_DECODE:
             out.append(_VNI_DECODE[ch])
-        elif ch.isascii() or ch in _VNI_UNUSED:
+        elif (ch.isascii() and not _CONTROL.match(ch)) or ch in _VNI_UNUSED:
             out.append(ch)
         else:
             return None
@@ -197,17 +210,43 @@ def _decode_vni(text: str) -> str | None:
 
 # -- scoring --------------------------------------------------------------------------------------
 
-_PUNCTUATION = "\u00a0\u2013\u2014\u2018\u2019\u201c\u201d\u2026\u2022"  # separate words in any reading
-_SEPARATORS = re.compile(r"[\s\d!-/:-@\[-`{-~" + _PUNCTUATION + "]+")
-_VNI_UNUSED = _PUNCTUATION + "«»°±²³·"  # symbols VNI leaves alone
+_SEPARATORS = re.compile(r"[\s\d!-/:-@\[-`{-~\u00a0]+")
+#: cp1252 punctuation, which is also where VN1 capitals show (0x94 Õ reads '”', 0x96 Ọ reads '–').
+_TYPOGRAPHIC = "\u2018\u2019\u201c\u201d\u2022\u2013\u2014\u2026"
+_VNI_UNUSED = "\u00a0" + _TYPOGRAPHIC + "«»°±²³·"  # symbols VNI leaves alone
 _UNIT = re.compile(r"[a-z]{0,2}[²³]|°[CF]?|±")  # m², km³, °C: symbols that legitimately touch letters
 _SYMBOLS = frozenset({chr(c) for c in range(0xA1, 0xC0) if not chr(c).isalpha()} | set("×÷\xad‚„†‡ˆ‰‹›˜™€"))
 
 
+def _separate_typographic(text: str) -> str:
+    """Blank out the cp1252 punctuation that separates words, keep the rest inside its word.
+
+    VN1 capitals read as this punctuation ('ĐẶNG THỊ' shows '§…NG TH‘'), so a mark counts as a
+    separator only where punctuation sits: an opening quote not after a letter, a closing quote not
+    before one (curly double quotes only when they pair up), a dash or ellipsis away from letters.
+    """
+    balanced = text.count("\u201c") == text.count("\u201d")
+    chars = list(text)
+    for i, ch in enumerate(chars):
+        if ch not in _TYPOGRAPHIC:
+            continue
+        before = i > 0 and not text[i - 1].isspace()
+        after = i + 1 < len(text) and not text[i + 1].isspace()
+        if ch in "\u2018\u201c":  # opening quotes
+            separate = not (i > 0 and text[i - 1].isalpha()) and (balanced or ch == "\u2018")
+        elif ch in "\u2019\u201d":  # closing quotes and the apostrophe
+            separate = not (i + 1 < len(text) and text[i + 1].isalpha()) and (balanced or ch == "\u2019")
+        else:
+            separate = not before and not after
+        if separate:
+            chars[i] = " "
+    return "".join(chars)
+
+
 def _words(text: str) -> list[str] | None:
     """The accented words of ``text``; None when a symbol is glued inside a word ('B¸t'), a sign of mojibake."""
-    tokens = (w.lstrip("«").rstrip("»") for w in _SEPARATORS.split(text))
-    words = [w for w in tokens if w and not w.isascii() and not _UNIT.fullmatch(w)]
+    tokens = (w.lstrip("«").rstrip("»") for w in _SEPARATORS.split(_separate_typographic(text)))
+    words = [w for w in tokens if not w.isascii() and any(c.isalpha() for c in w) and not _UNIT.fullmatch(w)]
     return None if any(ch in _SYMBOLS for w in words for ch in w) else words
 
 
@@ -224,10 +263,6 @@ def _cased(word: str) -> bool:
     return word.islower() or word.isupper() or (word[0].isupper() and (len(word) == 1 or word[1:].islower()))
 
 
-Legacy = Literal["tcvn3", "vni"]
-LEGACY_ENCODINGS: tuple[Legacy, ...] = ("tcvn3", "vni")
-
-
 @functools.lru_cache(maxsize=65536)
 def _classify(text: str, encodings: tuple[Legacy, ...] = LEGACY_ENCODINGS) -> tuple[str, dict[str, str]]:
     """Status of ``text`` ('unicode', 'tcvn3', 'vni', 'ambiguous' or 'unknown') and its readings.
@@ -237,12 +272,13 @@ def _classify(text: str, encodings: tuple[Legacy, ...] = LEGACY_ENCODINGS) -> tu
     """
     if _BAD.search(text):
         return "unknown", {}
-    if text.isascii():
+    not_unicode = _NOT_UNICODE.search(text) is not None
+    if text.isascii() and not not_unicode:
         return "unicode", {"unicode": text}
     if not all(ch.isascii() or ch in _LEGACY_CHARS for ch in text):  # a character no legacy byte reads as
-        clean = not _C1.search(text) and _words(text) is not None
+        clean = not not_unicode and _words(text) is not None
         return ("unicode", {"unicode": text}) if clean else ("unknown", {})
-    unicode_share = -1.0 if _C1.search(text) else _share(text)
+    unicode_share = -1.0 if not_unicode else _share(text)
     fallback = ("unicode", {"unicode": text}) if unicode_share >= 0 else ("unknown", {})
     readings: dict[str, tuple[float, str]] = {}
     for name in encodings:
@@ -254,15 +290,22 @@ def _classify(text: str, encodings: tuple[Legacy, ...] = LEGACY_ENCODINGS) -> tu
         return fallback
     winners = {name: out for name, (score, out) in readings.items() if score == best}
     if len(winners) > 1:
-        # A VNI pair read as TCVN3 gives two vowels where the spelling has one, so when both
-        # readings are well formed, the one that merged more pairs (the shorter) is more likely.
-        shortest = min(len(out) for out in winners.values())
-        winners = {name: out for name, out in winners.items() if len(out) == shortest}
-    if len(winners) > 1 and "tcvn3" in winners and _typed_in_capitals(text):
-        winners.pop("tcvn3")  # TCVN3 needed the all-capital-font guess; VNI spells the capitals itself
+        winners = _break_tie(text, winners)
     if len(set(winners.values())) > 1:
         return "ambiguous", winners
     return next(iter(winners)), winners
+
+
+def _break_tie(text: str, winners: dict[str, str]) -> dict[str, str]:
+    """Narrow equally well-formed TCVN3 and VNI readings down, by three signs in turn."""
+    raw = _decode_tcvn3(text, guess_case=False)
+    if _typed_in_capitals(text) and raw is not None and any(c.islower() for c in raw):
+        winners = {k: v for k, v in winners.items() if k != "tcvn3"}  # TCVN3 needed the capital-font guess
+    common = {k: sum(w.lower() in COMMON for w in _words(v) or []) for k, v in winners.items()}
+    winners = {k: v for k, v in winners.items() if common[k] == max(common.values())}
+    # A VNI pair read as TCVN3 gives two vowels where the spelling has one: prefer the shorter reading.
+    shortest = min(len(v) for v in winners.values())
+    return {k: v for k, v in winners.items() if len(v) == shortest}
 
 
 def detect_legacy(text: str, *, encodings: Sequence[Legacy] = LEGACY_ENCODINGS) -> Encoding:
@@ -303,6 +346,8 @@ def decode_legacy_text(
     batch: pa.RecordBatch, *, columns: Sequence[str], encodings: Sequence[Legacy] = LEGACY_ENCODINGS
 ) -> pa.RecordBatch:
     """Decode the values detected as TCVN3 or VNI in the named text columns; leave Unicode values as they are.
+
+    Decoded values are NFC; Unicode values are not touched (``nfc_text`` normalises them).
 
     A value that reads equally well in both legacy encodings takes the encoding of most decoded
     values of its column in the batch; ``encodings`` narrows the candidates for a source known to

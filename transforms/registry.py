@@ -17,6 +17,15 @@ Transform = Callable[..., pa.RecordBatch]
 TRANSFORMS: dict[str, str] = {
     "nfc_text": "transforms.text:nfc_text",
     "null_sentinel": "transforms.values:null_sentinel",
+    "decode_legacy_text": "transforms.legacy_text:decode_legacy_text",
+    "parse_date_dmy": "transforms.parse:parse_date_dmy",
+    "parse_decimal_comma": "transforms.parse:parse_decimal_comma",
+    "non_negative": "transforms.parse:non_negative",
+    "detection_limit": "transforms.parse:detection_limit",
+    "resolve_admin_code": "transforms.admin_codes:resolve_admin_code",
+    "check_citizen_id": "transforms.citizen_id:check_citizen_id",
+    "add_wqi_class": "transforms.indices:add_wqi_class",
+    "add_vn_aqi": "transforms.indices:add_vn_aqi",
 }
 
 

@@ -13,6 +13,22 @@ import unicodedata
 
 TONES = "\u0301\u0300\u0309\u0303\u0323"  # sắc, huyền, hỏi, ngã, nặng
 
+_COMMON_WORDS = """
+    nguyễn trần lê phạm hoàng huỳnh phan vũ võ đặng bùi đỗ hồ ngô dương lý đinh trịnh mai tô hà tạ lương
+    quách cao lâm triệu thái đoàn vương trương lưu châu kiều khúc đàm chu lục hứa văn thị đức minh ngọc
+    thanh hữu quang xuân thu hồng bảo gia kim anh tuấn thế công đình như phương diệu khánh an bình cường
+    dũng giang hải hạnh hiếu hoà hòa hùng hương huyền khoa lan linh long nam nga nhung oanh phúc quân
+    quyên sơn tâm thảo thắng thủy thuỷ trang trung tú tuyết uyên việt vy yến ánh hoa hiền hằng hạ hân huy
+    hưng khang khôi kiên lộc luân mạnh my nhật nhi phong phú quý quốc sang sinh tài tân thành thiện
+    thịnh thông thư tiến toàn trí trọng tùng tường vân vinh vĩnh yên ngân nguyệt đạt đông đào điệp tỉnh
+    phố huyện quận xã phường trấn thôn bản ấp khu tổ dân ủy uỷ ban nhân sở tài nguyên môi trường nông
+    nghiệp phát triển ty cổ phần trách nhiệm hạn nước sạch cấp thoát sông suối giếng khoan trạm bơm nhà
+    máy số bắc tây thượng đồng núi cầu chợ mới lào cai bái ninh phòng đà nẵng huế cần thơ nội tĩnh nghệ
+    hoá hóa
+"""
+#: Frequent syllables of names, places and agencies: a tie-breaker between two well-formed readings.
+COMMON: frozenset[str] = frozenset(_COMMON_WORDS.split())
+
 
 def split_tone(letter: str) -> tuple[str, str]:
     """A letter's toneless base (NFC) and its combining tone mark ('' if none): 'ặ' -> ('ă', U+0323)."""

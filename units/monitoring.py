@@ -41,9 +41,7 @@ SENTINEL_RATE = 0.003
 DUPLICATE_RATE = 0.001
 
 # RNG stream tags, so that independent draws never share a seed.
-_TAG_SITE, _TAG_NAME, _TAG_NFD, _TAG_WEATHER, _TAG_PM_EPISODE, _TAG_O3_EPISODE, _TAG_HOURS, _TAG_CHARACTER = (
-    range(1, 9)
-)
+_TAG_SITE, _TAG_NAME, _TAG_NFD, _TAG_WEATHER, _TAG_PM_EPISODE, _TAG_O3_EPISODE, _TAG_HOURS, _TAG_CHARACTER = range(1, 9)
 
 # Where the first stations go; beyond these, provinces are taken in turn.
 _FIRST_SLOTS: tuple[str, ...] = ("01", "79", "31", "48", "01", "79", "92", "46", "22", "56", "27", "74")
@@ -130,13 +128,15 @@ def build_stations(seed: int, count: int) -> list[Station]:
             rng = seeded_rng(seed, _TAG_NAME, int(code), seq)
             site = f"{int(rng.integers(1, 400))} {STREETS[int(rng.integers(len(STREETS)))]}"
         jitter = seeded_rng(seed, _TAG_SITE, int(code), seq).uniform(-0.05, 0.05, size=2)
-        result.append(Station(
-            station_code=f"AQ{code}{seq:03d}",
-            name=unicodedata.normalize("NFC", f"{province.name} - {site}"),
-            province_code=code,
-            latitude=round(province.lat + float(jitter[0]), 5),
-            longitude=round(province.lon + float(jitter[1]), 5),
-        ))
+        result.append(
+            Station(
+                station_code=f"AQ{code}{seq:03d}",
+                name=unicodedata.normalize("NFC", f"{province.name} - {site}"),
+                province_code=code,
+                latitude=round(province.lat + float(jitter[0]), 5),
+                longitude=round(province.lon + float(jitter[1]), 5),
+            )
+        )
     nfd_count = min(count, 2 if count < 6 else 3)
     nfd = seeded_rng(seed, _TAG_NFD).choice(min(count, len(_FIRST_SLOTS)), size=nfd_count, replace=False)
     for i in nfd.tolist():
@@ -151,8 +151,12 @@ _NIGHT = 0.5 * (1 + np.cos(2 * math.pi * (_HOURS - 2) / 24))  # 1 at 02:00, 0 at
 _SUN = np.clip(np.sin(math.pi * (_HOURS - 7) / 12), 0, None) ** 1.5
 # AR(1) filter (phi 0.75) as a matrix: hourly noise that drifts instead of jumping.
 _PHI = 0.75
-_AR = np.array([[(_PHI ** (i - j)) * (1.0 if j == 0 else math.sqrt(1 - _PHI**2)) if j <= i else 0.0
-                 for j in range(24)] for i in range(24)])
+_AR = np.array(
+    [
+        [(_PHI ** (i - j)) * (1.0 if j == 0 else math.sqrt(1 - _PHI**2)) if j <= i else 0.0 for j in range(24)]
+        for i in range(24)
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -181,9 +185,7 @@ def _province_day(seed: int, province: Province, day: dt.date) -> _ProvinceDay:
     return _ProvinceDay(weather, pm_episode, o3_episode)
 
 
-def _station_day_rows(
-    seed: int, station: Station, day: dt.date, summary: GenerateSummary
-) -> Iterator[dict[str, Any]]:
+def _station_day_rows(seed: int, station: Station, day: dt.date, summary: GenerateSummary) -> Iterator[dict[str, Any]]:
     """The rows of one station-day, dirt included; counts the dirt into summary."""
     province = PROVINCES_BY_CODE[station.province_code]
     code_no = int(station.station_code[2:])
@@ -207,17 +209,18 @@ def _station_day_rows(
     no2 = no2_base * (0.75 + 0.8 * _TRAFFIC) * math.sqrt(drivers.weather) * np.exp(0.2 * noise[:, 1])
     if rng.random() < 0.01:  # a short local NO2 spike (fire, jammed traffic) above the 1 h limit
         start = int(rng.integers(0, 22))
-        no2[start:start + 2] *= rng.uniform(3.5, 5.0)
+        no2[start : start + 2] *= rng.uniform(3.5, 5.0)
     so2 = province.so2_base * drivers.weather**0.3 * (0.85 + 0.3 * _TRAFFIC) * np.exp(0.3 * noise[:, 2])
     co = 450 + 1100 * (pm25 / max(base, 1.0)) ** 0.5 * (0.6 + 0.5 * _TRAFFIC) * np.exp(0.15 * noise[:, 3])
-    o3 = (24 + o3_amp * (1 - 0.2 * season) * drivers.o3_episode * _SUN / drivers.weather**0.2) \
-        * np.exp(0.15 * noise[:, 4])
+    o3 = (24 + o3_amp * (1 - 0.2 * season) * drivers.o3_episode * _SUN / drivers.weather**0.2) * np.exp(
+        0.15 * noise[:, 4]
+    )
     values = np.round(np.column_stack([pm25, pm10, np.maximum(no2, 5), np.maximum(so2, 2), co, o3]), 1)
 
     missing = rng.random(24) < MISSING_HOUR_RATE
     if rng.random() < OUTAGE_RATE:
         start = int(rng.integers(0, 24))
-        missing[start:start + int(rng.integers(2, 11))] = True
+        missing[start : start + int(rng.integers(2, 11))] = True
     sentinel = rng.random((24, len(POLLUTANTS))) < SENTINEL_RATE
     duplicated = rng.random(24) < DUPLICATE_RATE
     values[sentinel] = SENTINEL
@@ -240,8 +243,9 @@ def _station_day_rows(
             yield dict(row)
 
 
-def _write_day(writer: ChunkWriter, seed: int, stations: Sequence[Station], day: dt.date,
-               summary: GenerateSummary) -> None:
+def _write_day(
+    writer: ChunkWriter, seed: int, stations: Sequence[Station], day: dt.date, summary: GenerateSummary
+) -> None:
     """Generate one day for every station (bounded memory) and hand it to the writer."""
     for station in stations:
         writer.extend(_station_day_rows(seed, station, day, summary))
@@ -252,8 +256,9 @@ def _safe_url(url: str) -> str:
     return sa.make_url(url).render_as_string(hide_password=True)
 
 
-def generate(url: str, *, seed: int = 2026, stations: int = 12, days: int = 7,
-             start: dt.date = dt.date(2026, 11, 1)) -> GenerateSummary:
+def generate(
+    url: str, *, seed: int = 2026, stations: int = 12, days: int = 7, start: dt.date = dt.date(2026, 11, 1)
+) -> GenerateSummary:
     """(Re)create the unit's tables at `url` and fill `days` days of hourly data from `start`.
 
     Existing `stations` and `air_observations` tables are dropped first. Rows go in chunks of
@@ -268,8 +273,14 @@ def generate(url: str, *, seed: int = 2026, stations: int = 12, days: int = 7,
     summary = GenerateSummary(stations=len(station_list))
     engine = sa.create_engine(url)
     try:
-        log.info("monitoring: recreating tables at %s (%d stations, %d days from %s, seed %d)",
-                 _safe_url(url), stations, days, start, seed)
+        log.info(
+            "monitoring: recreating tables at %s (%d stations, %d days from %s, seed %d)",
+            _safe_url(url),
+            stations,
+            days,
+            start,
+            seed,
+        )
         metadata.drop_all(engine)
         metadata.create_all(engine)
         with engine.begin() as conn:
@@ -326,8 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sub.add_argument("--seed", type=int, default=2026)
     gen.add_argument("--stations", type=int, default=12)
     gen.add_argument("--days", type=int, default=7)
-    gen.add_argument("--start", type=dt.date.fromisoformat, default=dt.date(2026, 11, 1),
-                     help="first day, YYYY-MM-DD")
+    gen.add_argument("--start", type=dt.date.fromisoformat, default=dt.date(2026, 11, 1), help="first day, YYYY-MM-DD")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "generate":

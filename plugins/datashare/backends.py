@@ -84,47 +84,46 @@ class LocalBackend:
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
 
-    def _tmp(self, final: Path) -> tuple[int, str]:
+    def _staged(self, final: Path, data: bytes | None = None, source: Path | None = None) -> Path:
+        """A complete, synced temporary sibling of ``final`` holding ``data`` or a copy of ``source``."""
         final.parent.mkdir(parents=True, exist_ok=True)
-        return tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+        with os.fdopen(fd, "wb") as f:
+            if source is not None:
+                with source.open("rb") as src:
+                    shutil.copyfileobj(src, f, CHUNK)
+            else:
+                f.write(data or b"")
+            f.flush()
+            os.fsync(f.fileno())
+        return Path(tmp)
 
     def put_file(self, key: str, source: Path) -> None:
         final = self._path(key)
-        fd, tmp = self._tmp(final)
-        os.close(fd)
+        tmp = self._staged(final, source=source)
         try:
-            shutil.copyfile(source, tmp)
             os.replace(tmp, final)
         finally:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
 
     def put_bytes(self, key: str, data: bytes) -> None:
         final = self._path(key)
-        fd, tmp = self._tmp(final)
+        tmp = self._staged(final, data=data)
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
             os.replace(tmp, final)
         finally:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         final = self._path(key)
-        fd, tmp = self._tmp(final)
+        tmp = self._staged(final, data=data)
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            try:
-                os.link(tmp, final)  # atomic; fails if the name exists, and the content is already complete
-            except FileExistsError:
-                return False
-            return True
+            os.link(tmp, final)  # atomic; fails if the name exists, and the content is already complete
+        except FileExistsError:
+            return False
         finally:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
+        return True
 
     def get_bytes(self, key: str) -> bytes:
         try:

@@ -118,8 +118,10 @@ def test_values_are_plausible(observations) -> None:
 
     def mean(pollutant: str, province: str | None = None, hours: range = range(24)) -> float:
         return statistics.fmean(
-            r[pollutant] for r in observations
-            if r[pollutant] != SENTINEL and r["observed_at"].hour in hours
+            r[pollutant]
+            for r in observations
+            if r[pollutant] != SENTINEL
+            and r["observed_at"].hour in hours
             and (province is None or r["station_code"][2:4] == province)
         )
 
@@ -153,7 +155,7 @@ def test_append_day_adds_the_next_day_as_a_full_run_would(tmp_path: Path) -> Non
     assert append_day(grown) == START + dt.timedelta(days=2)
     after = read_rows(grown, air_observations_table)
     assert after[: len(before)] == before
-    assert {row[2].date() for row in after[len(before):]} == {START + dt.timedelta(days=2)}
+    assert {row[2].date() for row in after[len(before) :]} == {START + dt.timedelta(days=2)}
 
     generate(full, stations=4, days=3)
     assert after == read_rows(full, air_observations_table)
@@ -212,7 +214,9 @@ def _throwaway_database(admin_url: str, create_sql: str, drop_sql: str, what: st
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     yield from _throwaway_database(
-        POSTGRES_ADMIN_URL, 'CREATE DATABASE "{name}"', 'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
+        POSTGRES_ADMIN_URL,
+        'CREATE DATABASE "{name}"',
+        'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
         "PostgreSQL at 127.0.0.1:5432",
     )
 
@@ -220,8 +224,10 @@ def postgres_url() -> Iterator[str]:
 @pytest.fixture
 def mariadb_url() -> Iterator[str]:
     yield from _throwaway_database(
-        MARIADB_ADMIN_URL, "CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
-        "DROP DATABASE IF EXISTS `{name}`", "MariaDB at 127.0.0.1:3306",
+        MARIADB_ADMIN_URL,
+        "CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
+        "DROP DATABASE IF EXISTS `{name}`",
+        "MariaDB at 127.0.0.1:3306",
     )
 
 
