@@ -172,6 +172,18 @@ def _wait_for_file(folder: Path, name: str, timeout_s: float = 30) -> Path:
     raise AssertionError(f"{name} did not arrive in {folder} within {timeout_s} s; there: {there}")
 
 
+def _navigate(driver: Any, element: Any) -> None:
+    """Click something that loads a new page and wait until the old page is gone (forms and links alike)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    old = driver.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(driver, 15).until(expected_conditions.staleness_of(old))
+    WebDriverWait(driver, 15).until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+
 def _shot(driver: Any, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     assert driver.save_screenshot(str(path)), path
@@ -187,7 +199,7 @@ def test_list_dataset_download_and_language(server: str, browser: Any, deploymen
     assert [r.get_attribute("data-dataset") for r in rows] == [OPEN]  # the restricted one is invisible
     _shot(browser, "catalog-list-vi")
 
-    browser.find_element(By.CSS_SELECTOR, f'a[href="/datasets/{OPEN}"]').click()
+    _navigate(browser, browser.find_element(By.CSS_SELECTOR, f'a[href="/datasets/{OPEN}"]'))
     assert browser.find_element(By.TAG_NAME, "h1").text == "Quan trắc chất lượng không khí tự động theo giờ"
     assert browser.find_element(By.ID, "sql-view").text == f"datashare.{OPEN}"
     _shot(browser, "catalog-dataset-vi")
@@ -200,7 +212,7 @@ def test_list_dataset_download_and_language(server: str, browser: Any, deploymen
     arrived = _wait_for_file(browser.downloads, f"{OPEN}-v{release.version}-{part['path'].replace('/', '-')}")
     assert hashlib.sha256(arrived.read_bytes()).hexdigest() == part["sha256"]
 
-    browser.find_element(By.ID, "lang-switch").click()
+    _navigate(browser, browser.find_element(By.ID, "lang-switch"))
     assert browser.find_element(By.TAG_NAME, "h1").text == "Hourly automatic air-quality observations"
     assert "Schema" in [h.text for h in browser.find_elements(By.TAG_NAME, "h2")]
     _shot(browser, "catalog-dataset-en")
@@ -215,14 +227,14 @@ def test_sign_in_form_reveals_granted_datasets(server: str, browser: Any, deploy
     browser.get(server + "/login?lang=en")
     _shot(browser, "catalog-login-en")
     browser.find_element(By.NAME, "token").send_keys(deployment["token"])
-    browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    _navigate(browser, browser.find_element(By.CSS_SELECTOR, "form button[type=submit]"))
     rows = browser.find_elements(By.CSS_SELECTOR, "#datasets tr[data-dataset]")
     assert sorted(r.get_attribute("data-dataset") for r in rows) == [OPEN, RESTRICTED]
     assert "Department A" in browser.find_element(By.TAG_NAME, "header").text
     _shot(browser, "catalog-list-signed-in-en")
-    browser.find_element(By.CSS_SELECTOR, f'a[href="/datasets/{RESTRICTED}"]').click()
+    _navigate(browser, browser.find_element(By.CSS_SELECTOR, f'a[href="/datasets/{RESTRICTED}"]'))
     assert browser.find_element(By.TAG_NAME, "h1").text == "Air quality (restricted)"
-    browser.find_element(By.XPATH, "//header//button[@type='submit']").click()  # sign out
+    _navigate(browser, browser.find_element(By.XPATH, "//header//button[@type='submit']"))  # sign out
     rows = browser.find_elements(By.CSS_SELECTOR, "#datasets tr[data-dataset]")
     assert [r.get_attribute("data-dataset") for r in rows] == [OPEN]
     entries = [json.loads(p.read_text()) for p in sorted((deployment["tmp"] / "releases" / "_ledger").glob("*.json"))]

@@ -405,13 +405,11 @@ def test_pages_are_self_contained(client: TestClient) -> None:
 # -- other ways to send a file ----------------------------------------------------------------------------
 
 
-class _RemoteLike:
-    """The local backend seen as a remote one: no local path (and, with a URL, presigning)."""
+class _NoLocalPath:
+    """The local backend as a remote one that cannot presign: no local path, so the catalog streams a copy."""
 
-    def __init__(self, inner: object, presign: bool) -> None:
+    def __init__(self, inner: object) -> None:
         self._inner = inner
-        if presign:
-            self.presigned_url = lambda key, expires_s: f"http://127.0.0.1:9/bucket/{key}?X-Amz-Expires={expires_s}"
 
     def local_path(self, key: str) -> None:
         return None
@@ -420,23 +418,44 @@ class _RemoteLike:
         return getattr(self._inner, name)
 
 
-@pytest.mark.parametrize("presign", [False, True])
-def test_object_store_downloads(env: Env, presign: bool) -> None:
+def test_backend_without_local_path_streams_a_copy(env: Env) -> None:
     app = create_app(env.settings)
-    catalog = app.state.catalog
-    catalog.store = ReleaseStore(_RemoteLike(env.store.backend, presign))  # type: ignore[arg-type]
+    app.state.catalog.store = ReleaseStore(_NoLocalPath(env.store.backend))  # type: ignore[arg-type]
     client = TestClient(app)
     part = env.store.release(RESTRICTED, 1).files[0]
     url = f"/datasets/{RESTRICTED}/v/1/files/{part['path']}"
-    assert client.get(url, headers=_auth(env, "gov_b"), follow_redirects=False).status_code == 404
-    response = client.get(url, headers=_auth(env, "gov_a"), follow_redirects=False)
-    if presign:
-        assert response.status_code == 307
-        assert response.headers["location"].endswith(f"{RESTRICTED}/v1/{part['path']}?X-Amz-Expires=300")
-    else:
-        assert response.status_code == 200
-        assert hashlib.sha256(response.content).hexdigest() == part["sha256"]
+    assert client.get(url, headers=_auth(env, "gov_b")).status_code == 404
+    response = client.get(url, headers=_auth(env, "gov_a"))
+    assert response.status_code == 200 and hashlib.sha256(response.content).hexdigest() == part["sha256"]
     assert _downloads(env)[-1]["recipient"] == "agency_a"
+
+
+def test_s3_store_redirects_to_a_presigned_url_after_the_check(env: Env, s3_server, s3_bucket: str) -> None:
+    import urllib.request
+
+    from datashare.s3 import S3Backend
+
+    s3 = S3Backend(s3_bucket, "releases", endpoint_url=s3_server.endpoint_url)
+    local = env.store.backend
+    for key in local.list(""):  # the whole store, tokens and ledger included
+        s3.put_file(key, local.local_path(key))
+    app = create_app(env.settings)
+    app.state.catalog.store = ReleaseStore(s3)
+    client = TestClient(app)
+    part = env.store.release(RESTRICTED, 1).files[0]
+    url = f"/datasets/{RESTRICTED}/v/1/files/{part['path']}"
+    for who in ("anonymous", "gov_b", "other_c"):
+        refused = client.get(url, headers=_auth(env, who), follow_redirects=False)
+        assert refused.status_code == 404 and "location" not in refused.headers
+    response = client.get(url, headers=_auth(env, "gov_a"), follow_redirects=False)
+    assert response.status_code == 307
+    location = response.headers["location"]
+    assert location.startswith(s3_server.endpoint_url) and "Expires=" in location
+    with urllib.request.urlopen(location, timeout=10) as fetched:
+        assert hashlib.sha256(fetched.read()).hexdigest() == part["sha256"]
+    served = [e.body for e in Ledger(s3).entries() if e.body["event"] == "download_served"]
+    assert served[-1]["recipient"] == "agency_a" and served[-1]["file"] == part["path"]
+    assert client.get(f"/api/v1/datasets/{RESTRICTED}", headers=_auth(env, "gov_a")).status_code == 200
 
 
 def test_airflow_mounts_the_catalog(env: Env) -> None:
