@@ -277,7 +277,7 @@ class ReleaseStore:
             if latest is not None and latest.record.get("content_sha256") == content_sha256:
                 log.info("%s: content equals v%s; no new version", dataset_id, latest.version)
                 return CommitResult(dataset_id, latest.version, created=False, release=latest)
-            version = (self.versions(dataset_id) or [0])[-1] + 1
+            version = (latest.version if latest is not None else 0) + 1
             while not self._claim(dataset_id, version, run_key):
                 if self._wait_for(dataset_id, version):
                     break  # committed meanwhile: re-check the content and the chain against it

@@ -19,7 +19,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@dataclass(frozen=True)
+@dataclass
 class S3Server:
     """A running loopback S3 server."""
 
@@ -53,6 +53,7 @@ class S3Server:
     start_s: float
     """Seconds from launch to the first answer."""
 
+    @cached_property
     def client(self) -> Any:
         """A raw boto3 client, for what tests do behind the backend's back."""
         import boto3
@@ -108,13 +109,14 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
 @pytest.fixture
 def s3_bucket(s3_server: S3Server) -> Iterator[str]:
     """A fresh, empty bucket of the test's own, emptied and removed afterwards."""
-    client = s3_server.client()
+    client = s3_server.client
     name = f"datashare-test-{uuid.uuid4().hex[:12]}"
     client.create_bucket(Bucket=name)
     yield name
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
-        for item in page.get("Contents", []):
-            client.delete_object(Bucket=name, Key=item["Key"])
+        if page.get("Contents"):
+            objects = [{"Key": item["Key"]} for item in page["Contents"]]
+            client.delete_objects(Bucket=name, Delete={"Objects": objects, "Quiet": True})
     client.delete_bucket(Bucket=name)
 
 
@@ -184,7 +186,7 @@ class S3Site(Site):
     def __init__(self, server: S3Server, bucket: str) -> None:
         self.bucket = bucket
         self.prefix = S3_PREFIX
-        self.client = server.client()
+        self.client = server.client
         self.make = partial(S3Backend, bucket, S3_PREFIX, endpoint_url=server.endpoint_url)
 
     def read(self, key: str) -> bytes:

@@ -460,6 +460,43 @@ def test_a_writer_slower_than_the_claim_timeout_does_not_fork_the_chain(
     assert links == [None, *versions[:-1]], f"versions {versions} link to {links}"
 
 
+class InterleavedBackend:
+    """Any backend that lets another writer commit right after its ``n``-th listing of the commit log."""
+
+    def __init__(self, inner: Backend, n: int, interject: Callable[[], object]) -> None:
+        self.inner = inner
+        self.n = n
+        self.interject = interject
+        self.listings = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def list(self, prefix: str) -> list[str]:
+        keys = self.inner.list(prefix)
+        if prefix.endswith("/_log"):
+            self.listings += 1
+            if self.listings == self.n:
+                self.interject()
+        return keys
+
+
+def test_a_commit_landing_between_two_reads_of_the_log_is_chained_to(site, tmp_path: Path, spec) -> None:
+    """Deterministic form of a race the concurrent-commit tests hit now and then on S3 (wider windows)."""
+    commit(ReleaseStore(site.make()), stage(spec, tmp_path / "v1", seed=1, run_key="r1"))
+    other = stage(spec, tmp_path / "other", seed=2, run_key="other")
+    racing = InterleavedBackend(site.make(), 1, lambda: commit(ReleaseStore(site.make()), other))
+
+    result = commit(ReleaseStore(racing), stage(spec, tmp_path / "mine", seed=3, run_key="mine"))
+
+    store = ReleaseStore(site.make())
+    assert store.versions(DS) == [1, 2, 3]
+    assert result.version == 3
+    links = {v: (store.record(DS, v)["previous"] or {}).get("version") for v in store.versions(DS)}
+    assert links == {1: None, 2: 1, 3: 2}
+    assert store.verify(DS, 3) == []
+
+
 # -- interrupted commits --------------------------------------------------------------------
 
 

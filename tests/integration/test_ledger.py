@@ -1,37 +1,42 @@
-"""The hash-chained ledger: appends chain, tampering is named, concurrent appends never share a sequence number."""
+"""The hash-chained ledger on every backend: appends chain, tampering is named, concurrent appends never share a number.
+
+Each test runs once per backend (``site``/``backend`` fixtures of ``conftest.py``); tampering goes
+around the backend, as an intruder's would.
+"""
 
 from __future__ import annotations
 
 import itertools
 import json
 import multiprocessing as mp
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from datashare.backends import LocalBackend
+from datashare.backends import Backend
 from datashare.ledger import GENESIS, Ledger
 from datashare.store import dumps, sha256_bytes
 
+# fork starts a worker in milliseconds; each worker makes its own backend (and S3 client).
 CTX = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
 TIMEOUT = 30
 
 
-def entry_path(root: Path, seq: int) -> Path:
-    return root / "_ledger" / f"{seq:012d}.json"
+def entry_key(seq: int) -> str:
+    return f"_ledger/{seq:012d}.json"
 
 
 @pytest.fixture
-def five(tmp_path: Path) -> tuple[Ledger, Path]:
-    ledger = Ledger(LocalBackend(tmp_path))
+def five(site, backend: Backend) -> tuple[Ledger, Any]:
+    ledger = Ledger(backend)
     for i in range(1, 6):
         ledger.append("release_committed", dataset_id="air_quality_hourly", version=i, run=f"r{i}")
-    return ledger, tmp_path
+    return ledger, site
 
 
-def test_appends_chain_and_verify(five: tuple[Ledger, Path]) -> None:
-    ledger, root = five
+def test_appends_chain_and_verify(five) -> None:
+    ledger, site = five
 
     entries = ledger.entries()
 
@@ -40,14 +45,14 @@ def test_appends_chain_and_verify(five: tuple[Ledger, Path]) -> None:
     for before, after in itertools.pairwise(entries):
         assert after.body["previous_sha256"] == before.sha256
     for e in entries:
-        assert e.sha256 == sha256_bytes(entry_path(root, e.seq).read_bytes())
+        assert e.sha256 == sha256_bytes(site.read(entry_key(e.seq)))
         assert e.body["version"] == e.seq
         assert e.body["run"] == f"r{e.seq}"
     assert ledger.verify() == []
 
 
-def test_entries_of_one_dataset(tmp_path: Path) -> None:
-    ledger = Ledger(LocalBackend(tmp_path))
+def test_entries_of_one_dataset(backend: Backend) -> None:
+    ledger = Ledger(backend)
     ledger.append("a", dataset_id="one")
     ledger.append("b", dataset_id="two")
     ledger.append("c", dataset_id="one")
@@ -55,12 +60,11 @@ def test_entries_of_one_dataset(tmp_path: Path) -> None:
     assert ledger.verify() == []
 
 
-def test_edited_entry_is_named(five: tuple[Ledger, Path]) -> None:
-    ledger, root = five
-    path = entry_path(root, 3)
-    body = json.loads(path.read_bytes())
+def test_edited_entry_is_named(five) -> None:
+    ledger, site = five
+    body = json.loads(site.read(entry_key(3)))
     body["event"] = "release_withdrawn"
-    path.write_bytes(dumps(body))
+    site.write(entry_key(3), dumps(body))
 
     problems = ledger.verify()
 
@@ -69,9 +73,9 @@ def test_edited_entry_is_named(five: tuple[Ledger, Path]) -> None:
     assert problems[0].startswith("ledger: entry 4 does not chain to entry 3")
 
 
-def test_entry_edited_into_invalid_json_is_named(five: tuple[Ledger, Path]) -> None:
-    ledger, root = five
-    entry_path(root, 2).write_bytes(b'{"seq": 2, "event": "trunc')
+def test_entry_edited_into_invalid_json_is_named(five) -> None:
+    ledger, site = five
+    site.write(entry_key(2), b'{"seq": 2, "event": "trunc')
 
     problems = ledger.verify()
 
@@ -79,9 +83,9 @@ def test_entry_edited_into_invalid_json_is_named(five: tuple[Ledger, Path]) -> N
     assert any("entry 2 was edited" in p for p in problems)
 
 
-def test_deleted_middle_entry_is_named(five: tuple[Ledger, Path]) -> None:
-    ledger, root = five
-    entry_path(root, 3).unlink()
+def test_deleted_middle_entry_is_named(five) -> None:
+    ledger, site = five
+    site.delete(entry_key(3))
 
     problems = ledger.verify()
 
@@ -91,12 +95,11 @@ def test_deleted_middle_entry_is_named(five: tuple[Ledger, Path]) -> None:
     ]
 
 
-def test_swapped_entries_are_detected(five: tuple[Ledger, Path]) -> None:
-    ledger, root = five
-    two, three = entry_path(root, 2), entry_path(root, 3)
-    data_two, data_three = two.read_bytes(), three.read_bytes()
-    two.write_bytes(data_three)
-    three.write_bytes(data_two)
+def test_swapped_entries_are_detected(five) -> None:
+    ledger, site = five
+    data_two, data_three = site.read(entry_key(2)), site.read(entry_key(3))
+    site.write(entry_key(2), data_three)
+    site.write(entry_key(3), data_two)
 
     problems = ledger.verify()
 
@@ -106,13 +109,13 @@ def test_swapped_entries_are_detected(five: tuple[Ledger, Path]) -> None:
     assert any(p.startswith("ledger: entry 4 does not chain") for p in problems)
 
 
-def test_swapped_and_renumbered_entries_are_detected(five: tuple[Ledger, Path]) -> None:
+def test_swapped_and_renumbered_entries_are_detected(five) -> None:
     """A careful forger who also fixes the ``seq`` fields still breaks the hash chain."""
-    ledger, root = five
-    two, three = json.loads(entry_path(root, 2).read_bytes()), json.loads(entry_path(root, 3).read_bytes())
+    ledger, site = five
+    two, three = json.loads(site.read(entry_key(2))), json.loads(site.read(entry_key(3)))
     two["seq"], three["seq"] = 3, 2
-    entry_path(root, 2).write_bytes(dumps(three))
-    entry_path(root, 3).write_bytes(dumps(two))
+    site.write(entry_key(2), dumps(three))
+    site.write(entry_key(3), dumps(two))
 
     problems = ledger.verify()
 
@@ -124,34 +127,35 @@ def test_swapped_and_renumbered_entries_are_detected(five: tuple[Ledger, Path]) 
 @pytest.mark.xfail(
     strict=True, reason="the chain has no anchor: the newest entry has no successor holding its hash (reported)"
 )
-def test_edited_newest_entry_is_detected(five: tuple[Ledger, Path]) -> None:
-    ledger, root = five
-    path = entry_path(root, 5)
-    body = json.loads(path.read_bytes())
+def test_edited_newest_entry_is_detected(five) -> None:
+    ledger, site = five
+    body = json.loads(site.read(entry_key(5)))
     body["run"] = "forged"
-    path.write_bytes(dumps(body))
+    site.write(entry_key(5), dumps(body))
 
     assert ledger.verify() != []
 
 
-def _append_many(root: str, writer: int, count: int, barrier: Any) -> None:
-    ledger = Ledger(LocalBackend(Path(root)))
+def _append_many(make: Callable[[], Backend], writer: int, count: int, barrier: Any) -> None:
+    backend = make()
+    backend.exists("_warmup")  # connect before the start line, so the writers really race
+    ledger = Ledger(backend)
     barrier.wait(timeout=TIMEOUT)
     for i in range(count):
         ledger.append("test_event", dataset_id="ds", writer=writer, i=i)
 
 
-def test_concurrent_appends(tmp_path: Path) -> None:
+def test_concurrent_appends(site) -> None:
     writers, each = 4, 10
     barrier = CTX.Barrier(writers)
-    procs = [CTX.Process(target=_append_many, args=(str(tmp_path), w, each, barrier)) for w in range(writers)]
+    procs = [CTX.Process(target=_append_many, args=(site.make, w, each, barrier)) for w in range(writers)]
     for p in procs:
         p.start()
     for p in procs:
         p.join(timeout=TIMEOUT)
         assert p.exitcode == 0
 
-    ledger = Ledger(LocalBackend(tmp_path))
+    ledger = Ledger(site.make())
     entries = ledger.entries()
 
     assert [e.seq for e in entries] == list(range(1, writers * each + 1))
@@ -161,4 +165,4 @@ def test_concurrent_appends(tmp_path: Path) -> None:
     for w in range(writers):  # each writer's own appends stay in its order
         assert [e.body["i"] for e in entries if e.body["writer"] == w] == list(range(each))
     assert ledger.verify() == []
-    assert [p.name for p in (tmp_path / "_ledger").iterdir() if p.name.startswith(".")] == []  # no temp files
+    assert [k for k in site.keys("_ledger") if k.rsplit("/", 1)[-1].startswith(".")] == []  # no temp files
