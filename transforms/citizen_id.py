@@ -17,6 +17,7 @@ from datetime import date
 import pyarrow as pa
 
 from transforms.admin_codes import pre_2025_province_codes
+from transforms.parse import add_problems
 
 _TWELVE_DIGITS = re.compile(r"\d{12}")
 _CENTURY = {"0": 1900, "1": 1900, "2": 2000, "3": 2000}
@@ -45,7 +46,12 @@ def id_problem(value: str, today: date, provinces: frozenset[str] | None) -> str
 
 
 def check_citizen_id(
-    batch: pa.RecordBatch, *, column: str, any_province: bool = False, as_of: str | None = None
+    batch: pa.RecordBatch,
+    *,
+    column: str,
+    any_province: bool = False,
+    as_of: str | None = None,
+    flag_column: str | None = None,
 ) -> pa.RecordBatch:
     """Check that every value of ``column`` is a well-formed 12-digit citizen ID; the batch is unchanged.
 
@@ -53,6 +59,8 @@ def check_citizen_id(
         column: the ID column (text; a number column would have lost leading zeros).
         any_province: accept any prefix 0xx, for IDs issued with post-2025 codes (UNCONFIRMED).
         as_of: ISO date against which birth years are checked (today when omitted).
+        flag_column: instead of raising, write each problem (masked value) into this text column,
+            added when absent, so a suite can quarantine the rows (``transforms.parse.add_problems``).
 
     Raises:
         ValueError: a wrong length or structure, naming the row and the masked value.
@@ -64,10 +72,13 @@ def check_citizen_id(
         raise TypeError(f"check_citizen_id: column {column!r} has type {col.type}; ID numbers must be text")
     today = date.fromisoformat(as_of) if as_of else date.today()
     provinces = None if any_province else pre_2025_province_codes()
+    problems: dict[int, str] = {}
     for row, value in enumerate(col.to_pylist()):
         if value is None:
             continue
         problem = id_problem(value, today, provinces)
-        if problem:
+        if problem and flag_column is None:
             raise ValueError(f"check_citizen_id: column {column!r}, row {row}: {mask_id(value)!r} {problem}")
-    return batch
+        if problem:
+            problems[row] = f"check_citizen_id: column {column!r}: {mask_id(value)!r} {problem}"
+    return add_problems(batch, flag_column, problems) if flag_column else batch

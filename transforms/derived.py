@@ -20,7 +20,8 @@ import pyarrow.parquet as pq
 #: One-hour limits of QCVN 05:2023/BTNMT, µg/Nm³ (DOMAIN.md §4). PM2.5 and PM10 have no one-hour limit.
 QCVN05_HOURLY_LIMITS: dict[str, float] = {"so2": 350.0, "co": 30_000.0, "no2": 200.0, "o3": 200.0}
 
-#: VN_WQI classes as written by the surface-water dataset (transforms.indices.wqi_class).
+#: VN_WQI classes as column suffixes; the surface-water dataset writes them as transforms.indices.wqi_class
+#: labels ("very good"), matched here with the space as an underscore.
 WQI_CLASSES: tuple[str, ...] = ("very_good", "good", "medium", "bad", "poor", "very_poor")
 
 KEY = ["province_code", "month"]
@@ -79,6 +80,7 @@ def _water(paths: Sequence[Path]) -> dict[tuple[str, str], dict[str, int]]:
         for province, month, cls in zip(
             batch.column("province_code").to_pylist(), months, batch.column("wqi_class").to_pylist(), strict=True
         ):
+            cls = cls.replace(" ", "_") if isinstance(cls, str) else cls
             if province is None or month is None or cls not in WQI_CLASSES:
                 continue
             slot = counts.setdefault((province, month), dict.fromkeys(WQI_CLASSES, 0))

@@ -10,6 +10,11 @@ laboratories hand them over (DOMAIN.md §4, §7):
 - about 2% of values are missing (not analysed), and automatic stations measure only pH, DO, TSS,
   COD and NH4-N.
 
+Each sample also carries the unit's own water-quality index `wqi` (0-100, integer), as monitoring
+centres report it. The VN_WQI formula of Decision 1460/QĐ-TCMT is UNCONFIRMED (DOMAIN.md §4), so the
+simulator's index is a PLACEHOLDER: the mean of per-parameter scores that put the QCVN 08:2023 class
+A/B/C limits on the VN_WQI band edges 91/76/51. The pipelines only classify the reported index.
+
 Units: mg/L, total coliform in MPN/100 mL, pH unitless. Every site-day is drawn from an RNG seeded
 by (seed, site, day), so `append_day` adds exactly what a longer `generate` would have.
 
@@ -28,6 +33,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
 
 from units._common import (
@@ -94,6 +100,18 @@ RIVERS: dict[str, tuple[tuple[str, float, float], ...]] = {
 }
 _RIVER_INFO = {(code, name): (p, s) for code, rivers in RIVERS.items() for name, p, s in rivers}
 
+# PLACEHOLDER index (the VN_WQI formula is UNCONFIRMED): parameter -> (concentrations, scores) for
+# linear interpolation. Class limits of QCVN 08:2023 (DOMAIN.md §4) sit on the band edges 91 / 76 / 51;
+# NH4-N uses its health limit 0.3 mg/L as class A; DO grows better upwards; A for DO is UNCONFIRMED.
+_WQI_SCORES: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "bod5": ((0, 4, 6, 10, 20, 40, 80), (100, 91, 76, 51, 26, 10, 1)),
+    "cod": ((0, 10, 15, 20, 40, 80, 160), (100, 91, 76, 51, 26, 10, 1)),
+    "nh4_n": ((0, 0.3, 0.6, 0.9, 1.8, 3.6, 7.2), (100, 91, 76, 51, 26, 10, 1)),
+    "total_coliform": ((0, 1000, 5000, 7500, 15000, 30000, 60000), (100, 91, 76, 51, 26, 10, 1)),
+    "do_mg_l": ((0, 1, 2, 4, 5, 6, 8), (1, 10, 26, 51, 76, 91, 100)),
+    "ph": ((4.5, 5.5, 6.0, 6.5, 8.5, 9.0, 10.0), (1, 26, 51, 100, 100, 51, 1)),
+}
+
 metadata = sa.MetaData()
 
 sites_table = sa.Table(
@@ -119,6 +137,7 @@ samples_table = sa.Table(
     sa.Column("province_code", sa.CHAR(2), nullable=False),
     sa.Column("sampled_at", sa.DateTime, nullable=False),
     *(sa.Column(name, sa.Text) for name in PARAMETERS),
+    sa.Column("wqi", sa.Integer),  # the unit's own index (PLACEHOLDER formula, see the module docstring)
     sa.Column("updated_at", sa.DateTime, nullable=False),
     sa.Index("ix_samples_updated_at", "updated_at"),
     mysql_charset="utf8mb4",
@@ -184,6 +203,12 @@ def _site_row(seed: int, index: int) -> dict[str, Any]:
     }
 
 
+def _wqi(values: dict[str, float], measured: dict[str, bool]) -> int | None:
+    """The unit's reported index: mean of the scores of the measured parameters (PLACEHOLDER formula)."""
+    scores = [float(np.interp(values[name], xs, ys)) for name, (xs, ys) in _WQI_SCORES.items() if measured.get(name)]
+    return max(1, min(100, round(sum(scores) / len(scores)))) if scores else None
+
+
 def _text(value: float, decimals: int, limit: float, comma: bool) -> str:
     """A lab value as text, "<limit" below the detection limit, in the site's decimal style."""
     text = f"<{limit:g}" if value < limit else f"{value:.{decimals}f}"
@@ -239,6 +264,7 @@ def _sample(seed: int, index: int, day: dt.date, summary: WaterQualitySummary) -
             continue
         row[name] = _text(values[name], decimals, limit, site.comma)
         summary.below_limit += row[name].startswith("<")
+    row["wqi"] = _wqi(values, {name: row[name] is not None for name in _WQI_SCORES})
     row["updated_at"] = sampled_at + dt.timedelta(hours=1, seconds=int(rng.integers(0, 5 * 3600)))
     summary.rows += 1
     summary.first_sampled_at = min(summary.first_sampled_at or sampled_at, sampled_at)

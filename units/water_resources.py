@@ -9,7 +9,10 @@ The dirt a real register carries (DOMAIN.md §4, §7):
   1% of values are negative or garbage ("-5", "N/A", "khoảng 500");
 - `issued_on` and `expires_on` are dd/mm/yyyy text; 0.5% of licences carry an impossible date
   such as 31/02/2024 (both kinds placed exactly: 2 and 1 in every 200 licences);
-- about 2% of well-days have no reading, and about 1% of readings were entered days late.
+- about 2% of well-days have no reading, and about 1% of readings were entered days late. The
+  database holds a reading only once it was entered: a late reading whose entry time lies past the
+  generated period is pending, and a later `append_day` adds it on the day it is entered, so an
+  `updated_at` cursor never skips it.
 
 Licences and wells are drawn from RNGs seeded by (seed, index), readings by (seed, well, day), so
 a day added by `append_day` equals the same day of a longer `generate`.
@@ -55,6 +58,7 @@ MOJIBAKE_RATE = 0.10
 DIRT_BLOCK = 200  # licences per block; each block has exactly 2 bad flows (1%) and 1 bad date (0.5%)
 MISSING_READING_RATE = 0.02
 LATE_ENTRY_RATE = 0.01
+LATE_ENTRY_MAX_DAYS = 21  # a late reading is entered 1-20 days and a few hours after it was taken
 
 _TAG_LICENCE, _TAG_WELL, _TAG_LEVEL, _TAG_DIRT = 1, 2, 3, 4
 _BAD_FLOWS = ("-5", "-120,5", "N/A", "khoảng 500", "1.2.3", "12,5,0", "")
@@ -155,6 +159,8 @@ class WaterResourcesSummary:
     bad_dates: int = 0
     missing_readings: int = 0
     late_entries: int = 0
+    pending_entries: int = 0
+    """Late readings not entered yet at the end of the period (left out, added by a later append_day)."""
     first_observed_at: dt.datetime | None = None
     last_observed_at: dt.datetime | None = None
 
@@ -272,8 +278,8 @@ def _level_row(seed: int, well_code: str, day: dt.date, summary: WaterResourcesS
     level = base + trend * (day - dt.date(2020, 1, 1)).days + amplitude * season + 0.03 * rng.standard_normal()
     observed = dt.datetime.combine(day, dt.time(7))
     delay = dt.timedelta(hours=2, seconds=int(rng.integers(0, 8 * 3600)))
-    if draws[1] < LATE_ENTRY_RATE:
-        delay += dt.timedelta(days=int(rng.integers(1, 21)))
+    if draws[1] < LATE_ENTRY_RATE and number != 1:  # nor is it late, so the newest day is always there
+        delay += dt.timedelta(days=int(rng.integers(1, LATE_ENTRY_MAX_DAYS)))
         summary.late_entries += 1
     summary.level_rows += 1
     summary.first_observed_at = min(summary.first_observed_at or observed, observed)
@@ -282,12 +288,31 @@ def _level_row(seed: int, well_code: str, day: dt.date, summary: WaterResourcesS
 
 
 def _day_rows(
-    seed: int, well_codes: Sequence[str], day: dt.date, summary: WaterResourcesSummary
+    seed: int, well_codes: Sequence[str], day: dt.date, summary: WaterResourcesSummary, until: dt.datetime
 ) -> Iterator[dict[str, Any]]:
+    """The day's readings entered by `until`; the others are counted as pending."""
     for code in well_codes:
         row = _level_row(seed, code, day, summary)
-        if row is not None:
-            yield row
+        if row is None:
+            continue
+        if row["updated_at"] > until:  # always a late entry: on-time ones are in by 17:00 the same day
+            summary.pending_entries += 1
+            summary.level_rows -= 1
+            summary.late_entries -= 1
+            continue
+        yield row
+
+
+def _entered_between(
+    seed: int, well_codes: Sequence[str], days: Sequence[dt.date], after: dt.datetime, until: dt.datetime
+) -> Iterator[dict[str, Any]]:
+    """Readings of earlier `days` whose late entry falls in (after, until]."""
+    scratch = WaterResourcesSummary()
+    for day in days:
+        for code in well_codes:
+            row = _level_row(seed, code, day, scratch)
+            if row is not None and after < row["updated_at"] <= until:
+                yield row
 
 
 def generate(
@@ -327,8 +352,9 @@ def generate(
         summary.wells = len(wells)
         codes = [w["well_code"] for w in wells]
         writer = ChunkWriter(engine, well_levels_table)
+        until = dt.datetime.combine(start + dt.timedelta(days=days), dt.time())  # the end of the period
         for offset in range(days):
-            writer.extend(_day_rows(seed, codes, start + dt.timedelta(days=offset), summary))
+            writer.extend(_day_rows(seed, codes, start + dt.timedelta(days=offset), summary, until))
         writer.flush()
     finally:
         engine.dispose()
@@ -337,18 +363,31 @@ def generate(
 
 
 def append_day(url: str, *, seed: int = 2026) -> dt.date:
-    """Add the day after the newest reading for every well, as a longer `generate` would have; returns it."""
+    """Add the day after the newest reading for every well, as a longer `generate` would have; returns it.
+
+    Late readings of earlier days that are entered during the new day are added too.
+    """
     engine = sa.create_engine(url)
     try:
         require_rows(engine, [wells_table, well_levels_table], url)
         with engine.connect() as conn:
-            newest = conn.execute(sa.select(sa.func.max(well_levels_table.c.observed_at))).scalar_one()
+            first, newest = conn.execute(
+                sa.select(sa.func.min(well_levels_table.c.observed_at), sa.func.max(well_levels_table.c.observed_at))
+            ).one()
             codes = list(conn.execute(sa.select(wells_table.c.well_code)).scalars())
         codes.sort(key=_well_number)
         day = newest.date() + dt.timedelta(days=1)
+        after = dt.datetime.combine(day, dt.time())
+        until = after + dt.timedelta(days=1)
+        earlier = [
+            day - dt.timedelta(days=back)
+            for back in range(LATE_ENTRY_MAX_DAYS, 0, -1)
+            if day - dt.timedelta(days=back) >= first.date()
+        ]
         summary = WaterResourcesSummary(wells=len(codes))
         writer = ChunkWriter(engine, well_levels_table)
-        writer.extend(_day_rows(seed, codes, day, summary))
+        writer.extend(_entered_between(seed, codes, earlier, after, until))
+        writer.extend(_day_rows(seed, codes, day, summary, until))
         writer.flush()
     finally:
         engine.dispose()

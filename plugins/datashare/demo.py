@@ -1,10 +1,12 @@
 """The demo: the main job on embedded defaults, through real Airflow, with no server.
 
-It makes the simulated monitoring unit (a SQLite file), points the ``monre_monitoring`` connection at
-it, prepares an Airflow home with a SQLite metadata database under ``var/airflow``, runs the
-``air_quality_hourly`` DAG with ``dag.test()`` and prints the release it published. ``--next-day``
-appends a day of observations first, so the next run publishes a new version; a run with nothing
-new publishes nothing and says so.
+It makes the simulated units (SQLite files under ``var/units``, small scale), points their connections
+at them, keeps a demo-only pseudonymisation key in ``var/`` (never committed), prepares an Airflow home
+with a SQLite metadata database under ``var/airflow``, runs the ``air_quality_hourly`` DAG with
+``dag.test()`` and prints the release it published, then runs every other dataset's DAG in dependency
+order (database datasets first, the derived ``province_environment_indicators`` last) and prints one
+line each. ``--next-day`` appends a day to the units first (and re-surveys some parcels), so the
+incremental datasets publish a new version; a run with nothing new publishes nothing and says so.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +28,74 @@ log = logging.getLogger(__name__)
 
 DATASET = "air_quality_hourly"
 CONN_ID = "monre_monitoring"
+OTHERS = (
+    "admin_units",
+    "land_use_codes",
+    "land_parcels",
+    "water_extraction_licences",
+    "groundwater_levels",
+    "surface_water_quality",
+    "public_service_dossier_stats",
+)
+"""The other database datasets, shared catalogues first, run after the detailed one."""
 DERIVED = ("province_environment_indicators",)
-"""Datasets built from the demo's releases, run after it (in Airflow they run on its Asset)."""
+"""Datasets built from the demo's releases, run last (in Airflow they run on their inputs' Assets)."""
+UNITS: dict[str, str] = {
+    "monre_catalogues": "catalogues",
+    "monre_land": "land",
+    "monre_water_resources": "water_resources",
+    "monre_water_quality": "water_quality",
+    "monre_public_services": "public_services",
+}
+"""Connection id -> simulated unit (``units.<name>``, file ``var/units/<name>.sqlite``) besides monitoring."""
+DEMO_START = date(2026, 10, 1)  # water units start a month before the monitoring week, so months overlap
+DEMO_DAYS = 38  # to 7 November 2026, the monitoring unit's last day
+PUBLIC_SERVICES_SCALE = 0.05
+
+
+def generate_unit(name: str, url: str) -> str:
+    """Make one simulated unit at demo scale; returns what was made, for the console."""
+    from units import catalogues, land, public_services, water_quality, water_resources
+
+    if name == "catalogues":
+        made = catalogues.generate(url)
+        return f"{made.admin_units} administrative units, {made.land_use_codes} land-use codes"
+    if name == "land":
+        return f"{land.generate(url, scale=0.02).rows:,} parcels"
+    if name == "water_resources":
+        made = water_resources.generate(url, scale=0.1, days=DEMO_DAYS, start=DEMO_START)
+        return f"{made.licences} licences, {made.wells} wells, {made.level_rows:,} water levels"
+    if name == "water_quality":
+        return f"{water_quality.generate(url, scale=0.1, days=DEMO_DAYS, start=DEMO_START).rows:,} water samples"
+    made = public_services.generate(url, scale=PUBLIC_SERVICES_SCALE)
+    return f"{made.procedures} procedures, {made.dossiers:,} dossiers"
+
+
+def advance_unit(name: str, url: str) -> str | None:
+    """What ``--next-day`` adds to one unit (None for the catalogues, which do not change)."""
+    from units import land, public_services, water_quality, water_resources
+
+    if name == "land":
+        return f"re-surveyed {len(land.touch_parcels(url, 25).parcel_ids)} parcels"
+    if name == "water_resources":
+        return f"appended water levels of {water_resources.append_day(url).isoformat()}"
+    if name == "water_quality":
+        return f"appended samples of {water_quality.append_day(url).isoformat()}"
+    if name == "public_services":
+        return f"appended dossiers of {public_services.append_day(url, scale=PUBLIC_SERVICES_SCALE).isoformat()}"
+    return None
+
+
+def pseudonym_key(var: Path) -> str:
+    """The demo's pseudonymisation key: ``DATASHARE_PSEUDONYM_KEY`` if set, else a random one kept in var/."""
+    if os.environ.get("DATASHARE_PSEUDONYM_KEY"):
+        return os.environ["DATASHARE_PSEUDONYM_KEY"]
+    key_file = var / "demo_pseudonym_key"
+    if not key_file.exists():
+        var.mkdir(parents=True, exist_ok=True)
+        with os.fdopen(os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+            f.write(secrets.token_hex(32))  # readable by its owner only from the first byte
+    return key_file.read_text().strip()
 
 
 def airflow_env(settings: Settings, airflow_home: Path) -> dict[str, str]:
@@ -76,7 +145,7 @@ def run_dag(dag_id: str) -> tuple[str, str]:
 
 
 def run_demo(settings: Settings, *, next_day: bool = False, reset: bool = False) -> int:
-    """The README's first command: make the unit, run its DAG through Airflow, print the release."""
+    """The README's first command: make the units, run every DAG through Airflow, print the releases."""
     from units import monitoring
 
     var = settings.home / "var"
@@ -91,20 +160,33 @@ def run_demo(settings: Settings, *, next_day: bool = False, reset: bool = False)
     elif next_day:
         day = monitoring.append_day(unit_url)
         print(f"Appended observations of {day.isoformat()} to {unit_db}")
+    connections = {CONN_ID: unit_url}
+    for conn_id, name in UNITS.items():
+        path = var / "units" / f"{name}.sqlite"
+        connections[conn_id] = f"sqlite:///{path}"
+        if not path.exists():
+            print(f"Generated the {name} unit: {generate_unit(name, connections[conn_id])} -> {path}", flush=True)
+        elif next_day and (done := advance_unit(name, connections[conn_id])):
+            print(f"{name}: {done}")
     import warnings
 
     warnings.filterwarnings("ignore", category=DeprecationWarning)  # Airflow's own, not actionable here
     env = airflow_env(settings, var / "airflow")
-    env[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = connection_env_value(unit_url)
+    for conn_id, url in connections.items():
+        env[f"AIRFLOW_CONN_{conn_id.upper()}"] = connection_env_value(url)
+    env["DATASHARE_PSEUDONYM_KEY"] = pseudonym_key(var)  # demo only: production keys live in a secrets backend
     os.environ.update(env)
     print("Preparing Airflow (metadata database in var/airflow) ...", flush=True)
     migrate(env)
     print(f"Running DAG {DATASET} with Airflow dag.test() ...", flush=True)
     state, run_id = run_dag(DATASET)
     status = report(settings, DATASET, state, run_id)
-    for dataset_id in DERIVED if status == 0 else ():
-        print(f"\nRunning DAG {dataset_id} (scheduled on the Asset datashare://{DATASET}) ...", flush=True)
+    print(f"\nRunning the other {len(OTHERS) + len(DERIVED)} DAGs, derived datasets last:", flush=True)
+    for dataset_id in OTHERS:
         state, run_id = run_dag(dataset_id)
+        status = max(status, report(settings, dataset_id, state, run_id, brief=True))
+    for dataset_id in DERIVED if status == 0 else ():
+        state, run_id = run_dag(dataset_id)  # in Airflow it runs on its inputs' Assets
         status = max(status, report(settings, dataset_id, state, run_id, brief=True))
     return status
 
@@ -118,7 +200,7 @@ def report(settings: Settings, dataset_id: str, state: str, run_id: str, *, brie
     store = ReleaseStore.open(settings.release_uri)
     key = f"{dataset_id}/_runs/{run_key_of(run_id)}.json"
     if state != "success" or not store.backend.exists(key):
-        print(f"\nThe DAG run {run_id} ended in state {state!r}; nothing new was published.")
+        print(f"\nThe DAG run {run_id} of {dataset_id} ended in state {state!r}; nothing new was published.")
         failed = [e.body for e in _ledger_tail(store, dataset_id) if e.body["event"] == "validation_failed"]
         if failed:
             print(f"Validation report: {store.backend.describe(failed[-1]['report'])}")
@@ -128,8 +210,12 @@ def report(settings: Settings, dataset_id: str, state: str, run_id: str, *, brie
     summary: dict[str, Any] = json.loads(store.backend.get_bytes(key))
     if brief:
         what = "published" if summary["created"] else f"no new version ({summary['reason']})"
-        rows = f"{summary['rows']:,} rows"
-        print(f"{dataset_id}: v{summary['version']}, {rows}, validation {summary['validation']}: {what}")
+        validation = store.release(dataset_id, summary["version"]).manifest["datashare"].get("validation") or {}
+        quarantined = (validation.get("quarantine") or {}).get("rows", 0)
+        print(
+            f"{dataset_id:<32} v{summary['version']:<3} {summary['rows']:>8,} rows {quarantined:>5,} quarantined"
+            f"  validation {summary['validation']}: {what}"
+        )
         return 0
     if summary["created"]:
         print(f"\nPublished release v{summary['version']} of {dataset_id}:")

@@ -114,7 +114,8 @@ def build_dag(spec: DatasetSpec, source_file: Path | None = None) -> Any:
         @task
         def combine(parts: list[dict[str, Any]]) -> dict[str, Any]:
             """Join the ranges' references, in range order."""
-            return _call("stage_combine", dataset_id, list(parts))
+            # One slice request; iterating Airflow's lazy sequence would probe past its end and log an error.
+            return _call("stage_combine", dataset_id, list(parts[:]))
 
         @task
         def transform(extracted: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,9 @@ from datashare.exceptions import SpecError
 IDENTIFIER = r"^[a-z][a-z0-9_]{0,47}$"
 COLUMN_NAME = r"^[a-z_][a-z0-9_]{0,62}$"
 CONN_ID = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,249}$"
+Dialect = Literal["sqlite", "mysql", "postgresql"]
+DIALECTS: tuple[str, ...] = ("sqlite", "mysql", "postgresql")
+"""Database dialects a source query may be written for (SQLAlchemy names; MariaDB is mysql)."""
 
 
 class Strict(BaseModel):
@@ -76,6 +79,16 @@ class Column(Strict):
         default=None,
         description="Type in the source when a transform converts it (e.g. dd/mm/yyyy text); default: type.",
     )
+    computed: bool = Field(
+        default=False,
+        description="Added by a transform (a mapped code, a flag), not read from the source.",
+    )
+
+    @model_validator(mode="after")
+    def _computed_has_no_source_type(self) -> Column:
+        if self.computed and self.source_type is not None:
+            raise ValueError("source_type: a computed column is not read from the source, so it has no source type")
+        return self
 
 
 class Partitions(Strict):
@@ -107,6 +120,10 @@ class Source(Strict):
     query: str | None = Field(
         default=None, min_length=1, description="SELECT statement to read; wrapped, never concatenated."
     )
+    dialect_queries: dict[Dialect, str] | None = Field(
+        default=None,
+        description="SELECT per database dialect where SQL differs (e.g. month formatting); 'query' is the default.",
+    )
     unit: str = Field(
         pattern=IDENTIFIER, description="Code of the owning unit; names the Airflow pool that bounds its connections."
     )
@@ -123,8 +140,10 @@ class Source(Strict):
         if self.kind == "derived":
             from transforms.registry import BUILDERS
 
-            if self.conn_id or self.table or self.query or self.partitions:
-                raise ValueError("a derived source reads releases: no conn_id, table, query or partitions")
+            if self.conn_id or self.table or self.query or self.dialect_queries or self.partitions:
+                raise ValueError(
+                    "a derived source reads releases: no conn_id, table, query, dialect_queries or partitions"
+                )
             if not self.inputs:
                 raise ValueError("a derived source needs 'inputs' (dataset ids)")
             if self.builder not in BUILDERS:
@@ -134,13 +153,25 @@ class Source(Strict):
             raise ValueError("conn_id: a database source needs the Airflow connection id")
         if self.inputs or self.builder:
             raise ValueError("'inputs' and 'builder' belong to derived sources (kind: derived)")
-        if (self.table is None) == (self.query is None):
-            raise ValueError("give exactly one of 'table' or 'query'")
-        if self.query is not None and not re.match(r"^\s*(select|with)\b", self.query, re.IGNORECASE):
-            raise ValueError("'query' must be a single SELECT (or WITH ... SELECT) statement")
-        if self.query is not None and ";" in self.query.strip().rstrip(";"):
-            raise ValueError("'query' must be a single statement (no ';' inside)")
+        has_query = self.query is not None or self.dialect_queries is not None
+        if (self.table is None) == (not has_query):
+            raise ValueError("give exactly one of 'table' or 'query' (with or without 'dialect_queries')")
+        if self.dialect_queries is not None and self.query is None:
+            missing = [d for d in DIALECTS if d not in self.dialect_queries]
+            if missing:
+                raise ValueError(f"dialect_queries: no query for dialect(s) {missing} and no default 'query'")
+        named = {"query": self.query} | {f"dialect_queries.{d}": q for d, q in (self.dialect_queries or {}).items()}
+        for name, sql in named.items():
+            if sql is not None and not re.match(r"^\s*(select|with)\b", sql, re.IGNORECASE):
+                raise ValueError(f"'{name}' must be a single SELECT (or WITH ... SELECT) statement")
+            if sql is not None and ";" in sql.strip().rstrip(";"):
+                raise ValueError(f"'{name}' must be a single statement (no ';' inside)")
         return self
+
+    def query_for(self, dialect: str) -> str | None:
+        """The query to run on a database of ``dialect`` (SQLAlchemy's name; MariaDB counts as mysql)."""
+        name = "mysql" if dialect == "mariadb" else dialect
+        return (self.dialect_queries or {}).get(name, self.query)  # type: ignore[call-overload]
 
 
 class Mode(Strict):
@@ -291,6 +322,11 @@ class DatasetSpec(Strict):
                 raise ValueError("schedule: a derived dataset runs on its inputs' Assets; set schedule: null")
             if self.id in self.source.inputs:
                 raise ValueError("source.inputs: a dataset cannot be its own input")
+        for col in self.columns:
+            if col.computed and (col.name in self.key or col.name == self.mode.cursor):
+                raise ValueError(
+                    f"columns.{col.name}.computed: key and cursor columns are read from the source, not computed"
+                )
         parts = self.source.partitions
         if parts is not None:
             if parts.column not in names or by_name[parts.column].type != ColumnType.integer:
@@ -329,6 +365,12 @@ class DatasetSpec(Strict):
     def suite_name(self) -> str:
         """Name of the suite file in ``expectations/``, without extension."""
         return self.suite or self.id
+
+    def source_view(self) -> DatasetSpec:
+        """The spec as extraction sees it: without the computed columns, which transforms add later."""
+        if not any(c.computed for c in self.columns):
+            return self
+        return self.model_copy(update={"columns": [c for c in self.columns if not c.computed]})
 
     @property
     def pool(self) -> str:

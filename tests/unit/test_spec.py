@@ -208,3 +208,78 @@ def test_loaded_spec_is_immutable() -> None:
     spec = load_spec(REAL)
     with pytest.raises(ValueError, match="frozen"):
         spec.id = "other"  # type: ignore[misc]
+
+
+# -- dialect queries and computed columns -------------------------------------------------------------
+
+
+def _dialect_queries(**queries: str) -> Callable[[dict[str, Any]], None]:
+    def mutate(data: dict[str, Any]) -> None:
+        data["source"].pop("query")
+        data["source"]["dialect_queries"] = queries
+
+    return mutate
+
+
+def _computed(name: str, **extra: Any) -> Callable[[dict[str, Any]], None]:
+    def mutate(data: dict[str, Any]) -> None:
+        column(data, name).update(computed=True, **extra)
+
+    return mutate
+
+
+MORE_BAD = {
+    "dialect_missing_without_default": (
+        _dialect_queries(sqlite="SELECT 1 AS a", postgresql="SELECT 1 AS a"),
+        ["source", "dialect_queries", "['mysql']", "no default 'query'"],
+    ),
+    "unknown_dialect": (_dialect_queries(oracle="SELECT 1 AS a"), ["source.dialect_queries", "oracle"]),
+    "dialect_query_not_select": (
+        _dialect_queries(sqlite="DELETE FROM x", mysql="SELECT 1", postgresql="SELECT 1"),
+        ["'dialect_queries.sqlite' must be a single SELECT"],
+    ),
+    "computed_key": (_computed("station_code"), ["columns.station_code.computed", "key and cursor"]),
+    "computed_with_source_type": (_computed("aqi", source_type="string"), ["columns.aqi", "source_type"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MORE_BAD))
+def test_bad_dialect_queries_and_computed_columns_name_the_field(
+    case: str, tmp_path: Path, real_data: dict[str, Any]
+) -> None:
+    mutate, expected = MORE_BAD[case]
+    data = copy.deepcopy(real_data)
+    mutate(data)
+    path = write_spec(tmp_path, data)
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    message = str(info.value)
+    assert str(path) in message
+    for part in expected:
+        assert part in message, f"{part!r} not in {message!r}"
+
+
+def test_dialect_queries_pick_the_database_and_fall_back_to_query(tmp_path: Path, real_data: dict[str, Any]) -> None:
+    data = copy.deepcopy(real_data)
+    data["source"]["dialect_queries"] = {"sqlite": "SELECT 'sqlite' AS station_code"}
+    spec = load_spec(write_spec(tmp_path, data))
+    assert spec.source.query_for("sqlite") == "SELECT 'sqlite' AS station_code"
+    assert spec.source.query_for("postgresql") == spec.source.query == real_data["source"]["query"]
+    full = copy.deepcopy(real_data)
+    _dialect_queries(sqlite="SELECT 1", mysql="SELECT 2", postgresql="SELECT 3")(full)
+    spec = load_spec(write_spec(tmp_path, full))
+    assert [spec.source.query_for(d) for d in ("sqlite", "mysql", "mariadb", "postgresql")] == [
+        "SELECT 1",
+        "SELECT 2",
+        "SELECT 2",  # MariaDB speaks the mysql dialect
+        "SELECT 3",
+    ]
+
+
+def test_computed_columns_are_not_read_from_the_source(tmp_path: Path, real_data: dict[str, Any]) -> None:
+    data = copy.deepcopy(real_data)
+    _computed("aqi")(data)
+    spec = load_spec(write_spec(tmp_path, data))
+    assert "aqi" in [c.name for c in spec.columns]
+    assert "aqi" not in [c.name for c in spec.source_view().columns]
+    assert load_spec(REAL).source_view() == load_spec(REAL)

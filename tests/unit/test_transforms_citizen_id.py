@@ -66,3 +66,16 @@ def test_bad_column() -> None:
 
 def test_registered() -> None:
     assert resolve("check_citizen_id") is check_citizen_id
+
+
+def test_flag_column_records_masked_problems_instead_of_failing() -> None:
+    raw = ids("001085012345", "00108501234", None, "123456789")
+
+    out = check_citizen_id(raw, column="cccd", as_of="2025-01-01", flag_column="problems")
+
+    assert out.column("cccd").to_pylist() == raw.column("cccd").to_pylist()
+    problems = out.column("problems").to_pylist()
+    assert problems[0] is None and problems[2] is None
+    assert problems[1] == "check_citizen_id: column 'cccd': '001******34' has 11 characters, expected 12 digits"
+    assert problems[3] == "check_citizen_id: column 'cccd': '123****89' has 9 characters, expected 12 digits"
+    assert "00108501234" not in " ".join(p for p in problems if p)

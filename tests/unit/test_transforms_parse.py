@@ -151,3 +151,48 @@ def test_registered() -> None:
         ("detection_limit", detection_limit),
     ]:
         assert resolve(name) is func
+
+
+# -- flagging instead of failing ------------------------------------------------------------------
+
+
+def test_flag_column_collects_problems_instead_of_failing() -> None:
+    raw = batch(
+        flow=["1.250,5", "N/A", "-5", "12", "N/A"],
+        issued=["01/02/2024", "31/02/2024", "02/02/2024", "", "31/02/2024"],
+    )
+
+    out = parse_decimal_comma(raw, columns=["flow"], flag_column="problems")
+    out = non_negative(out, columns=["flow"], flag_column="problems")
+    out = parse_date_dmy(out, columns=["issued"], flag_column="problems")
+
+    assert out.column("flow").to_pylist() == [1250.5, None, -5.0, 12.0, None]  # the negative is kept, visible
+    assert out.column("issued").to_pylist() == [date(2024, 2, 1), None, date(2024, 2, 2), None, None]
+    problems = out.column("problems").to_pylist()
+    assert problems[0] is None and problems[3] is None
+    assert problems[1] == (
+        "parse_decimal_comma: column 'flow': 'N/A' is not a number written with '.' for thousands and ',' for "
+        "decimals; parse_date_dmy: column 'issued': '31/02/2024' is not a real date (day is out of range for month)"
+    )
+    assert problems[2] == "non_negative: column 'flow': -5.0 is negative"
+    assert problems[4] == problems[1]  # a repeated bad value is reported on every row that has it
+
+
+def test_flag_column_is_added_even_without_problems() -> None:
+    out = parse_date_dmy(batch(issued=["01/02/2024"]), columns=["issued"], flag_column="problems")
+    assert out.schema.names == ["issued", "problems"]
+    assert out.schema.field("problems").type == pa.string()
+    assert out.column("problems").to_pylist() == [None]
+
+
+def test_numbers_without_thousands_separators() -> None:
+    """Laboratories that write no thousands separators: '.' is a decimal point, never a grouping."""
+    raw = batch(v=["7,25", "7.25", "0.005", "<0.001", "<0,05", "12"])
+
+    out = detection_limit(raw, columns=["v"], thousands=False)
+
+    assert out.column("v").to_pylist() == [7.25, 7.25, 0.005, None, None, 12.0]
+    assert out.column("v_dl").to_pylist() == [None, None, None, 0.001, 0.05, None]
+    assert parse_decimal_comma(batch(v=["0.005"]), columns=["v"], thousands=False).column("v").to_pylist() == [0.005]
+    with pytest.raises(ValueError, match=r"'1\.250,5' is not a lab value"):
+        detection_limit(batch(v=["1.250,5"]), columns=["v"], thousands=False)

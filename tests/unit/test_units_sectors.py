@@ -329,7 +329,8 @@ def test_wells_and_levels(water_db) -> None:
             licence = licences[w["licence_no"]]
             assert licence["water_kind"] == "ground" and licence["province_code"] == w["province_code"]
     levels = read(url, water_resources.well_levels_table)
-    assert len(levels) == summary.level_rows == 30 * 10 - summary.missing_readings
+    assert len(levels) == summary.level_rows == 30 * 10 - summary.missing_readings - summary.pending_entries
+    assert all(r["updated_at"] <= dt.datetime(2025, 11, 11) for r in levels)  # only what was entered by the end
     assert {r["observed_at"].time() for r in levels} == {dt.time(7)}
     assert all(r["updated_at"] > r["observed_at"] for r in levels)
     late = sum(r["updated_at"] - r["observed_at"] > dt.timedelta(days=1) for r in levels)
@@ -543,3 +544,49 @@ def test_mariadb_water_resources_and_public_services(mariadb_db: str, tmp_path: 
     )
     holders = [r["holder"] for r in read(mariadb_db, water_resources.licences_table)]
     assert any(not CLEAN_HOLDER.match(h) for h in holders)  # legacy mojibake stored as it is
+
+
+# --- additions for the datasets: pending late entries, the reported WQI, the catalogues ------------
+
+
+def test_late_readings_are_added_on_the_day_they_are_entered(tmp_path: Path) -> None:
+    """An updated_at cursor never skips a reading: none is entered before the newest one already held."""
+    grown, full = sqlite_url(tmp_path / "grown.db"), sqlite_url(tmp_path / "full.db")
+    start = dt.date(2025, 11, 1)
+    summary = water_resources.generate(grown, scale=1.0, days=30, start=start)
+    assert summary.pending_entries > 0  # late readings of the last days are not entered yet
+    before = max(r["updated_at"] for r in read(grown, water_resources.well_levels_table))
+    water_resources.append_day(grown)
+    added = [r for r in read(grown, water_resources.well_levels_table) if r["updated_at"] > before]
+    assert any(r["observed_at"].date() < start + dt.timedelta(days=30) for r in added)  # a late one arrived
+    water_resources.generate(full, scale=1.0, days=31, start=start)
+    assert read(grown, water_resources.well_levels_table) == read(full, water_resources.well_levels_table)
+
+
+def test_samples_carry_the_units_own_wqi(quality_db) -> None:
+    url, _ = quality_db
+    samples = read(url, water_quality.samples_table)
+    assert all(isinstance(s["wqi"], int) and 1 <= s["wqi"] <= 100 for s in samples)
+    assert len({s["wqi"] // 25 for s in samples}) >= 2  # more than one band
+    dirty = [s["wqi"] for s in samples if s["river"] in ("Sông Tô Lịch", "Kênh Tân Hóa - Lò Gốm")]
+    clean = [s["wqi"] for s in samples if s["river"] in ("Sông Hương", "Sông Đa Nhim")]
+    if dirty and clean:
+        assert sum(dirty) / len(dirty) < sum(clean) / len(clean)
+
+
+def test_catalogues_and_the_committed_reference_file(tmp_path: Path) -> None:
+    from transforms.admin_codes import load_reference
+    from units import catalogues
+
+    assert catalogues.REFERENCE_FILE.read_text(encoding="utf-8") == catalogues.reference_text(), (
+        "transforms/data/simulated_admin_units.json is stale: run `python -m units.catalogues reference`"
+    )
+    ref = load_reference(catalogues.REFERENCE_FILE)
+    for unit in ADMIN_UNITS:
+        assert any(u.valid_from == unit.valid_from for u in ref.units[unit.code] if u.level == unit.level)
+        if unit.valid_to is not None:
+            assert ref.successors[(unit.code, unit.level)][0] == map_to_2025(unit.code, unit.level).new_code
+    url = sqlite_url(tmp_path / "catalogues.db")
+    made = catalogues.generate(url)
+    assert made.admin_units == len(read(url, catalogues.admin_units_table)) == len(ADMIN_UNITS)
+    assert made.land_use_codes == len(read(url, catalogues.land_use_codes_table)) == len(LAND_USE_BY_CODE)
