@@ -13,6 +13,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -58,9 +59,9 @@ class RunContext:
             data_interval=data_interval or {"start": None, "end": None},
         )
 
-    @property
+    @cached_property
     def store(self) -> ReleaseStore:
-        """The release store."""
+        """The release store (opened once per run context)."""
         return ReleaseStore.open(self.settings.release_uri)
 
     @property
