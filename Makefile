@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: setup demo demo-next-day run test test-fast lint format lock specs verify clean
+.PHONY: setup demo demo-next-day run test test-fast lint format lock specs verify clean bench
 
 ## setup: virtual environment with the pinned requirements (uv: seconds instead of minutes)
 setup: $(STAMP)
@@ -32,6 +32,10 @@ test: setup
 ## test-fast: everything except the dag.test() runs
 test-fast: setup
 	$(BIN)/pytest -m "not airflow"
+
+## bench: release pipeline vs naive path vs database floors, 5 M and 20 M rows (~30 min; writes bench/results/)
+bench: setup
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .

@@ -14,12 +14,22 @@ import pyarrow.parquet as pq
 
 ROW_GROUP_ROWS = 500_000
 COMPRESSION = "zstd"
+"""Released files: zstd gives files about 20% smaller than snappy for about 12% more write time."""
+STAGING_COMPRESSION = "lz4"
+"""Scratch files between stages, read once: lz4 is the cheapest to write and to read back."""
 
 
 class BatchWriter:
     """Write record batches to one Parquet file in row groups of ``row_group_rows``."""
 
-    def __init__(self, path: Path, schema: pa.Schema, *, row_group_rows: int = ROW_GROUP_ROWS) -> None:
+    def __init__(
+        self,
+        path: Path,
+        schema: pa.Schema,
+        *,
+        row_group_rows: int = ROW_GROUP_ROWS,
+        compression: str = COMPRESSION,
+    ) -> None:
         self.path = path
         self.schema = schema
         self.row_group_rows = row_group_rows
@@ -27,7 +37,7 @@ class BatchWriter:
         self._buffer: list[pa.RecordBatch] = []
         self._buffered = 0
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = pq.ParquetWriter(path, schema, compression=COMPRESSION, write_statistics=True)
+        self._writer = pq.ParquetWriter(path, schema, compression=compression, write_statistics=True)
 
     def write(self, batch: pa.RecordBatch) -> None:
         """Add a batch; full row groups are written as soon as the buffer holds them.
@@ -73,3 +83,43 @@ class BatchWriter:
 def parquet_rows(path: Path) -> int:
     """Row count from the file footer, without reading the data."""
     return pq.ParquetFile(path).metadata.num_rows
+
+
+def key_ranges_disjoint(path: Path, keys: pa.Table) -> bool:
+    """Whether no row of ``path`` can have a key found in ``keys``, judged from the footer alone.
+
+    True when, for some key column, the file's min-max range (its row groups' statistics) and the
+    range of ``keys`` do not meet: equal keys need equal values in every key column. False when they
+    meet or the statistics cannot tell (missing, or of another type); the caller then compares keys.
+    An incremental release whose new rows all lie past the cursor so skips reading the old files.
+    """
+    import pyarrow.compute as pc
+
+    meta = pq.ParquetFile(path).metadata
+    if meta.num_rows == 0 or keys.num_rows == 0:
+        return True
+    names = meta.schema.to_arrow_schema().names
+    for name in keys.column_names:
+        if name not in names:
+            return False
+        index = names.index(name)
+        lo = hi = None
+        for group in range(meta.num_row_groups):
+            column = meta.row_group(group).column(index)
+            stats = column.statistics
+            if stats is not None and stats.null_count == column.num_values and not stats.has_min_max:
+                continue  # only nulls: no key to match
+            if stats is None or not stats.has_min_max:
+                return False
+            lo = stats.min if lo is None or stats.min < lo else lo
+            hi = stats.max if hi is None or stats.max > hi else hi
+        bounds = pc.min_max(keys.column(name))
+        kmin, kmax = bounds["min"].as_py(), bounds["max"].as_py()
+        if lo is None or kmin is None:
+            return True
+        try:
+            if kmax < lo or kmin > hi:
+                return True
+        except TypeError:  # statistics decoded to another type than the keys: cannot tell
+            return False
+    return False

@@ -21,7 +21,7 @@ from datashare.connections import get_connection
 from datashare.exceptions import SourceError, ValidationFailed
 from datashare.ledger import Ledger
 from datashare.manifest import build_manifest, code_version, content_sha256
-from datashare.parquet import parquet_rows
+from datashare.parquet import key_ranges_disjoint, parquet_rows
 from datashare.settings import Settings
 from datashare.spec import DatasetSpec, load_spec
 from datashare.store import DataFile, Release, ReleaseStore
@@ -314,6 +314,9 @@ def _reuse_or_filter(ctx: RunContext, latest: Release, delta_path: Path) -> list
             local = ctx.staging / "previous" / name
             local.parent.mkdir(parents=True, exist_ok=True)
             ctx.store.backend.download(src_key, local)
+        if key_ranges_disjoint(local, delta_keys):  # footer statistics only: new rows past the cursor
+            files.append(DataFile(local=local, name=name, rows=f["rows"], sha256=f["sha256"], bytes=f["bytes"]))
+            continue
         old = pq.read_table(local, columns=key)
         overlap = old.join(delta_keys, keys=key, join_type="left semi").num_rows
         if not overlap:

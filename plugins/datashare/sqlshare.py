@@ -7,10 +7,12 @@ in the share); version tables past the retention count are dropped with their bo
 
 The backend follows the SQLAlchemy URL of the target:
 
-* PostgreSQL (``postgresql+psycopg://user:pw@host:port/db``): everything lives in ``schema``. Rows are
-  streamed batch by batch through ADBC's bulk ingest (binary COPY) into ``<id>__v<N>__load``; the swap
-  runs under ``SET LOCAL lock_timeout``. A consumer holding the view in an open transaction makes the
-  swap wait: each wait is bounded by ``lock_timeout_ms``, the swap is retried with backoff, and after
+* PostgreSQL (``postgresql+psycopg://user:pw@host:port/db``): everything lives in ``schema``
+  (:mod:`datashare.sqlshare_pg`). Each data file is streamed once through ADBC's bulk ingest (binary
+  COPY) into a part table ``<id>__p<digest>``; the version table ``<id>__v<N>`` is the parent its parts
+  inherit from, so an incremental release loads only its new file. The swap runs under
+  ``SET LOCAL lock_timeout``. A consumer holding the view in an open transaction makes the swap wait:
+  each wait is bounded by ``lock_timeout_ms``, the swap is retried with backoff, and after
   ``max_attempts`` a retryable :class:`PublishBusy` is raised. Column descriptions (Arrow field metadata
   ``description``) become comments; grants on the view survive the repoint. Retention runs in its own
   transaction after the swap: a reader still holding an old table only postpones its drop.
@@ -35,7 +37,6 @@ from typing import TYPE_CHECKING, Any
 from datashare.exceptions import PublishBusy, PublishError
 
 if TYPE_CHECKING:
-    import psycopg
     import pyarrow as pa
     from sqlalchemy.engine import URL
 
@@ -293,7 +294,9 @@ def publish_release(
         "max_attempts": max_attempts,
     }
     if backend == "postgresql":
-        rows, dropped = _publish_postgres(url, comment=comment, **args)
+        from datashare.sqlshare_pg import publish_postgres
+
+        rows, dropped = publish_postgres(url, comment=comment, **args)
     else:
         rows, dropped = _publish_sqlite(url, **args)
     log.info("Published %s v%s: %s rows; view %s repointed; dropped %s", dataset_id, version, rows, dataset_id, dropped)
@@ -340,199 +343,6 @@ def current_version(*, dataset_id: str, target_url: str, schema: str = "datashar
 def _refuse_older(names: _Names, current: int | None) -> None:
     if current is not None and names.version < current:
         raise PublishError(f"cannot publish {names.dataset_id} v{names.version}: the view already shows v{current}")
-
-
-# --- PostgreSQL ------------------------------------------------------------------------------------
-
-
-def _publish_postgres(
-    url: URL,
-    *,
-    names: _Names,
-    columns: list[_Column],
-    paths: list[Path],
-    retention: int,
-    comment: str,
-    lock_timeout_ms: int,
-    max_attempts: int,
-) -> tuple[int, tuple[str, ...]]:
-    import psycopg
-
-    s = _q(names.schema)
-    where = f"{names.schema}.{names.dataset_id} at {_redacted(url)}"
-    try:
-        with psycopg.connect(_libpq_uri(url), autocommit=True) as conn:
-            # One publisher per dataset at a time; the session lock goes with the connection.
-            key = f"datashare:{names.schema}.{names.dataset_id}"
-            if not conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()[0]:
-                raise PublishBusy(f"another publish of {where} is running; retry later")
-            _create_if_absent(conn, f"CREATE SCHEMA IF NOT EXISTS {s}")
-            _create_if_absent(
-                conn,
-                f"CREATE TABLE IF NOT EXISTS {s}.{_q(BOOKKEEPING)} (dataset_id text NOT NULL, "
-                "version integer NOT NULL, table_name text NOT NULL, rows bigint NOT NULL, "
-                "published_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (dataset_id, version))",
-            )
-            current = conn.execute(
-                f"SELECT max(version) FROM {s}.{_q(BOOKKEEPING)} WHERE dataset_id = %s", (names.dataset_id,)
-            ).fetchone()[0]
-            _refuse_older(names, current)
-            conn.execute(f"DROP TABLE IF EXISTS {s}.{_q(names.load)}")  # left by an interrupted attempt
-            rows = _load_postgres(_libpq_uri(url), names, columns, paths)
-            try:
-                _swap_with_retries(conn, names, columns, rows, comment, lock_timeout_ms, max_attempts)
-            except BaseException:
-                _drop_quietly(conn, f"{s}.{_q(names.load)}")
-                raise
-            return rows, _retire_postgres(conn, names, retention, lock_timeout_ms)
-    except psycopg.OperationalError as exc:
-        raise PublishBusy(f"SQL share unavailable while publishing {where}: {exc}") from exc
-    except psycopg.Error as exc:
-        raise PublishError(f"publishing {names.table} to {where} failed: {exc}") from exc
-
-
-def _create_if_absent(conn: psycopg.Connection, statement: str) -> None:
-    """``IF NOT EXISTS`` can still collide with a concurrent creator: the object exists then, fine."""
-    import psycopg
-
-    try:
-        conn.execute(statement)
-    except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject, psycopg.errors.DuplicateSchema):
-        log.debug("Concurrent creation, already there: %s", statement)
-
-
-def _drop_quietly(conn: psycopg.Connection, qualified: str) -> None:
-    import psycopg
-
-    try:
-        conn.execute(f"DROP TABLE IF EXISTS {qualified}")
-    except psycopg.Error as exc:
-        log.warning("Could not drop loading table %s: %s", qualified, exc)
-
-
-def _load_postgres(uri: str, names: _Names, columns: list[_Column], paths: list[Path]) -> int:
-    """Create the loading table and stream every batch into it with ADBC (binary COPY), one transaction."""
-    import adbc_driver_postgresql.dbapi as adbc
-    import pyarrow as pa
-
-    schema = _arrow_schema(columns)
-    batches = _Batches(paths, schema)
-    reader = pa.RecordBatchReader.from_batches(schema, iter(batches))
-    try:
-        with adbc.connect(uri) as conn, conn.cursor() as cur:
-            cur.execute(_create_table_sql(f"{_q(names.schema)}.{_q(names.load)}", columns, postgres=True))
-            cur.adbc_ingest(names.load, reader, mode="append", db_schema_name=names.schema)
-            conn.commit()
-    except adbc.Error as exc:
-        if batches.error is not None:
-            raise batches.error from exc
-        if isinstance(exc, adbc.OperationalError):
-            raise PublishBusy(f"loading {names.schema}.{names.load} was interrupted: {exc}") from exc
-        raise PublishError(f"loading {names.schema}.{names.load} failed: {exc}") from exc
-    return batches.rows
-
-
-def _swap_with_retries(
-    conn: psycopg.Connection,
-    names: _Names,
-    columns: list[_Column],
-    rows: int,
-    comment: str,
-    lock_timeout_ms: int,
-    max_attempts: int,
-) -> None:
-    import psycopg
-
-    for attempt in range(1, max_attempts + 1):
-        try:
-            _swap_postgres(conn, names, columns, rows, comment, lock_timeout_ms)
-            return
-        except psycopg.errors.LockNotAvailable:
-            if attempt == max_attempts:
-                break
-            wait = _backoff(attempt)
-            log.warning(
-                "View %s.%s is held by readers (attempt %s of %s); retrying in %.2f s",
-                names.schema,
-                names.dataset_id,
-                attempt,
-                max_attempts,
-                wait,
-            )
-            time.sleep(wait)
-    raise PublishBusy(
-        f"view {names.schema}.{names.dataset_id} stayed locked by readers through {max_attempts} attempts "
-        f"of {lock_timeout_ms} ms; v{names.version} not published, retry later"
-    )
-
-
-_GRANTS_SQL = """
-SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END,
-       a.privilege_type, a.is_grantable
-FROM pg_class c, aclexplode(c.relacl) a
-WHERE c.oid = to_regclass(%s) AND a.grantee <> c.relowner
-"""
-
-
-def _swap_postgres(
-    conn: psycopg.Connection, names: _Names, columns: list[_Column], rows: int, comment: str, lock_timeout_ms: int
-) -> None:
-    """Rename the loading table, repoint the view, comment, regrant and record: one transaction."""
-    from psycopg import sql
-
-    s, view, table = _q(names.schema), f"{_q(names.schema)}.{_q(names.dataset_id)}", _q(names.table)
-    with conn.transaction():
-        conn.execute(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}")
-        grants = conn.execute(_GRANTS_SQL, (view,)).fetchall()  # drop + create would lose them
-        conn.execute(f"DROP VIEW IF EXISTS {view}")
-        conn.execute(f"DROP TABLE IF EXISTS {s}.{table}")
-        conn.execute(f"ALTER TABLE {s}.{_q(names.load)} RENAME TO {table}")
-        conn.execute(f"CREATE VIEW {view} AS SELECT * FROM {s}.{table}")
-        note = unicodedata.normalize("NFC", comment.strip())
-        view_note = f"{note} (release {names.version})" if note else f"{names.dataset_id}, release {names.version}"
-        statements = [
-            (f"COMMENT ON VIEW {view} IS {{}}", view_note),
-            (f"COMMENT ON TABLE {s}.{table} IS {{}}", f"{names.dataset_id}, release {names.version}"),
-        ]
-        for c in columns:
-            if c.description:
-                statements.append((f"COMMENT ON COLUMN {view}.{_q(c.name)} IS {{}}", c.description))
-                statements.append((f"COMMENT ON COLUMN {s}.{table}.{_q(c.name)} IS {{}}", c.description))
-        for template, text in statements:
-            conn.execute(sql.SQL(template).format(sql.Literal(text)))  # COMMENT takes no bind parameters
-        for grantee, privilege, grantable in grants:  # regrole::text is already quoted
-            conn.execute(f"GRANT {privilege} ON {view} TO {grantee}{' WITH GRANT OPTION' if grantable else ''}")
-        conn.execute(
-            f"INSERT INTO {s}.{_q(BOOKKEEPING)} (dataset_id, version, table_name, rows, published_at) "
-            "VALUES (%s, %s, %s, %s, now()) ON CONFLICT (dataset_id, version) DO UPDATE SET "
-            "table_name = EXCLUDED.table_name, rows = EXCLUDED.rows, published_at = EXCLUDED.published_at",
-            (names.dataset_id, names.version, names.table, rows),
-        )
-
-
-def _retire_postgres(conn: psycopg.Connection, names: _Names, retention: int, lock_timeout_ms: int) -> tuple[str, ...]:
-    """Drop version tables past ``retention``; a reader still on one only postpones this to the next publish."""
-    import psycopg
-
-    s = _q(names.schema)
-    try:
-        with conn.transaction():
-            conn.execute(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}")
-            old = conn.execute(
-                f"SELECT version FROM {s}.{_q(BOOKKEEPING)} WHERE dataset_id = %s ORDER BY version DESC OFFSET %s",
-                (names.dataset_id, retention),
-            ).fetchall()
-            dropped = tuple(_Names(names.dataset_id, v, names.schema).table for (v,) in sorted(old))
-            for table in dropped:
-                conn.execute(f"DROP TABLE IF EXISTS {s}.{_q(table)}")
-            conn.execute(
-                f"DELETE FROM {s}.{_q(BOOKKEEPING)} WHERE dataset_id = %s AND version = ANY(%s)",
-                (names.dataset_id, [v for (v,) in old]),
-            )
-            return dropped
-    except psycopg.errors.LockNotAvailable:
-        log.warning("Old versions of %s.%s are still read; kept until the next publish", names.schema, names.dataset_id)
-        return ()
 
 
 # --- SQLite ----------------------------------------------------------------------------------------

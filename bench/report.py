@@ -1,0 +1,233 @@
+"""The benchmark's verdicts against the issue's targets, its chart and its Markdown table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+RSS_LIMIT_MIB = 512
+NOTHING_NEW_S = 3.0
+
+
+def _wall(run: dict[str, Any], stage: str | None = None) -> float:
+    return float(run["stages"][stage]["wall_s"] if stage else run["wall_s"])
+
+
+def _copy_out(floors: dict[str, Any]) -> float:
+    return min(_wall(floors["copy_out_psycopg"]), _wall(floors["copy_out_psql"]))
+
+
+def _floor_sum(floors: dict[str, Any]) -> float:
+    return _copy_out(floors) + _wall(floors["parquet_write"]) + _wall(floors["copy_in_psql"])
+
+
+def _target(name: str, value: float, limit: float, *, at_least: bool = False, note: str = "") -> dict[str, Any]:
+    met = value >= limit if at_least else value <= limit
+    return {"target": name, "value": round(value, 3), "limit": limit, "at_least": at_least, "met": met, "note": note}
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every target of the issue that the run measured, as ratios or limits with a verdict."""
+    out = []
+    pg = results["postgresql"]
+    for scale, r in pg.items():
+        full, floors = r["ours"]["full"], r["floors"]
+        out += [
+            _target(f"{scale}: extraction / COPY-binary floor", _wall(full, "extract") / _copy_out(floors), 1.25),
+            _target(
+                f"{scale}: SQL share load / COPY FROM floor",
+                _wall(full, "publish_sql") / _wall(floors["copy_in_psql"]),
+                1.25,
+            ),
+            _target(f"{scale}: validation / extraction", _wall(full, "validate") / _wall(full, "extract"), 0.5),
+            _target(f"{scale}: whole release / sum of floors", _wall(full) / _floor_sum(floors), 3.0),
+            _target(f"{scale}: peak memory of the whole release (MiB)", full["peak_rss_mib"], RSS_LIMIT_MIB),
+            _target(f"{scale}: incremental (+1%) / full run", _wall(r["ours"]["incremental"]) / _wall(full), 0.10),
+            _target(
+                f"{scale}: nothing new (s)",
+                _wall(r["ours"]["nothing_new"]),
+                NOTHING_NEW_S,
+                note=f"whole process incl. imports {r['ours']['nothing_new']['process_s']} s",
+            ),
+        ]
+        if "naive" in r:
+            out.append(_target(f"{scale}: naive / whole release", _wall(r["naive"]) / _wall(full), 10.0, at_least=True))
+    if "5m" in pg and "20m" in pg:
+        small, large = pg["5m"]["ours"]["full"]["peak_rss_mib"], pg["20m"]["ours"]["full"]["peak_rss_mib"]
+        out.append(_target("peak memory 20M / 5M", large / small, 1.10, note="flat: within 10%"))
+    m = results.get("mariadb")
+    if m:
+        floor = min(_wall(m["floors"]["connectorx"]), _wall(m["floors"]["mariadb_client"]))
+        out.append(
+            _target("MariaDB: extraction / fastest bare streaming read", _wall(m["ours"]["extract"]) / floor, 1.25)
+        )
+    return out
+
+
+def _rows(result: dict[str, Any], key: str = "rows") -> int:
+    return int(result.get(key) or 0)
+
+
+def write_markdown(results: dict[str, Any], path: Path) -> str:
+    """The stage table and the targets, as Markdown; written to ``path`` and returned."""
+    lines = ["| scale | stage | path | seconds | rows/s | peak MiB | × floor |", "|---|---|---|---:|---:|---:|---:|"]
+
+    def row(scale: str, stage: str, path: str, wall: float, rows: int, rss: float | None, floor: float | None) -> None:
+        rate = f"{rows / wall:,.0f}" if wall and rows else ""
+        ratio = f"{wall / floor:.2f}" if floor else ""
+        mem = f"{rss:,.0f}" if rss is not None else ""
+        lines.append(f"| {scale} | {stage} | {path} | {wall:.2f} | {rate} | {mem} | {ratio} |")
+
+    for scale, r in results["postgresql"].items():
+        full, floors, n = r["ours"]["full"], r["floors"], r["rows_source"]
+        floor_of = {"extract": _copy_out(floors), "publish_sql": _wall(floors["copy_in_psql"])}
+        for stage, s in full["stages"].items():
+            row(scale, stage, "ours", s["wall_s"], n, s["peak_rss_mib"], floor_of.get(stage))
+        row(scale, "whole release", "ours", _wall(full), n, full["peak_rss_mib"], _floor_sum(floors))
+        for name in ("incremental", "nothing_new"):
+            run = r["ours"][name]
+            row(
+                scale,
+                name.replace("_", " "),
+                "ours",
+                _wall(run),
+                _rows(run, "extracted_rows"),
+                run["peak_rss_mib"],
+                None,
+            )
+        row(
+            scale,
+            "extract",
+            "floor: COPY binary (psycopg)",
+            _wall(floors["copy_out_psycopg"]),
+            n,
+            floors["copy_out_psycopg"]["peak_rss_mib"],
+            None,
+        )
+        row(
+            scale,
+            "extract",
+            "floor: COPY binary (psql)",
+            _wall(floors["copy_out_psql"]),
+            n,
+            floors["copy_out_psql"]["peak_rss_mib"],
+            None,
+        )
+        row(scale, "parquet write", "floor: pyarrow", _wall(floors["parquet_write"]), n, None, None)
+        row(
+            scale,
+            "publish_sql",
+            "floor: COPY FROM (psql)",
+            _wall(floors["copy_in_psql"]),
+            n,
+            floors["copy_in_psql"]["peak_rss_mib"],
+            None,
+        )
+        row(scale, "whole release", "floors summed", _floor_sum(floors), n, None, None)
+        if "naive" in r:
+            for stage, s in r["naive"]["stages"].items():
+                label = "naive" + (" (to_sql extrapolated)" if stage == "publish_sql" else "")
+                row(scale, stage, label, s["wall_s"], n, s["peak_rss_mib"], floor_of.get(stage))
+            row(scale, "whole release", "naive", _wall(r["naive"]), n, r["naive"]["peak_rss_mib"], _floor_sum(floors))
+    m = results.get("mariadb")
+    if m:
+        n = m["rows_source"]
+        floor = min(_wall(m["floors"]["connectorx"]), _wall(m["floors"]["mariadb_client"]))
+        row(
+            "MariaDB 1M", "extract", "ours", _wall(m["ours"]["extract"]), n, m["ours"]["extract"]["peak_rss_mib"], floor
+        )
+        row(
+            "MariaDB 1M",
+            "extract",
+            "plain (SQLAlchemy)",
+            _wall(m["ours"]["extract_plain"]),
+            n,
+            m["ours"]["extract_plain"]["peak_rss_mib"],
+            floor,
+        )
+        row(
+            "MariaDB 1M",
+            "extract",
+            "floor: connectorx",
+            _wall(m["floors"]["connectorx"]),
+            n,
+            m["floors"]["connectorx"]["peak_rss_mib"],
+            None,
+        )
+        row(
+            "MariaDB 1M",
+            "extract",
+            "floor: mariadb --quick",
+            _wall(m["floors"]["mariadb_client"]),
+            n,
+            m["floors"]["mariadb_client"]["peak_rss_mib"],
+            None,
+        )
+        if "naive" in m:
+            row("MariaDB 1M", "extract", "naive: read_sql", _wall(m["naive"]), n, m["naive"]["peak_rss_mib"], floor)
+    lines += ["", "| target | measured | limit | met |", "|---|---:|---:|---|"]
+    for t in results["targets"]:
+        sign = "≥" if t["at_least"] else "≤"
+        note = f" ({t['note']})" if t["note"] else ""
+        lines.append(
+            f"| {t['target']}{note} | {t['value']:.2f} | {sign} {t['limit']} | {'yes' if t['met'] else 'NO'} |"
+        )
+    text = "\n".join(lines) + "\n"
+    path.write_text(text)
+    return text
+
+
+def write_chart(results: dict[str, Any], path: Path) -> None:
+    """Time and memory against rows for ours, the floors and the naive path, and the stages side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pg = results["postgresql"]
+    scales = sorted(pg, key=lambda s: pg[s]["rows_source"])
+    millions = [pg[s]["rows_source"] / 1e6 for s in scales]
+    fig, (ax_time, ax_mem, ax_stage) = plt.subplots(1, 3, figsize=(16, 4.8))
+
+    ax_time.plot(millions, [_wall(pg[s]["ours"]["full"]) for s in scales], "o-", label="our pipeline")
+    ax_time.plot(millions, [_floor_sum(pg[s]["floors"]) for s in scales], "s--", label="sum of the floors")
+    ax_time.plot(millions, [3 * _floor_sum(pg[s]["floors"]) for s in scales], ":", color="grey", label="3 × floors")
+    naive = [(pg[s]["rows_source"] / 1e6, _wall(pg[s]["naive"])) for s in scales if "naive" in pg[s]]
+    if naive:
+        ax_time.plot(*zip(*naive, strict=True), "x", markersize=10, color="red", label="naive path")
+    ax_time.set(title="Whole release: time", xlabel="rows (millions)", ylabel="seconds")
+    ax_time.legend()
+
+    ax_mem.plot(millions, [pg[s]["ours"]["full"]["peak_rss_mib"] for s in scales], "o-", label="our pipeline")
+    if naive:
+        ax_mem.plot(
+            [x for x, _ in naive],
+            [pg[s]["naive"]["peak_rss_mib"] for s in scales if "naive" in pg[s]],
+            "x",
+            markersize=10,
+            color="red",
+            label="naive path",
+        )
+    ax_mem.axhline(RSS_LIMIT_MIB, color="grey", linestyle=":", label=f"{RSS_LIMIT_MIB} MiB target")
+    ax_mem.set(title="Whole release: peak memory", xlabel="rows (millions)", ylabel="MiB", yscale="log")
+    ax_mem.legend()
+
+    scale = scales[0]
+    r = pg[scale]
+    labels = ["extract", "transform\n(floor, naive: Parquet write)", "validate", "SQL share load"]
+    ours = [_wall(r["ours"]["full"], s) for s in ("extract", "transform", "validate", "publish_sql")]
+    floor = [_copy_out(r["floors"]), _wall(r["floors"]["parquet_write"]), 0, _wall(r["floors"]["copy_in_psql"])]
+    width = 0.28
+    xs = range(len(labels))
+    ax_stage.bar([x - width for x in xs], ours, width, label="our pipeline")
+    ax_stage.bar(list(xs), floor, width, label="floor")
+    if "naive" in r:
+        naive_bars = [_wall(r["naive"], s) for s in ("extract", "parquet_write", "validate", "publish_sql")]
+        ax_stage.bar([x + width for x in xs], naive_bars, width, color="red", label="naive (to_sql extrapolated)")
+    ax_stage.set_xticks(list(xs), labels)
+    ax_stage.set(title=f"Stages at {r['rows_source'] / 1e6:.1f} M rows", ylabel="seconds (log)", yscale="log")
+    ax_stage.legend()
+    fig.suptitle("Air-quality unit, PostgreSQL 15, 2 cores: our release pipeline against the floors and the naive path")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
