@@ -39,6 +39,8 @@ os.environ.update(
         "GX_ANALYTICS_ENABLED": "false",
         "DATASHARE_RETRY_DELAY_S": "1",
         "DATASHARE_RETRIES": "1",
+        # The suites' freshness rules compare with "now": tests pin it just after the units' first simulated day.
+        "DATASHARE_NOW": "2026-11-02T12:00:00+00:00",
         # PostgreSQL roles are cluster-wide: the session's roles carry a prefix and are dropped at the end.
         "DATASHARE_SQL_ROLE_PREFIX": f"t{secrets.token_hex(3)}_",
     }

@@ -8,11 +8,13 @@ Airflow. A stage re-run for the same run gives the same result.
 from __future__ import annotations
 
 import logging
+import math
+import os
 import re
 import shutil
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -222,6 +224,7 @@ def stage_validate(ctx: RunContext, transformed: dict[str, Any]) -> dict[str, An
     }
     path = Path(transformed["path"])
     threshold = ctx.spec.quarantine.max_share
+    args["parameters"] = suite_parameters(ctx)
     outcome = validate_parquet([path], suite, collect_indices=threshold > 0, **args)
     if not outcome.success and threshold > 0:
         path, outcome = _quarantine(ctx, path, outcome, threshold, suite, args)
@@ -251,6 +254,31 @@ def stage_validate(ctx: RunContext, transformed: dict[str, Any]) -> dict[str, An
         "path": str(path),
         "rows": outcome.rows,
     }
+
+
+VIETNAM = timedelta(hours=7)
+
+
+def reference_time(ctx: RunContext) -> datetime:
+    """The run's "now" in UTC: ``DATASHARE_NOW`` (tests, replays), the end of its data interval, or the clock."""
+    end = ctx.data_interval.get("end")
+    fixed = os.environ.get("DATASHARE_NOW")
+    value = datetime.fromisoformat(fixed) if fixed else datetime.fromisoformat(end) if end else datetime.now(UTC)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def suite_parameters(ctx: RunContext) -> dict[str, Any]:
+    """Values of the suites' run-time bounds: ``freshness_min`` and ``min_rows`` / ``max_rows``."""
+    spec = ctx.spec
+    local_now = (reference_time(ctx) + VIETNAM).replace(tzinfo=None)  # sources keep naive Vietnam time
+    params: dict[str, Any] = {"freshness_min": local_now - timedelta(hours=spec.freshness.max_age_hours)}
+    latest = ctx.store.latest(spec.id)
+    if spec.row_count_change is not None and latest is not None:
+        params["min_rows"] = math.floor(latest.rows * (1 - spec.row_count_change.max_drop))
+        params["max_rows"] = math.ceil(latest.rows * (1 + spec.row_count_change.max_growth))
+    else:
+        params.update(min_rows=1, max_rows=None)
+    return params
 
 
 def _quarantine(

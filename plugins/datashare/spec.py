@@ -257,6 +257,19 @@ class Freshness(Strict):
     """How old the newest data may be."""
 
     max_age_hours: int = Field(default=48, ge=1, description="Alert when the newest data is older than this.")
+    column: str | None = Field(
+        default=None,
+        pattern=COLUMN_NAME,
+        description="Timestamp column (Vietnam time) whose newest value the suite checks against max_age_hours, "
+        "through the parameter freshness_min.",
+    )
+
+
+class RowCountChange(Strict):
+    """How much a snapshot may shrink or grow against the previous release (parameters min_rows, max_rows)."""
+
+    max_drop: float = Field(default=0.2, ge=0, le=1, description="Largest share of rows that may disappear.")
+    max_growth: float = Field(default=1.0, ge=0, description="Largest growth, as a share of the previous rows.")
 
 
 class DatasetSpec(Strict):
@@ -285,6 +298,9 @@ class DatasetSpec(Strict):
     publish: Publish = Field(default_factory=Publish)
     retention: Retention = Field(default_factory=Retention)
     freshness: Freshness = Field(default_factory=Freshness)
+    row_count_change: RowCountChange | None = Field(
+        default=None, description="Snapshot datasets: bound on the row count against the previous release."
+    )
     schedule: str | None = Field(description="Cron expression or preset (@daily); null: only on demand.")
     licence: str = Field(min_length=1, description="Licence of the published data, e.g. CC-BY-4.0.")
     tags: list[str] = Field(default_factory=list, description="Extra Airflow tags.")
@@ -317,6 +333,12 @@ class DatasetSpec(Strict):
                 raise ValueError(f"key: column {k!r} must be declared nullable: false")
         if self.mode.cursor is not None and self.mode.cursor not in names:
             raise ValueError(f"mode.cursor: column {self.mode.cursor!r} is not in 'columns'")
+        if self.freshness.column is not None and (
+            self.freshness.column not in names or by_name[self.freshness.column].type != ColumnType.datetime
+        ):
+            raise ValueError(f"freshness.column: {self.freshness.column!r} must be a datetime column of 'columns'")
+        if self.row_count_change is not None and self.mode.kind != "snapshot":
+            raise ValueError("row_count_change: only snapshot datasets validate the whole release each run")
         if self.source.kind == "derived":
             if self.schedule is not None:
                 raise ValueError("schedule: a derived dataset runs on its inputs' Assets; set schedule: null")

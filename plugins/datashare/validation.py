@@ -198,16 +198,19 @@ def validate_parquet(
     title_en: str = "",
     collect_indices: bool = False,
     quarantine: dict[str, Any] | None = None,
+    parameters: Mapping[str, Any] | None = None,
 ) -> ValidationOutcome:
     """Run the suite over the Parquet files and write ``result.json`` and ``report.html`` to ``out_dir``.
 
     ``collect_indices`` keeps the positions of failing rows of row-level rules (for quarantine);
-    ``quarantine`` describes rows already set aside, shown in the report and the summary.
+    ``quarantine`` describes rows already set aside, shown in the report and the summary;
+    ``parameters`` gives the values of the suite's ``{"$PARAMETER": name}`` bounds (freshness, row counts).
 
     Returns the outcome whatever the verdict; raises :class:`SuiteError` for a broken suite file and
     :class:`ContractError` for a Parquet file that cannot be read or does not match the others.
     """
     suite = load_suite(suite_path)
+    params = dict(parameters or {})
     schema, rows = _inspect(paths)
     engine = validation_engine() if paths else "pandas"  # no file: nothing to scan, and no column types
     gx = _import_gx()
@@ -219,7 +222,7 @@ def validate_parquet(
     validated_at = datetime.now(UTC).replace(microsecond=0)
     result = None
     if engine == "duckdb":
-        result = _validate_duckdb(context, suite, paths, schema, dataset_id)  # type: ignore[arg-type]
+        result = _validate_duckdb(context, suite, paths, schema, dataset_id, params)  # type: ignore[arg-type]
         engine = "pandas" if result is None else engine
     if result is None:
         frame = _read_frame(paths, suite)
@@ -231,7 +234,9 @@ def validate_parquet(
             .get_batch(batch_parameters={"dataframe": frame})
         )
         result_format = RESULT_FORMAT_COMPLETE if collect_indices else RESULT_FORMAT
-        result = _json_safe(batch.validate(suite, result_format=result_format).to_json_dict())
+        result = _json_safe(
+            batch.validate(suite, result_format=result_format, expectation_parameters=params).to_json_dict()
+        )
         del frame, batch
 
     order = {e.id: i for i, e in enumerate(suite.expectations)}
@@ -316,7 +321,12 @@ def _inspect(paths: Sequence[Path]) -> tuple[pa.Schema | None, int]:
 
 
 def _validate_duckdb(
-    context: Any, suite: ExpectationSuite, paths: Sequence[Path], schema: pa.Schema, asset: str
+    context: Any,
+    suite: ExpectationSuite,
+    paths: Sequence[Path],
+    schema: pa.Schema,
+    asset: str,
+    parameters: Mapping[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """GX's result (JSON form) of the suite run by its SQL engine on DuckDB over the Parquet files.
 
@@ -333,7 +343,8 @@ def _validate_duckdb(
         use_flavour(source.get_execution_engine())  # the batch below runs on this cached engine
         try:
             batch = source.add_table_asset(asset, table_name="staged").add_batch_definition_whole_table("whole")
-            return _json_safe(batch.get_batch().validate(suite, result_format=RESULT_FORMAT).to_json_dict())
+            result = batch.get_batch().validate(suite, result_format=RESULT_FORMAT, expectation_parameters=parameters)
+            return _json_safe(result.to_json_dict())
         finally:
             source.get_engine().dispose()
 
@@ -347,6 +358,8 @@ def _row_positions(context: Any, paths: Sequence[Path], rules: Sequence[RuleResu
     import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
+
+    from datashare.parquet import iter_batches
 
     gx = _import_gx()
     positions: list[tuple[int, ...] | None] = [
@@ -368,9 +381,8 @@ def _row_positions(context: Any, paths: Sequence[Path], rules: Sequence[RuleResu
     definition = chunks.add_batch_definition_whole_dataframe("whole")
     offset = 0
     for path in paths:
-        parquet = pq.ParquetFile(path)
-        present = [c for c in columns if c in parquet.schema_arrow.names]
-        for batch in parquet.iter_batches(batch_size=POSITION_CHUNK_ROWS, columns=present):
+        present = [c for c in columns if c in pq.read_schema(path).names]
+        for batch in iter_batches(path, POSITION_CHUNK_ROWS, columns=present):
             table = pa.Table.from_batches([batch])
             for c in columns:
                 if c not in present:

@@ -45,10 +45,22 @@ def _table(dataset_id: str, rows: list[dict], tmp_path: Path, name: str) -> Path
     return path
 
 
+def _parameters(dataset_id: str) -> dict:
+    """Run-time bounds of the suite (freshness_min, min_rows, max_rows) for the fixtures, if it has any."""
+    path = FIXTURES / dataset_id / "parameters.json"
+    params = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    if "freshness_min" in params:
+        params["freshness_min"] = datetime.fromisoformat(params["freshness_min"])
+    return params
+
+
 def _validate(dataset_id: str, path: Path, tmp_path: Path):
     spec = SPECS[dataset_id]
     suite = REPO / "expectations" / f"{spec.suite_name}.json"
-    return validate_parquet([path], suite, dataset_id=dataset_id, run_id="fixture", out_dir=tmp_path / "out")
+    out = tmp_path / "out"
+    return validate_parquet(
+        [path], suite, dataset_id=dataset_id, run_id="fixture", out_dir=out, parameters=_parameters(dataset_id)
+    )
 
 
 @pytest.mark.parametrize("dataset_id", sorted(SPECS))

@@ -41,6 +41,8 @@ SCHEMA = pa.schema(
     ]
 )
 BETWEEN = "expect_column_values_to_be_between"
+PARAMETERS = {"freshness_min": datetime(2025, 2, 1)}
+"""The rows below are from March 2025: fresh enough against this bound."""
 
 
 def suite_json() -> str:
@@ -61,6 +63,8 @@ def suite_json() -> str:
             gxe.ExpectCompoundColumnsToBeUnique(column_list=["station_code", "observed_at"]),
             gxe.ExpectColumnValuesToBeInSet(column="province_code", value_set=PROVINCES_2004),
             *[gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=hi) for c, hi in ranges.items()],
+            # Freshness: the newest hour no older than the spec allows; the pipeline computes freshness_min per run.
+            gxe.ExpectColumnMaxToBeBetween(column="observed_at", min_value={"$PARAMETER": "freshness_min"}),
         ],
     )
     return json.dumps(suite.to_json_dict(), sort_keys=True, indent=2, ensure_ascii=False) + "\n"
@@ -100,6 +104,7 @@ def run(folder: Path, rows: list[dict], **kwargs):
     """Validate rows in a fresh folder against the real suite."""
     kwargs.setdefault("dataset_id", "air_quality_hourly")
     kwargs.setdefault("run_id", "run-1")
+    kwargs.setdefault("parameters", PARAMETERS)
     return validate_parquet([write(folder / "in", rows)], SUITE, out_dir=folder / "out", **kwargs)
 
 
@@ -117,6 +122,7 @@ def passing(tmp_path_factory):
         out_dir=folder / "out",
         title_vi="Quan trắc không khí theo giờ",
         title_en="Hourly air quality",
+        parameters=PARAMETERS,
     )
 
 
@@ -136,7 +142,7 @@ def test_suite_file_is_generated():
 def test_suite_lists_every_rule_in_plain_words():
     rules = render_rules_text(SUITE)
     ids = [rid for rid, _, _ in rules]
-    assert len(ids) == len(set(ids)) == 13
+    assert len(ids) == len(set(ids)) == 14
     texts = dict((rid, (vi, en)) for rid, vi, en in rules)
     assert texts[f"{BETWEEN}:pm25"] == (
         "Giá trị cột pm25 nằm trong khoảng 0 đến 1000",
@@ -151,7 +157,7 @@ def test_suite_lists_every_rule_in_plain_words():
 
 def test_passing_table_passes(passing):
     assert passing.success
-    assert (passing.rows, passing.evaluated, passing.passed, passing.failed) == (4, 13, 13, 0)
+    assert (passing.rows, passing.evaluated, passing.passed, passing.failed) == (4, 14, 14, 0)
     assert all(r.success and r.error is None for r in passing.rules)
     assert passing.rules[0].rule == "expect_table_row_count_to_be_between"  # suite order, not GX's order
     assert passing.rules[0].observed_value == 4
@@ -160,8 +166,8 @@ def test_passing_table_passes(passing):
     assert summary == {
         "success": True,
         "rows": 4,
-        "evaluated": 13,
-        "passed": 13,
+        "evaluated": 14,
+        "passed": 14,
         "failed": 0,
         "failed_rules": [],
         "suite_name": "air_quality_hourly",
@@ -174,7 +180,7 @@ def test_result_json_is_gx_result_with_sorted_keys(passing):
     text = passing.result_path.read_text(encoding="utf-8")
     doc = json.loads(text)
     assert doc["suite_name"] == "air_quality_hourly"
-    assert doc["statistics"]["evaluated_expectations"] == 13
+    assert doc["statistics"]["evaluated_expectations"] == 14
     assert json.dumps(doc, sort_keys=True, indent=2, ensure_ascii=False) + "\n" == text
     assert sorted(p.name for p in passing.result_path.parent.iterdir()) == ["report.html", "result.json"]
 
@@ -212,9 +218,15 @@ def test_failing_table_fails_on_that_rule(tmp_path, change, rule, count, sample)
 @pytest.mark.parametrize("files", [0, 1], ids=["no-file", "empty-file"])
 def test_empty_input_still_validates_and_reports(tmp_path, files):
     paths = [write(tmp_path / "in", [])] if files else []
-    outcome = validate_parquet(paths, SUITE, dataset_id="air_quality_hourly", run_id="r", out_dir=tmp_path / "out")
+    outcome = validate_parquet(
+        paths, SUITE, dataset_id="air_quality_hourly", run_id="r", out_dir=tmp_path / "out", parameters=PARAMETERS
+    )
     assert (outcome.success, outcome.rows) == (False, 0)
-    assert outcome.failed_rules == ["expect_table_row_count_to_be_between"]
+    # No rows is neither enough nor fresh.
+    assert outcome.failed_rules == [
+        "expect_table_row_count_to_be_between",
+        "expect_column_max_to_be_between:observed_at",
+    ]
     assert outcome.rules[0].observed_value == 0
     assert "KHÔNG ĐẠT / FAILED" in outcome.report_path.read_text(encoding="utf-8")
 
@@ -224,10 +236,15 @@ def test_missing_column_is_reported_not_raised(tmp_path):
     (tmp_path / "in").mkdir()
     pq.write_table(table, tmp_path / "in" / "part-0.parquet")
     outcome = validate_parquet(
-        [tmp_path / "in" / "part-0.parquet"], SUITE, dataset_id="d", run_id="r", out_dir=tmp_path / "out"
+        [tmp_path / "in" / "part-0.parquet"],
+        SUITE,
+        dataset_id="d",
+        run_id="r",
+        out_dir=tmp_path / "out",
+        parameters=PARAMETERS,
     )
     assert outcome.failed_rules == [f"{BETWEEN}:aqi"]
-    assert "aqi" in outcome.rules[-1].error
+    assert "aqi" in next(r for r in outcome.rules if r.rule == f"{BETWEEN}:aqi").error
     assert "Lỗi / Error" in outcome.report_path.read_text(encoding="utf-8")
 
 
@@ -256,7 +273,7 @@ def test_validate_with_broken_or_missing_suite_raises_suite_error(tmp_path):
     (tmp_path / "bad.json").write_text("{", encoding="utf-8")
     for suite in (tmp_path / "bad.json", tmp_path / "missing.json"):
         with pytest.raises(SuiteError, match=re.escape(str(suite))):
-            validate_parquet([data], suite, dataset_id="d", run_id="r", out_dir=tmp_path / "out")
+            validate_parquet([data], suite, dataset_id="d", run_id="r", out_dir=tmp_path / "out", parameters=PARAMETERS)
     assert not (tmp_path / "out").exists()
 
 
@@ -264,7 +281,7 @@ def test_unreadable_parquet_names_the_file(tmp_path):
     bad = tmp_path / "part-0.parquet"
     bad.write_bytes(b"not parquet at all")
     with pytest.raises(ContractError, match=re.escape(str(bad))):
-        validate_parquet([bad], SUITE, dataset_id="d", run_id="r", out_dir=tmp_path / "out")
+        validate_parquet([bad], SUITE, dataset_id="d", run_id="r", out_dir=tmp_path / "out", parameters=PARAMETERS)
 
 
 def test_report_is_self_contained_bilingual_and_shows_the_verdict(passing):
