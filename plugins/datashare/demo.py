@@ -17,7 +17,7 @@ import secrets
 import shutil
 import subprocess
 import sys
-from datetime import date
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +48,9 @@ UNITS: dict[str, str] = {
     "monre_public_services": "public_services",
 }
 """Connection id -> simulated unit (``units.<name>``, file ``var/units/<name>.sqlite``) besides monitoring."""
-DEMO_START = date(2026, 10, 1)  # water units start a month before the monitoring week, so months overlap
-DEMO_DAYS = 38  # to 7 November 2026, the monitoring unit's last day
+DEMO_DAYS = 38
+"""Water units cover the 38 days to today, the monitoring week the last 7 of them, so their months overlap."""
+DEMO_START = (datetime.now(UTC) + timedelta(hours=7)).date() - timedelta(days=DEMO_DAYS - 1)
 PUBLIC_SERVICES_SCALE = 0.05
 
 
@@ -155,7 +156,9 @@ def run_demo(settings: Settings, *, next_day: bool = False, reset: bool = False)
     unit_url = f"sqlite:///{unit_db}"
     if not unit_db.exists():
         unit_db.parent.mkdir(parents=True, exist_ok=True)
-        summary = monitoring.generate(unit_url)
+        # The air suite checks freshness against the clock, so the stations' week ends today (Vietnam time).
+        today = (datetime.now(UTC) + timedelta(hours=7)).date()
+        summary = monitoring.generate(unit_url, days=7, start=today - timedelta(days=6))
         print(f"Generated the monitoring unit: {summary.stations} stations, {summary.rows:,} hourly rows -> {unit_db}")
     elif next_day:
         day = monitoring.append_day(unit_url)
