@@ -152,7 +152,7 @@ def browser(deployment: dict[str, Any], tmp_path: Path) -> Iterator[Any]:
     )
     driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
     driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
-    driver.set_page_load_timeout(30)
+    driver.set_page_load_timeout(90)
     driver.downloads = downloads  # type: ignore[attr-defined]
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     try:
@@ -180,8 +180,8 @@ def _navigate(driver: Any, element: Any) -> None:
 
     old = driver.find_element(By.TAG_NAME, "html")
     element.click()
-    WebDriverWait(driver, 15).until(expected_conditions.staleness_of(old))
-    WebDriverWait(driver, 15).until(lambda d: d.execute_script("return document.readyState") == "complete")
+    WebDriverWait(driver, 60).until(expected_conditions.staleness_of(old))
+    WebDriverWait(driver, 60).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
 def _shot(driver: Any, name: str) -> Path:
