@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import sqlalchemy as sa
 from report import targets, write_chart, write_markdown
-from sources import POSTGRES_ADMIN, UNITS, Unit, append_increment, ensure, trim
+from sources import INCREMENT_DAYS, POSTGRES_ADMIN, UNITS, Unit, append_increment, ensure, trim
 
 from datashare.connections import connection_env_value
 
@@ -202,8 +202,11 @@ def _sql(url: str, statement: str) -> None:
     engine.dispose()
 
 
-def _pipeline_env(unit: Unit, root: Path, share_url: str, schema: str) -> dict[str, str]:
+def _pipeline_env(unit: Unit, root: Path, share_url: str, schema: str, *, days_added: int = 0) -> dict[str, str]:
+    """The environment of one run; its "now" is the end of the unit's data, so the freshness rule holds."""
+    local_end = unit.end + dt.timedelta(days=days_added)  # sources keep naive Vietnam time (UTC+7)
     return {
+        "DATASHARE_NOW": (local_end - dt.timedelta(hours=7)).replace(tzinfo=dt.UTC).isoformat(),
         "DATASHARE_HOME": str(REPO),
         "DATASHARE_RELEASE_ROOT": str(root),
         "AIRFLOW_CONN_MONRE_MONITORING": connection_env_value(unit.url),
@@ -241,11 +244,12 @@ def measure_postgres(key: str, unit: Unit, rows: int, repeat: int, naive: bool, 
         for _ in range(repeat)
     ]
     copy_in = _floor_copy_in(uri, share_url, schema, work, repeat)
-    log.info("%s: incremental release (+%s days) and runs with nothing new", key, 10)
+    log.info("%s: incremental release (+%s days) and runs with nothing new", key, INCREMENT_DAYS)
     added = append_increment(unit)
     try:
-        incremental = release(env, "bench-incremental")
-        nothing = median_run([release(env, f"bench-nothing-{i}") for i in range(repeat)])
+        later = _pipeline_env(unit, root, share_url, schema, days_added=INCREMENT_DAYS)
+        incremental = release(later, "bench-incremental")
+        nothing = median_run([release(later, f"bench-nothing-{i}") for i in range(repeat)])
     finally:
         trim(unit)
     log.info("%s: the same release in a single process (CLI), then nothing new", key)

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,6 +27,7 @@ import sqlalchemy as sa
 from datashare.connections import ConnectionInfo
 from datashare.exceptions import ContractError
 from datashare.parquet import STAGING_COMPRESSION, BatchWriter
+from datashare.prefetch import read_ahead
 from datashare.spec import DatasetSpec
 from datashare.typemap import ARROW, source_type
 
@@ -36,8 +35,6 @@ log = logging.getLogger(__name__)
 
 ENV_PATH = "DATASHARE_EXTRACT_PATH"
 """``plain`` forces the SQLAlchemy path everywhere (to compare, or to work around a driver)."""
-READ_AHEAD = 2
-"""Batches fetched ahead of the writer: enough to keep both cores busy, few enough to bound memory."""
 
 # PostgreSQL types (ADBC's ``POSTGRESQL:type`` field metadata) whose values the plain path gives
 # identically, per contract type. float4 is left out on purpose: psycopg parses its text form into
@@ -115,44 +112,6 @@ def _conformer(field: pa.Field, target: pa.DataType, *, pg: bool) -> Callable[[p
             ) from None
 
     return cast
-
-
-def read_ahead(batches: Iterator[pa.RecordBatch], depth: int = READ_AHEAD) -> Iterator[pa.RecordBatch]:
-    """Yield ``batches`` while a thread already fetches the next ones (both sides release the GIL)."""
-    slots: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(item: tuple[str, Any]) -> bool:
-        while not stop.is_set():
-            try:
-                slots.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for batch in batches:
-                if not put(("batch", batch)):
-                    return
-            put(("end", None))
-        except BaseException as exc:  # handed to the consumer, which re-raises it
-            put(("error", exc))
-
-    thread = threading.Thread(target=produce, name="source-reader", daemon=True)
-    thread.start()
-    try:
-        while True:
-            kind, item = slots.get()
-            if kind == "end":
-                return
-            if kind == "error":
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join()
 
 
 @contextmanager

@@ -6,6 +6,8 @@ writer buffers batches until a row group is full. Output is deterministic for th
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 
@@ -20,7 +22,12 @@ STAGING_COMPRESSION = "lz4"
 
 
 class BatchWriter:
-    """Write record batches to one Parquet file in row groups of ``row_group_rows``."""
+    """Write record batches to one Parquet file in row groups of ``row_group_rows``.
+
+    With ``background=True`` each full row group is encoded and written by a thread while the caller
+    prepares the next one (pyarrow releases the GIL while it encodes); at most one row group waits,
+    and the bytes written are the same.
+    """
 
     def __init__(
         self,
@@ -29,6 +36,7 @@ class BatchWriter:
         *,
         row_group_rows: int = ROW_GROUP_ROWS,
         compression: str = COMPRESSION,
+        background: bool = False,
     ) -> None:
         self.path = path
         self.schema = schema
@@ -38,6 +46,20 @@ class BatchWriter:
         self._buffered = 0
         path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = pq.ParquetWriter(path, schema, compression=compression, write_statistics=True)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="parquet-writer") if background else None
+        self._pending: Future[None] | None = None
+
+    def _write_table(self, table: pa.Table) -> None:
+        if self._pool is None:
+            self._writer.write_table(table, row_group_size=self.row_group_rows)
+            return
+        self._wait()
+        self._pending = self._pool.submit(self._writer.write_table, table, row_group_size=self.row_group_rows)
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()  # re-raises what the writer thread met
 
     def write(self, batch: pa.RecordBatch) -> None:
         """Add a batch; full row groups are written as soon as the buffer holds them.
@@ -53,7 +75,7 @@ class BatchWriter:
         if self._buffered >= self.row_group_rows:
             table = pa.Table.from_batches(self._buffer, schema=self.schema)
             full = (table.num_rows // self.row_group_rows) * self.row_group_rows
-            self._writer.write_table(table.slice(0, full), row_group_size=self.row_group_rows)
+            self._write_table(table.slice(0, full))
             rest = table.slice(full)
             self._buffer = rest.to_batches() if rest.num_rows else []
             self._buffered = rest.num_rows
@@ -62,14 +84,19 @@ class BatchWriter:
         if not self._buffered:
             return
         table = pa.Table.from_batches(self._buffer, schema=self.schema)
-        self._writer.write_table(table, row_group_size=self.row_group_rows)
-        self._buffer.clear()
+        self._write_table(table)
+        self._buffer = []
         self._buffered = 0
 
     def close(self) -> None:
         """Flush what is left and close the file (an empty file still carries the schema)."""
-        self._flush()
-        self._writer.close()
+        try:
+            self._flush()
+            self._wait()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+            self._writer.close()
 
     def __enter__(self) -> BatchWriter:
         return self
@@ -78,6 +105,16 @@ class BatchWriter:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def iter_batches(path: Path, batch_size: int, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+    """Stream a file's record batches in flat memory.
+
+    ``pre_buffer=False``: with pre-buffering (pyarrow's default) the reader keeps the buffered column
+    chunks of every row group it has read, so memory grows with the file (about 250 MiB over 20 M rows
+    instead of 22 MiB).
+    """
+    yield from pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=batch_size, columns=columns)
 
 
 def parquet_rows(path: Path) -> int:

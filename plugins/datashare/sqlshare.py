@@ -217,12 +217,13 @@ class _Batches:
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         import pyarrow as pa
-        import pyarrow.parquet as pq
+
+        from datashare.parquet import iter_batches
 
         for path in self.paths:
             before = self.rows
             try:
-                for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS):
+                for batch in iter_batches(path, BATCH_ROWS):
                     self.rows += batch.num_rows
                     yield batch.cast(self.schema)
             except (OSError, pa.ArrowException) as exc:

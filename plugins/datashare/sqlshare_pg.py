@@ -161,12 +161,12 @@ class _Batches:
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
-        from datashare.fastextract import read_ahead
+        from datashare.parquet import iter_batches
+        from datashare.prefetch import read_ahead
 
         try:
-            for batch in read_ahead(pq.ParquetFile(self.path).iter_batches(batch_size=BATCH_ROWS)):
+            for batch in read_ahead(iter_batches(self.path, BATCH_ROWS)):
                 self.rows += batch.num_rows
                 yield batch.cast(self.schema)
         except (OSError, pa.ArrowException) as exc:

@@ -7,6 +7,7 @@ with a value of its declared type, or the run stops naming the column.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -14,10 +15,9 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from datashare.exceptions import ContractError, TransformError
-from datashare.parquet import BatchWriter
+from datashare.parquet import BatchWriter, iter_batches
 from datashare.spec import DatasetSpec
 from datashare.typemap import arrow_schema
 from transforms.registry import resolve
@@ -43,18 +43,29 @@ def _same(a: pa.Array, b: pa.Array) -> pa.Array:
     return pc.or_(eq, pc.and_(pc.is_null(a), pc.is_null(b)))
 
 
-def _all(masks: list[pa.Array], length: int) -> pa.Array:
-    out = pa.array([True] * length)
-    for m in masks:
-        out = pc.and_(out, m)
-    return out
+def _all(masks: list[pa.Array]) -> pa.Array:
+    return functools.reduce(pc.and_, masks)
 
 
-def _shifted(batch: pa.RecordBatch, previous: pa.RecordBatch | None, name: str) -> pa.Array:
-    """Column values of the preceding row for each row (the last row of the previous batch for row 0)."""
-    col = batch.column(name)
-    head = previous.column(name).slice(previous.num_rows - 1, 1) if previous is not None else pa.nulls(1, col.type)
-    return pa.concat_arrays([head, col.slice(0, len(col) - 1)])
+def _head(previous: pa.RecordBatch | None, name: str) -> pa.Array | None:
+    """The last value of ``name`` in the previous batch (one element), None for the first batch."""
+    return previous.column(name).slice(previous.num_rows - 1, 1) if previous is not None else None
+
+
+def _equals_preceding(col: pa.Array, head: pa.Array | None) -> pa.Array:
+    """Per row, whether the value equals the preceding row's (nulls equal nothing); slices, no copies."""
+    rest = pc.equal(col.slice(1), col.slice(0, len(col) - 1))
+    first = pc.equal(col.slice(0, 1), head) if head is not None else pa.array([False])
+    return pc.fill_null(pa.concat_arrays([first.cast(pa.bool_()), rest]), False)
+
+
+def _same_as_preceding(col: pa.Array, head: pa.Array | None, rows: pa.Array, first: bool) -> pa.Array:
+    """For the rows at ``rows`` (row 0 first when ``first``), whether they equal their preceding row."""
+    later = rows.slice(1) if first else rows
+    same = _same(col.take(later), col.take(pc.subtract(later, 1)))
+    if first:
+        same = pa.concat_arrays([_same(col.slice(0, 1), head), same])  # type: ignore[arg-type]
+    return same
 
 
 def drop_duplicate_keys(
@@ -62,18 +73,19 @@ def drop_duplicate_keys(
 ) -> tuple[pa.RecordBatch, int, int]:
     """Drop rows whose key equals the preceding row's (input ordered by key); keep the first.
 
-    Returns the batch kept, the exact duplicates dropped and the conflicting rows dropped.
+    Returns the batch kept, the exact duplicates dropped and the conflicting rows dropped. Only the
+    duplicate rows are compared column by column, so a clean batch costs one pass over its key.
     """
     if batch.num_rows == 0:
         return batch, 0, 0
-    dup = _all(
-        [pc.fill_null(pc.equal(batch.column(k), _shifted(batch, previous, k)), False) for k in key], batch.num_rows
-    )
+    dup = _all([_equals_preceding(batch.column(k), _head(previous, k)) for k in key])
     ndup = pc.sum(dup).as_py() or 0
     if not ndup:
         return batch, 0, 0
-    same_row = _all([_same(batch.column(n), _shifted(batch, previous, n)) for n in batch.schema.names], batch.num_rows)
-    conflicts = pc.sum(pc.and_(dup, pc.invert(same_row))).as_py() or 0
+    rows = pc.indices_nonzero(dup)
+    first = bool(dup[0].as_py())
+    same_row = _all([_same_as_preceding(batch.column(n), _head(previous, n), rows, first) for n in batch.schema.names])
+    conflicts = ndup - (pc.sum(same_row).as_py() or 0)
     return batch.filter(pc.invert(dup)), ndup - conflicts, conflicts
 
 
@@ -121,7 +133,7 @@ def _handling(spec: DatasetSpec, name: str) -> str:
 
 def _batches(paths: Sequence[Path], size: int) -> Iterator[pa.RecordBatch]:
     for path in paths:
-        yield from pq.ParquetFile(path).iter_batches(batch_size=size)
+        yield from iter_batches(path, size)
 
 
 def transform(spec: DatasetSpec, source: Path | Sequence[Path], target: Path) -> TransformResult:
@@ -146,7 +158,7 @@ def transform(spec: DatasetSpec, source: Path | Sequence[Path], target: Path) ->
     target.parent.mkdir(parents=True, exist_ok=True)
     rows = dups = conflicts = 0
     previous: pa.RecordBatch | None = None
-    with BatchWriter(target, schema) as writer:
+    with BatchWriter(target, schema, background=True) as writer:
         for raw in _batches(sources, spec.source.batch_rows):
             batch = raw
             for name, func, args in steps:

@@ -244,7 +244,7 @@ def validate_parquet(
     indices = [_pop_bulky(r) for r in ordered]
     rules = _rule_results(ordered)
     if collect_indices and engine != "pandas":
-        indices = _row_positions(context, paths, rules)
+        indices = _row_positions(context, paths, rules, params)
     rules = tuple(
         replace(rule, unexpected_index=idx) if idx is not None and is_row_level(rule.expectation_type) else rule
         for rule, idx in zip(rules, indices, strict=True)
@@ -349,7 +349,9 @@ def _validate_duckdb(
             source.get_engine().dispose()
 
 
-def _row_positions(context: Any, paths: Sequence[Path], rules: Sequence[RuleResult]) -> list[tuple[int, ...] | None]:
+def _row_positions(
+    context: Any, paths: Sequence[Path], rules: Sequence[RuleResult], parameters: Mapping[str, Any] | None = None
+) -> list[tuple[int, ...] | None]:
     """Positions of the unexpected rows of each row-level rule (``()`` when it found none), else None.
 
     GX's SQL engine counts unexpected rows but cannot say where they are in the files; its pandas
@@ -390,7 +392,7 @@ def _row_positions(context: Any, paths: Sequence[Path], rules: Sequence[RuleResu
             frame = table.to_pandas(types_mapper=_nullable_integers().get)
             frame.index = pd.RangeIndex(offset, offset + len(frame))
             result = definition.get_batch(batch_parameters={"dataframe": frame}).validate(
-                mini, result_format=RESULT_FORMAT_COMPLETE
+                mini, result_format=RESULT_FORMAT_COMPLETE, expectation_parameters=parameters
             )
             for r in result.results:
                 index = (r.result or {}).get("unexpected_index_list") or []

@@ -192,7 +192,7 @@ def test_key_ranges_from_the_footer_skip_files_the_new_rows_cannot_touch(tmp_pat
 
 
 def test_read_ahead_hands_over_batches_in_order_and_reraises_the_reader_error() -> None:
-    from datashare.fastextract import read_ahead
+    from datashare.prefetch import read_ahead
 
     def batches(fail: bool):
         for i in range(5):
