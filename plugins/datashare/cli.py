@@ -102,7 +102,8 @@ def cmd_releases(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
-    from datashare.pipeline import RunContext, describe_release
+    from datashare.context import RunContext
+    from datashare.pipeline import describe_release
 
     store = _store(settings)
     version = args.version or (store.versions(args.dataset) or [None])[-1]

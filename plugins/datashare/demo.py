@@ -197,7 +197,7 @@ def run_demo(settings: Settings, *, next_day: bool = False, reset: bool = False)
 def report(settings: Settings, dataset_id: str, state: str, run_id: str, *, brief: bool = False) -> int:
     """Print what the run did, from the run summary the ``record`` task kept."""
     from datashare.cli import _print_release
-    from datashare.pipeline import run_key_of
+    from datashare.context import run_key_of
     from datashare.store import ReleaseStore
 
     store = ReleaseStore.open(settings.release_uri)

@@ -8,87 +8,20 @@ Airflow. A stage re-run for the same run gives the same result.
 from __future__ import annotations
 
 import logging
-import math
-import os
-import re
 import shutil
-import time
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from functools import cached_property
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from datashare.connections import get_connection
+from datashare.context import RunContext, local_files, suite_parameters, sweep_staging
 from datashare.exceptions import SourceError, ValidationFailed
-from datashare.ledger import Ledger
 from datashare.manifest import build_manifest, code_version, content_sha256
 from datashare.parquet import key_ranges_disjoint, parquet_rows
 from datashare.settings import Settings
-from datashare.spec import DatasetSpec, load_spec
-from datashare.store import DataFile, Release, ReleaseStore
+from datashare.store import DataFile, Release
 
 log = logging.getLogger(__name__)
-
-STAGING_MAX_AGE_S = 24 * 3600
-
-
-def run_key_of(run_id: str) -> str:
-    """A run id made safe for file and object names."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", run_id).strip("-.")[:120] or "run"
-
-
-@dataclass
-class RunContext:
-    """Everything a stage needs to know about the run it belongs to."""
-
-    spec: DatasetSpec
-    settings: Settings
-    run_key: str
-    data_interval: dict[str, str | None] = field(default_factory=lambda: {"start": None, "end": None})
-
-    @classmethod
-    def create(
-        cls, dataset_id: str, run_id: str, *, settings: Settings | None = None, data_interval: dict | None = None
-    ) -> RunContext:
-        """Load the spec and settings for a run."""
-        settings = settings or Settings.from_env()
-        spec = load_spec(settings.datasets_dir / f"{dataset_id}.yaml")
-        return cls(
-            spec=spec,
-            settings=settings,
-            run_key=run_key_of(run_id),
-            data_interval=data_interval or {"start": None, "end": None},
-        )
-
-    @cached_property
-    def store(self) -> ReleaseStore:
-        """The release store (opened once per run context)."""
-        return ReleaseStore.open(self.settings.release_uri)
-
-    @property
-    def ledger(self) -> Ledger:
-        """The ledger beside the releases."""
-        return Ledger(self.store.backend)
-
-    @property
-    def staging(self) -> Path:
-        """Scratch folder of this run."""
-        return self.settings.staging_root / self.spec.id / self.run_key
-
-
-def sweep_staging(base: Path, *, max_age_s: float = STAGING_MAX_AGE_S) -> int:
-    """Remove run folders under the staging root older than a day; returns how many were removed."""
-    removed = 0
-    if not base.is_dir():
-        return 0
-    cutoff = time.time() - max_age_s
-    for folder in base.glob("*/*"):
-        if folder.is_dir() and folder.stat().st_mtime < cutoff:
-            shutil.rmtree(folder, ignore_errors=True)
-            removed += 1
-    return removed
-
 
 # -- stages ------------------------------------------------------------------------------------
 
@@ -128,20 +61,6 @@ def stage_extract(ctx: RunContext, key_range: dict[str, Any] | None = None) -> d
     }
 
 
-def _local_files(ctx: RunContext, release: Release, folder: str) -> list[Path]:
-    """Local paths of a release's data files (downloaded to staging when the store is remote)."""
-    paths = []
-    for f in release.files:
-        key = f"{release.prefix}/{f['path']}"
-        local = ctx.store.backend.local_path(key)
-        if local is None:
-            local = ctx.staging / folder / release.dataset_id / f["path"]
-            local.parent.mkdir(parents=True, exist_ok=True)
-            ctx.store.backend.download(key, local)
-        paths.append(local)
-    return paths
-
-
 def _extract_derived(ctx: RunContext, latest: Release | None) -> dict[str, Any]:
     """Build a derived dataset from the latest releases of its inputs."""
     from datashare.parquet import BatchWriter
@@ -153,7 +72,7 @@ def _extract_derived(ctx: RunContext, latest: Release | None) -> dict[str, Any]:
         release = ctx.store.latest(input_id)
         if release is None:
             raise SourceError(f"{ctx.spec.id}: input dataset {input_id!r} has no release yet")
-        inputs[input_id] = _local_files(ctx, release, "inputs")
+        inputs[input_id] = local_files(ctx, release, "inputs")
         versions[input_id] = release.version
     table = resolve_builder(ctx.spec.source.builder)(inputs)  # type: ignore[arg-type]
     target = ctx.staging / "extract" / "part-00000.parquet"
@@ -207,6 +126,7 @@ def stage_transform(ctx: RunContext, extracted: dict[str, Any]) -> dict[str, Any
 
 def stage_validate(ctx: RunContext, transformed: dict[str, Any]) -> dict[str, Any]:
     """Run the suite; quarantine rows that break row-level rules within the threshold; store the report either way."""
+    from datashare.quarantine import quarantine_and_revalidate
     from datashare.validation import validate_parquet
 
     if transformed["path"] is None:
@@ -227,7 +147,7 @@ def stage_validate(ctx: RunContext, transformed: dict[str, Any]) -> dict[str, An
     args["parameters"] = suite_parameters(ctx)
     outcome = validate_parquet([path], suite, collect_indices=threshold > 0, **args)
     if not outcome.success and threshold > 0:
-        path, outcome = _quarantine(ctx, path, outcome, threshold, suite, args)
+        path, outcome = quarantine_and_revalidate(ctx, path, outcome, threshold, suite, args)
     prefix = ctx.store.save_validation(ctx.spec.id, ctx.run_key, out_dir)
     summary = outcome.summary()
     event = "validation_passed" if outcome.success else "validation_failed"
@@ -254,77 +174,6 @@ def stage_validate(ctx: RunContext, transformed: dict[str, Any]) -> dict[str, An
         "path": str(path),
         "rows": outcome.rows,
     }
-
-
-VIETNAM = timedelta(hours=7)
-
-
-def reference_time(ctx: RunContext) -> datetime:
-    """The run's "now" in UTC: ``DATASHARE_NOW`` (tests, replays), the end of its data interval, or the clock."""
-    end = ctx.data_interval.get("end")
-    fixed = os.environ.get("DATASHARE_NOW")
-    value = datetime.fromisoformat(fixed) if fixed else datetime.fromisoformat(end) if end else datetime.now(UTC)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def suite_parameters(ctx: RunContext) -> dict[str, Any]:
-    """Values of the suites' run-time bounds: ``freshness_min`` and ``min_rows`` / ``max_rows``."""
-    spec = ctx.spec
-    local_now = (reference_time(ctx) + VIETNAM).replace(tzinfo=None)  # sources keep naive Vietnam time
-    params: dict[str, Any] = {"freshness_min": local_now - timedelta(hours=spec.freshness.max_age_hours)}
-    latest = ctx.store.latest(spec.id)
-    if spec.row_count_change is not None and latest is not None:
-        params["min_rows"] = math.floor(latest.rows * (1 - spec.row_count_change.max_drop))
-        params["max_rows"] = math.ceil(latest.rows * (1 + spec.row_count_change.max_growth))
-    else:
-        params.update(min_rows=1, max_rows=None)
-    return params
-
-
-def _quarantine(
-    ctx: RunContext, path: Path, outcome: Any, threshold: float, suite: Path, args: dict[str, Any]
-) -> tuple[Path, Any]:
-    """Set aside rows failing row-level rules if the share allows, then validate what is left."""
-    from datashare.quarantine import split_rows
-    from datashare.validation import is_row_level, validate_parquet
-
-    failed = [r for r in outcome.rules if not r.success]
-    row_level = all(is_row_level(r.expectation_type) and r.unexpected_index is not None and not r.error for r in failed)
-    if not row_level:
-        return path, outcome  # a table-level failure always fails the run
-    indices = {r.rule: r.unexpected_index for r in failed}
-    bad_rows = len({i for idx in indices.values() for i in idx})
-    share = bad_rows / outcome.rows if outcome.rows else 1.0
-    info: dict[str, Any] = {
-        "rows": bad_rows,
-        "share": share,
-        "threshold": threshold,
-        "by_rule": {rule: len(set(idx)) for rule, idx in indices.items()},
-        "over_threshold": share > threshold,
-    }
-    if share > threshold:
-        from dataclasses import replace
-
-        return path, replace(outcome, quarantine=info)
-    folder = ctx.staging / "quarantine"
-    folder.mkdir(parents=True, exist_ok=True)
-    split = split_rows(path, indices, folder / "kept.parquet", folder / "rows.parquet")
-    key = f"_quarantine/{ctx.spec.id}/{ctx.run_key}"
-    ctx.store.backend.put_file(f"{key}/rows.parquet", split.rejected)
-    info["location"] = ctx.store.backend.describe(key)
-    log.warning(
-        "%s: quarantined %s rows (%.3f%%, threshold %.3f%%): %s",
-        ctx.spec.id, bad_rows, 100 * share, 100 * threshold, info["by_rule"],
-    )  # fmt: skip
-    from datashare.alerts import deliver_quietly, quarantine_message, quarantine_needs_alert
-
-    if quarantine_needs_alert(bad_rows, outcome.rows, threshold):
-        message = quarantine_message(
-            ctx.spec.id, quarantined=bad_rows, total=outcome.rows, threshold=threshold, by_rule=info["by_rule"]
-        )
-        deliver_quietly(message)
-    shutil.rmtree(args["out_dir"], ignore_errors=True)
-    return split.kept, validate_parquet([split.kept], suite, quarantine=info, **args)
 
 
 def _reuse_or_filter(ctx: RunContext, latest: Release, delta_path: Path) -> list[DataFile]:
@@ -457,7 +306,7 @@ def stage_publish_sql(ctx: RunContext, committed: dict[str, Any]) -> dict[str, A
             "version": version,
         }
     release = ctx.store.release(ctx.spec.id, version)
-    paths = _local_files(ctx, release, "publish")
+    paths = local_files(ctx, release, "publish")
     result = publish_release(
         dataset_id=ctx.spec.id,
         version=version,

@@ -7,15 +7,23 @@ data owner to fix at the source.
 
 from __future__ import annotations
 
+import logging
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from datashare.parquet import COMPRESSION
+
+if TYPE_CHECKING:
+    from datashare.context import RunContext
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -46,3 +54,53 @@ def split_rows(source: Path, indices_by_rule: Mapping[str, Sequence[int]], kept:
     pq.write_table(rejected_table, rejected, compression=COMPRESSION)
     by_rule = {rule: len(set(idx)) for rule, idx in indices_by_rule.items() if idx}
     return Split(kept, rejected, kept_table.num_rows, rejected_table.num_rows, by_rule)
+
+
+def quarantine_and_revalidate(
+    ctx: RunContext, path: Path, outcome: Any, threshold: float, suite: Path, args: dict[str, Any]
+) -> tuple[Path, Any]:
+    """Set aside rows failing row-level rules if the share allows, then validate what is left.
+
+    Returns the file to publish and the final outcome; a table-level failure, or a share over the
+    threshold, returns the original file and the failed outcome (with the quarantine figures).
+    """
+    from datashare.quarantine import split_rows
+    from datashare.validation import is_row_level, validate_parquet
+
+    failed = [r for r in outcome.rules if not r.success]
+    row_level = all(is_row_level(r.expectation_type) and r.unexpected_index is not None and not r.error for r in failed)
+    if not row_level:
+        return path, outcome  # a table-level failure always fails the run
+    indices = {r.rule: r.unexpected_index for r in failed}
+    bad_rows = len({i for idx in indices.values() for i in idx})
+    share = bad_rows / outcome.rows if outcome.rows else 1.0
+    info: dict[str, Any] = {
+        "rows": bad_rows,
+        "share": share,
+        "threshold": threshold,
+        "by_rule": {rule: len(set(idx)) for rule, idx in indices.items()},
+        "over_threshold": share > threshold,
+    }
+    if share > threshold:
+        from dataclasses import replace
+
+        return path, replace(outcome, quarantine=info)
+    folder = ctx.staging / "quarantine"
+    folder.mkdir(parents=True, exist_ok=True)
+    split = split_rows(path, indices, folder / "kept.parquet", folder / "rows.parquet")
+    key = f"_quarantine/{ctx.spec.id}/{ctx.run_key}"
+    ctx.store.backend.put_file(f"{key}/rows.parquet", split.rejected)
+    info["location"] = ctx.store.backend.describe(key)
+    log.warning(
+        "%s: quarantined %s rows (%.3f%%, threshold %.3f%%): %s",
+        ctx.spec.id, bad_rows, 100 * share, 100 * threshold, info["by_rule"],
+    )  # fmt: skip
+    from datashare.alerts import deliver_quietly, quarantine_message, quarantine_needs_alert
+
+    if quarantine_needs_alert(bad_rows, outcome.rows, threshold):
+        message = quarantine_message(
+            ctx.spec.id, quarantined=bad_rows, total=outcome.rows, threshold=threshold, by_rule=info["by_rule"]
+        )
+        deliver_quietly(message)
+    shutil.rmtree(args["out_dir"], ignore_errors=True)
+    return split.kept, validate_parquet([split.kept], suite, quarantine=info, **args)
