@@ -108,16 +108,23 @@ def _parse_env_value(conn_id: str, value: str) -> ConnectionInfo:
     )
 
 
-def _from_airflow(conn_id: str) -> ConnectionInfo | None:
-    """Ask Airflow (secrets backends, metadata database) when it is installed and configured."""
+def _airflow_connection(conn_id: str) -> Any:
+    """Airflow's connection (secrets backends, metadata database), or None without Airflow or without it."""
     try:
         from airflow.sdk import BaseHook
     except ImportError:  # the engine runs without Airflow too
         return None
     try:
-        conn = BaseHook.get_connection(conn_id)
+        return BaseHook.get_connection(conn_id)
     except Exception as exc:
         log.debug("Airflow has no connection %s: %s", conn_id, exc)
+        return None
+
+
+def _from_airflow(conn_id: str) -> ConnectionInfo | None:
+    """Ask Airflow (secrets backends, metadata database) when it is installed and configured."""
+    conn = _airflow_connection(conn_id)
+    if conn is None:
         return None
     return ConnectionInfo(
         conn_id=conn_id,
@@ -190,14 +197,8 @@ def connection_fields(conn_id: str) -> dict[str, Any] | None:
         if not isinstance(extra, dict):
             raise ConfigError(f"connection {conn_id!r}: 'extra' must be a JSON object")
         return {**asdict(info), "extra": extra}
-    try:
-        from airflow.sdk import BaseHook
-    except ImportError:  # the engine runs without Airflow too
-        return None
-    try:
-        conn = BaseHook.get_connection(conn_id)
-    except Exception as exc:
-        log.debug("Airflow has no connection %s: %s", conn_id, exc)
+    conn = _airflow_connection(conn_id)
+    if conn is None:
         return None
     return {
         "conn_id": conn_id,
