@@ -1,4 +1,7 @@
-"""The benchmark's verdicts against the issue's targets, its chart and its Markdown table."""
+"""The benchmark's verdicts against the issue's targets, its chart and its Markdown table.
+
+.venv/bin/python bench/report.py bench/results/<date>.json   # redraw both from a results file
+"""
 
 from __future__ import annotations
 
@@ -203,7 +206,7 @@ def write_chart(results: dict[str, Any], path: Path) -> None:
     if naive:
         ax_time.plot(*zip(*naive, strict=True), "x", markersize=10, color="red", label="naive path")
     ax_time.set(title="Whole release: time", xlabel="rows (millions)", ylabel="seconds")
-    ax_time.legend()
+    ax_time.legend(loc="upper center")
 
     staged = [pg[s]["ours"]["full"]["peak_rss_mib"] for s in scales]
     ax_mem.plot(millions, staged, "o-", label="our pipeline (a process per stage)")
@@ -242,3 +245,16 @@ def write_chart(results: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+if __name__ == "__main__":
+    import json
+    import shutil
+    import sys
+
+    source = Path(sys.argv[1])  # redraw the chart and the table of a results file: report.py results/<date>.json
+    data = json.loads(source.read_text())
+    data["targets"] = targets(data)
+    write_chart(data, source.with_suffix(".png"))
+    shutil.copyfile(source.with_suffix(".png"), source.with_name("performance.png"))
+    print(write_markdown(data, source.with_suffix(".md")))

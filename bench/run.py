@@ -176,6 +176,8 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     ordered = sorted(runs, key=lambda r: r["wall_s"])
     chosen = dict(ordered[(len(ordered) - 1) // 2])
     chosen["runs_wall_s"] = [r["wall_s"] for r in runs]
+    if "stages" in chosen and len(runs) > 1:
+        chosen["runs_stages_wall_s"] = {s: [r["stages"][s]["wall_s"] for r in runs] for s in chosen["stages"]}
     return chosen
 
 
