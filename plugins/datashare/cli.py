@@ -162,11 +162,30 @@ def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_withdraw(args: argparse.Namespace, settings: Settings) -> int:
+    from datashare.context import RunContext
+    from datashare.exceptions import PublishError, SpecError
+    from datashare.pipeline import sync_sql_share
     from datashare.withdrawals import withdraw
 
     entry = withdraw(_store(settings), args.dataset, args.version, args.reason)
     print(f"Withdrew {args.dataset} v{args.version} (ledger entry {entry.seq}): {entry.body['reason']}")
     print("Its files and validation report stay in the store for auditors.")
+    try:
+        ctx = RunContext.create(args.dataset, f"withdraw__{entry.seq}", settings=settings)
+    except SpecError as exc:
+        print(f"SQL share not changed: the dataset's spec cannot be loaded ({exc}).")
+        return 0
+    try:
+        shared = sync_sql_share(ctx)
+    except PublishError as exc:
+        print(f"SQL share not changed yet ({exc}); the next run of {args.dataset} moves it.", file=sys.stderr)
+        return 1
+    if shared.get("published"):
+        print(
+            f"SQL share: view {shared['view']} now serves v{shared['version']}; dropped {', '.join(shared['dropped'])}."
+        )
+    else:
+        print(f"SQL share: {shared['reason']}.")
     return 0
 
 

@@ -59,6 +59,21 @@ class RunContext:
         """The ledger beside the releases."""
         return Ledger(self.store.backend)
 
+    @cached_property
+    def withdrawn(self) -> dict[int, str]:
+        """Withdrawn versions of this dataset and their reasons (read from the ledger once per context)."""
+        from datashare.withdrawals import withdrawn_versions
+
+        return withdrawn_versions(self.ledger, self.spec.id)
+
+    def base_release(self, dataset_id: str | None = None) -> Release | None:
+        """The newest release of this dataset (or of an input) that is not withdrawn: what a run builds on."""
+        from datashare.withdrawals import newest_available, withdrawn_versions
+
+        if dataset_id is None or dataset_id == self.spec.id:
+            return newest_available(self.store, self.spec.id, self.withdrawn)
+        return newest_available(self.store, dataset_id, withdrawn_versions(self.ledger, dataset_id))
+
     @property
     def staging(self) -> Path:
         """Scratch folder of this run."""
@@ -108,7 +123,7 @@ def suite_parameters(ctx: RunContext) -> dict[str, Any]:
     spec = ctx.spec
     local_now = (reference_time(ctx) + VIETNAM).replace(tzinfo=None)  # sources keep naive Vietnam time
     params: dict[str, Any] = {"freshness_min": local_now - timedelta(hours=spec.freshness.max_age_hours)}
-    latest = ctx.store.latest(spec.id)
+    latest = ctx.base_release()
     if spec.row_count_change is not None and latest is not None:
         params["min_rows"] = math.floor(latest.rows * (1 - spec.row_count_change.max_drop))
         params["max_rows"] = math.ceil(latest.rows * (1 + spec.row_count_change.max_growth))

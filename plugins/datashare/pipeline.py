@@ -40,7 +40,7 @@ def stage_extract(ctx: RunContext, key_range: dict[str, Any] | None = None) -> d
 
     if key_range is None or key_range["index"] == 0:
         sweep_staging(ctx.settings.staging_root)
-    latest = ctx.store.latest(ctx.spec.id)
+    latest = ctx.base_release()
     if ctx.spec.source.kind == "derived":
         return _extract_derived(ctx, latest)
     cursor = None
@@ -69,9 +69,9 @@ def _extract_derived(ctx: RunContext, latest: Release | None) -> dict[str, Any]:
     inputs: dict[str, list[Path]] = {}
     versions: dict[str, int] = {}
     for input_id in ctx.spec.source.inputs:
-        release = ctx.store.latest(input_id)
+        release = ctx.base_release(input_id)
         if release is None:
-            raise SourceError(f"{ctx.spec.id}: input dataset {input_id!r} has no release yet")
+            raise SourceError(f"{ctx.spec.id}: input dataset {input_id!r} has no release yet (or all are withdrawn)")
         inputs[input_id] = local_files(ctx, release, "inputs")
         versions[input_id] = release.version
     table = resolve_builder(ctx.spec.source.builder)(inputs)  # type: ignore[arg-type]
@@ -215,7 +215,7 @@ def stage_commit(
 ) -> dict[str, Any]:
     """Commit release N (or nothing, when nothing changed)."""
     store = ctx.store
-    latest = store.latest(ctx.spec.id)
+    latest = ctx.base_release()
     if transformed["path"] is None:
         assert latest is not None
         log.info("%s: no rows past cursor %s; no new version", ctx.spec.id, extracted["cursor_from"])
@@ -264,7 +264,11 @@ def stage_commit(
             manifest_sha256=result.release.record["manifest_sha256"],
             rows=result.release.rows,
         )
-    return _commit_ref(result.release, created=result.created, reason=None if result.created else "content unchanged")
+    reason = None if result.created else "content unchanged"
+    if not result.created and result.version in ctx.withdrawn:
+        reason = f"content equals withdrawn v{result.version}: not released again"
+        log.warning("%s: %s (withdrawn for: %s)", ctx.spec.id, reason, ctx.withdrawn[result.version])
+    return _commit_ref(result.release, created=result.created, reason=reason)
 
 
 def _commit_ref(release: Release, *, created: bool, reason: str | None) -> dict[str, Any]:
@@ -288,16 +292,42 @@ def _apply_sql_grants(ctx: RunContext, url: str, schema: str) -> None:
 
 
 def stage_publish_sql(ctx: RunContext, committed: dict[str, Any]) -> dict[str, Any]:
-    """Load the release into the SQL share if the share does not already serve it, then apply grants."""
-    from datashare.sqlshare import current_version, publish_release
+    """Serve the newest release that is not withdrawn in the SQL share (normally the one just committed)."""
+    if committed["version"] in ctx.withdrawn:
+        log.warning("%s v%s is withdrawn: not published to the SQL share", ctx.spec.id, committed["version"])
+    return sync_sql_share(ctx)
+
+
+def sync_sql_share(ctx: RunContext) -> dict[str, Any]:
+    """Make the SQL share serve the newest release that is not withdrawn, and nothing withdrawn.
+
+    The view moves to that release in the transaction that drops withdrawn version tables (the
+    release is loaded again from the store if retention dropped its table); when every release is
+    withdrawn the dataset leaves the share. Grants are applied after every change.
+    """
+    from datashare.sqlshare import list_versions, publish_release, redacted_target, unpublish
+    from datashare.withdrawals import newest_available, withdrawn_versions
 
     if not ctx.spec.publish.sql:
         return {"published": False, "reason": "sql publishing is off in the spec"}
     url = ctx.settings.share_url()
     schema = ctx.settings.share_schema
-    version = committed["version"]
-    serving = current_version(dataset_id=ctx.spec.id, target_url=url, schema=schema)
-    if serving == version:
+    withdrawn = withdrawn_versions(ctx.ledger, ctx.spec.id)  # read again: a withdrawal may be minutes old
+    in_share = list_versions(dataset_id=ctx.spec.id, target_url=url, schema=schema)
+    stale = [v for v in in_share if v in withdrawn]
+    base = newest_available(ctx.store, ctx.spec.id, withdrawn)
+    if base is None:
+        if not in_share:
+            return {"published": False, "reason": "no release to serve"}
+        dropped = unpublish(dataset_id=ctx.spec.id, target_url=url, schema=schema)
+        ctx.ledger.append("sql_unpublished", dataset_id=ctx.spec.id, tables=list(dropped), target=redacted_target(url))
+        return {
+            "published": False,
+            "reason": "every release is withdrawn: the view was removed from the share",
+            "dropped": list(dropped),
+        }
+    version = base.version
+    if in_share and in_share[-1] == version and not stale:
         _apply_sql_grants(ctx, url, schema)  # a reclassification or registry change applies on the next run
         return {
             "published": False,
@@ -305,8 +335,7 @@ def stage_publish_sql(ctx: RunContext, committed: dict[str, Any]) -> dict[str, A
             "view": ctx.spec.id,
             "version": version,
         }
-    release = ctx.store.release(ctx.spec.id, version)
-    paths = local_files(ctx, release, "publish")
+    paths = local_files(ctx, base, "publish")
     result = publish_release(
         dataset_id=ctx.spec.id,
         version=version,
@@ -315,15 +344,18 @@ def stage_publish_sql(ctx: RunContext, committed: dict[str, Any]) -> dict[str, A
         schema=schema,
         retention=ctx.spec.retention.sql_versions,
         comment=f"{ctx.spec.title.vi} / {ctx.spec.title.en}",
+        withdrawn=stale,
     )
+    details: dict[str, Any] = {"replaces_withdrawn": stale} if stale else {}
     ctx.ledger.append(
         "sql_published",
         dataset_id=ctx.spec.id,
         version=version,
-        manifest_sha256=committed["manifest_sha256"],
+        manifest_sha256=base.record["manifest_sha256"],
         table=result.table,
         view=result.view,
         target=result.target,
+        **details,
     )
     _apply_sql_grants(ctx, url, schema)
     return {
@@ -332,7 +364,7 @@ def stage_publish_sql(ctx: RunContext, committed: dict[str, Any]) -> dict[str, A
         "table": result.table,
         "rows": result.rows,
         "target": result.target,
-        "dropped": list(result.dropped),
+        "dropped": [*result.dropped, *(f"{ctx.spec.id}__v{v}" for v in stale)],
         "version": version,
     }
 

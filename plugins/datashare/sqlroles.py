@@ -45,6 +45,7 @@ from datashare.access import Recipient, Registry
 from datashare.exceptions import ConfigError, PublishBusy, PublishError
 from datashare.spec import IDENTIFIER, DatasetSpec, Sharing
 from datashare.sqlshare import BOOKKEEPING, DATASET_ID, SQL_NAME, _check_name, _libpq_uri, _parse_target, _redacted
+from datashare.sqlshare_pg import PART_DIGITS
 
 if TYPE_CHECKING:
     import psycopg
@@ -253,7 +254,8 @@ def _lock_down(run: _Run, dataset_id: str, schema: str, readers: list[str], mana
     else:
         log.warning("View %s.%s is readable by nobody: none of its named recipients is active", schema, dataset_id)
 
-    pattern = f"^{dataset_id}__v[0-9]+(__load)?$"  # the id matched DATASET_ID: no regex metacharacters
+    # Version tables, leftover load tables and data-file parts: the id matched DATASET_ID (no regex metacharacters).
+    pattern = f"^{dataset_id}__(v[0-9]+(__load)?|p[0-9a-f]{{{PART_DIGITS}}})$"
     tables = [name for (name,) in conn.execute(_TABLES_SQL, (schema, BOOKKEEPING, pattern)).fetchall()]
     relations = [view] + [sql.Identifier(schema, t) for t in tables]
     if tables:

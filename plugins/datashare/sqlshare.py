@@ -29,7 +29,7 @@ import logging
 import re
 import time
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -126,6 +126,11 @@ def _redacted(url: URL) -> str:
 
     bare = URL.create(url.drivername, url.username, None, url.host, url.port, url.database, url.query)
     return bare.render_as_string(hide_password=False)
+
+
+def redacted_target(target_url: str) -> str:
+    """A share URL fit for logs and the ledger: no password."""
+    return _redacted(_parse_target(target_url)[0])
 
 
 def _libpq_uri(url: URL) -> str:
@@ -254,11 +259,14 @@ def publish_release(
     comment: str = "",
     lock_timeout_ms: int = 5000,
     max_attempts: int = 5,
+    withdrawn: Collection[int] = (),
 ) -> PublishResult:
     """Load release ``version`` into ``<id>__v<N>`` and repoint view ``<id>`` to it atomically.
 
     Publishing a version again rebuilds the same final state (a repair, never duplicate rows);
     publishing a version older than the current one is refused, so a late re-run cannot roll a view back.
+    Versions listed in ``withdrawn`` do not count as current: their tables leave the share in the same
+    transaction that repoints the view, which is how a withdrawal moves the view back to an older release.
 
     Args:
         dataset_id: dataset id, also the view name.
@@ -270,11 +278,15 @@ def publish_release(
         comment: description of the dataset, set on the view (PostgreSQL).
         lock_timeout_ms: longest wait for a lock held by readers, per attempt.
         max_attempts: attempts at the swap before raising :class:`PublishBusy`.
+        withdrawn: withdrawn versions of the dataset, removed from the share; ``version`` must not be one.
     """
     _check_name("dataset_id", dataset_id, DATASET_ID)
     _check_name("schema", schema, SQL_NAME)
     if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= MAX_VERSION:
         raise PublishError(f"invalid version {version!r} of {dataset_id}: expected 1 to {MAX_VERSION}")
+    withdrawn = tuple(sorted({int(v) for v in withdrawn}))
+    if version in withdrawn:
+        raise PublishError(f"{dataset_id} v{version} is withdrawn: it is never published to the SQL share")
     for label, value in (
         ("retention", retention),
         ("max_attempts", max_attempts),
@@ -293,6 +305,7 @@ def publish_release(
         "retention": retention,
         "lock_timeout_ms": lock_timeout_ms,
         "max_attempts": max_attempts,
+        "withdrawn": withdrawn,
     }
     if backend == "postgresql":
         from datashare.sqlshare_pg import publish_postgres
@@ -302,6 +315,27 @@ def publish_release(
         rows, dropped = _publish_sqlite(url, **args)
     log.info("Published %s v%s: %s rows; view %s repointed; dropped %s", dataset_id, version, rows, dataset_id, dropped)
     return PublishResult(dataset_id, version, names.table, dataset_id, rows, dropped, _redacted(url))
+
+
+def unpublish(
+    *, dataset_id: str, target_url: str, schema: str = "datashare", lock_timeout_ms: int = 5000
+) -> tuple[str, ...]:
+    """Take a dataset out of the share: its view, version tables and bookkeeping rows, in one transaction.
+
+    Used when every release of the dataset is withdrawn: nothing is left to serve. Returns the version
+    tables dropped; a share that never held the dataset is left as it is.
+    """
+    _check_name("dataset_id", dataset_id, DATASET_ID)
+    _check_name("schema", schema, SQL_NAME)
+    url, backend = _parse_target(target_url)
+    if backend == "postgresql":
+        from datashare.sqlshare_pg import unpublish_postgres
+
+        dropped = unpublish_postgres(url, dataset_id=dataset_id, schema=schema, lock_timeout_ms=lock_timeout_ms)
+    else:
+        dropped = _unpublish_sqlite(url, dataset_id, lock_timeout_ms)
+    log.info("Took %s out of the SQL share %s; dropped %s", dataset_id, _redacted(url), dropped)
+    return dropped
 
 
 def list_versions(*, dataset_id: str, target_url: str, schema: str = "datashare") -> list[int]:
@@ -364,6 +398,7 @@ def _publish_sqlite(
     retention: int,
     lock_timeout_ms: int,
     max_attempts: int,
+    withdrawn: tuple[int, ...],
 ) -> tuple[int, tuple[str, ...]]:
     import sqlite3
 
@@ -378,7 +413,7 @@ def _publish_sqlite(
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    result = _sqlite_body(conn, names, columns, paths, retention)
+                    result = _sqlite_body(conn, names, columns, paths, retention, withdrawn)
                     conn.execute("COMMIT")
                     return result
                 except BaseException:
@@ -402,8 +437,43 @@ def _publish_sqlite(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def _unpublish_sqlite(url: URL, dataset_id: str, lock_timeout_ms: int) -> tuple[str, ...]:
+    import sqlite3
+
+    if not url.database or not Path(url.database).exists():
+        return ()
+    conn = sqlite3.connect(url.database, timeout=lock_timeout_ms / 1000, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (BOOKKEEPING,)).fetchone() is None:
+                conn.execute("ROLLBACK")
+                return ()
+            bk = _q(BOOKKEEPING)
+            versions = [v for (v,) in conn.execute(f"SELECT version FROM {bk} WHERE dataset_id = ?", (dataset_id,))]
+            dropped = tuple(_Names(dataset_id, v, "main").table for v in sorted(versions))
+            conn.execute(f"DROP VIEW IF EXISTS {_q(dataset_id)}")
+            for table in dropped:
+                conn.execute(f"DROP TABLE IF EXISTS {_q(table)}")
+            conn.execute(f"DELETE FROM {bk} WHERE dataset_id = ?", (dataset_id,))
+            conn.execute("COMMIT")
+            return dropped
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    except sqlite3.OperationalError as exc:
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            raise PublishBusy(f"SQL share {_redacted(url)} is locked; {dataset_id} not taken out, retry later") from exc
+        raise PublishError(f"taking {dataset_id} out of {_redacted(url)} failed: {exc}") from exc
+    except sqlite3.Error as exc:
+        raise PublishError(f"taking {dataset_id} out of {_redacted(url)} failed: {exc}") from exc
+    finally:
+        conn.close()
+
+
 def _sqlite_body(
-    conn: Any, names: _Names, columns: list[_Column], paths: list[Path], retention: int
+    conn: Any, names: _Names, columns: list[_Column], paths: list[Path], retention: int, withdrawn: tuple[int, ...]
 ) -> tuple[int, tuple[str, ...]]:
     """Everything inside the one ``BEGIN IMMEDIATE`` transaction."""
     bk, view, table, load = _q(BOOKKEEPING), _q(names.dataset_id), _q(names.table), _q(names.load)
@@ -412,8 +482,8 @@ def _sqlite_body(
         "table_name TEXT NOT NULL, rows INTEGER NOT NULL, published_at TEXT NOT NULL, "
         "PRIMARY KEY (dataset_id, version))"
     )
-    current = conn.execute(f"SELECT max(version) FROM {bk} WHERE dataset_id = ?", (names.dataset_id,)).fetchone()[0]
-    _refuse_older(names, current)
+    present = [v for (v,) in conn.execute(f"SELECT version FROM {bk} WHERE dataset_id = ?", (names.dataset_id,))]
+    _refuse_older(names, max((v for v in present if v not in withdrawn), default=None))
     conn.execute(f"DROP TABLE IF EXISTS {load}")
     conn.execute(_create_table_sql(load, columns, postgres=False))
     insert = f"INSERT INTO {load} VALUES ({', '.join('?' for _ in columns)})"
@@ -431,6 +501,10 @@ def _sqlite_body(
         "rows = excluded.rows, published_at = excluded.published_at",
         (names.dataset_id, names.version, names.table, batches.rows),
     )
+    gone = [v for v in present if v in withdrawn]
+    for v in gone:
+        conn.execute(f"DROP TABLE IF EXISTS {_q(_Names(names.dataset_id, v, names.schema).table)}")
+    conn.executemany(f"DELETE FROM {bk} WHERE dataset_id = ? AND version = ?", [(names.dataset_id, v) for v in gone])
     old = [
         v
         for (v,) in conn.execute(

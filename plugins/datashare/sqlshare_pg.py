@@ -87,6 +87,7 @@ def publish_postgres(
     comment: str,
     lock_timeout_ms: int,
     max_attempts: int,
+    withdrawn: tuple[int, ...],
 ) -> tuple[int, tuple[str, ...]]:
     """Load the parts not yet in the share, swap version N in, retire old versions; returns (rows, dropped)."""
     import psycopg
@@ -107,7 +108,8 @@ def publish_postgres(
                 "published_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (dataset_id, version))",
             )
             current = conn.execute(
-                f"SELECT max(version) FROM {s}.{_q(BOOKKEEPING)} WHERE dataset_id = %s", (names.dataset_id,)
+                f"SELECT max(version) FROM {s}.{_q(BOOKKEEPING)} WHERE dataset_id = %s AND version <> ALL(%s)",
+                (names.dataset_id, list(withdrawn)),
             ).fetchone()[0]
             _refuse_older(names, current)
             conn.execute(f"DROP TABLE IF EXISTS {s}.{_q(names.load)}")  # left by an earlier layout
@@ -115,7 +117,7 @@ def publish_postgres(
             parts = _parts(names, paths)
             for part in parts:
                 rows += _ensure_part(conn, _libpq_uri(url), names, columns, part)
-            _swap_with_retries(conn, names, columns, parts, rows, comment, lock_timeout_ms, max_attempts)
+            _swap_with_retries(conn, names, columns, parts, rows, comment, lock_timeout_ms, max_attempts, withdrawn)
             return rows, _retire(conn, names, retention, lock_timeout_ms)
     except psycopg.OperationalError as exc:
         raise PublishBusy(f"SQL share unavailable while publishing {where}: {exc}") from exc
@@ -212,12 +214,13 @@ def _swap_with_retries(
     comment: str,
     lock_timeout_ms: int,
     max_attempts: int,
+    withdrawn: tuple[int, ...],
 ) -> None:
     import psycopg
 
     for attempt in range(1, max_attempts + 1):
         try:
-            _swap(conn, names, columns, parts, rows, comment, lock_timeout_ms)
+            _swap(conn, names, columns, parts, rows, comment, lock_timeout_ms, withdrawn)
             return
         except psycopg.errors.LockNotAvailable:
             if attempt == max_attempts:
@@ -260,8 +263,12 @@ def _swap(
     rows: int,
     comment: str,
     lock_timeout_ms: int,
+    withdrawn: tuple[int, ...],
 ) -> None:
-    """Create version N over its parts, repoint the view, comment, regrant and record: one transaction."""
+    """Create version N over its parts, repoint the view, comment, regrant, record and drop withdrawn versions.
+
+    All in one transaction: a consumer sees the view before or after, never a gap.
+    """
     from psycopg import sql
 
     s, view, table = _q(names.schema), f"{_q(names.schema)}.{_q(names.dataset_id)}", _q(names.table)
@@ -294,6 +301,12 @@ def _swap(
             "table_name = EXCLUDED.table_name, rows = EXCLUDED.rows, published_at = EXCLUDED.published_at",
             (names.dataset_id, names.version, names.table, rows),
         )
+        gone = conn.execute(
+            f"DELETE FROM {s}.{_q(BOOKKEEPING)} WHERE dataset_id = %s AND version = ANY(%s) RETURNING version",
+            (names.dataset_id, list(withdrawn)),
+        ).fetchall()
+        for (v,) in gone:
+            _detach_and_drop(conn, f"{s}.{_q(_Names(names.dataset_id, v, names.schema).table)}")
 
 
 _ORPHANS_SQL = """
@@ -330,3 +343,37 @@ def _retire(conn: psycopg.Connection, names: _Names, retention: int, lock_timeou
     except psycopg.errors.LockNotAvailable:
         log.warning("Old versions of %s.%s are still read; kept until the next publish", names.schema, names.dataset_id)
         return ()
+
+
+def unpublish_postgres(url: URL, *, dataset_id: str, schema: str, lock_timeout_ms: int) -> tuple[str, ...]:
+    """Drop the view, every version table and part of a dataset, and its bookkeeping rows: one transaction."""
+    import psycopg
+
+    s = _q(schema)
+    where = f"{schema}.{dataset_id} at {_redacted(url)}"
+    try:
+        with psycopg.connect(_libpq_uri(url), autocommit=True) as conn:
+            key = f"datashare:{schema}.{dataset_id}"
+            if not conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()[0]:
+                raise PublishBusy(f"another publish of {where} is running; retry later")
+            if conn.execute("SELECT to_regclass(%s)", (f"{s}.{_q(BOOKKEEPING)}",)).fetchone()[0] is None:
+                return ()
+            with conn.transaction():
+                conn.execute(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}")
+                gone = conn.execute(
+                    f"DELETE FROM {s}.{_q(BOOKKEEPING)} WHERE dataset_id = %s RETURNING version", (dataset_id,)
+                ).fetchall()
+                conn.execute(f"DROP VIEW IF EXISTS {s}.{_q(dataset_id)}")
+                dropped = tuple(_Names(dataset_id, v, schema).table for (v,) in sorted(gone))
+                for table in dropped:
+                    _detach_and_drop(conn, f"{s}.{_q(table)}")
+                pattern = f"^{dataset_id}__p[0-9a-f]{{{PART_DIGITS}}}$"
+                for (orphan,) in conn.execute(_ORPHANS_SQL, (schema, pattern)).fetchall():
+                    conn.execute(f"DROP TABLE {s}.{_q(orphan)}")
+            return dropped
+    except psycopg.errors.LockNotAvailable as exc:
+        raise PublishBusy(f"view {where} is held by readers; not taken out, retry later") from exc
+    except psycopg.OperationalError as exc:
+        raise PublishBusy(f"SQL share unavailable while taking out {where}: {exc}") from exc
+    except psycopg.Error as exc:
+        raise PublishError(f"taking {where} out of the share failed: {exc}") from exc

@@ -2,17 +2,20 @@
 
 Releases are immutable, so withdrawal is not a change to the release: it is a ``release_withdrawn``
 ledger entry carrying the reason and the manifest SHA-256 of the release it concerns. Consumers ask
-:func:`withdrawn_versions` which versions to skip.
+:func:`withdrawn_versions` which versions to skip; runs build on :func:`newest_available` (the
+cursor, carried-over files and derived inputs never come from a withdrawn release), and the SQL share
+is moved back to that release by :func:`datashare.pipeline.sync_sql_share`.
 """
 
 from __future__ import annotations
 
 import logging
 import unicodedata
+from collections.abc import Collection
 
 from datashare.exceptions import ReleaseError
 from datashare.ledger import Entry, Ledger
-from datashare.store import ReleaseStore
+from datashare.store import Release, ReleaseStore
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +30,14 @@ def withdrawn_versions(ledger: Ledger, dataset_id: str) -> dict[int, str]:
         if body.get("event") == EVENT and isinstance(body.get("version"), int):
             out[body["version"]] = str(body.get("reason", ""))
     return out
+
+
+def newest_available(store: ReleaseStore, dataset_id: str, withdrawn: Collection[int]) -> Release | None:
+    """The newest committed release that is not withdrawn: what consumers are served and runs build on."""
+    for version in reversed(store.versions(dataset_id)):
+        if version not in withdrawn:
+            return store.release(dataset_id, version)
+    return None
 
 
 def withdraw(store: ReleaseStore, dataset_id: str, version: int, reason: str) -> Entry:

@@ -267,6 +267,18 @@ def test_derived_dataset_builds_from_its_inputs_releases(project, tmp_path: Path
     again = run_dataset("province_environment_indicators")  # same inputs, same content: no new version
     assert not again["created"]
 
+    # A new air release, then withdrawn: the indicators are rebuilt from the release before it.
+    monitoring.append_day(unit)
+    assert run_dataset(DATASET)["version"] == 2
+    assert run_dataset("province_environment_indicators")["version"] == 2
+    from datashare.withdrawals import withdraw
+
+    withdraw(store, DATASET, 2, "sai đơn vị đo")
+    rebuilt = run_dataset("province_environment_indicators")
+    assert rebuilt["created"] and rebuilt["version"] == 3
+    assert store.release("province_environment_indicators", 3).manifest["datashare"]["stats"]["inputs"][DATASET] == 1
+    assert rebuilt["files"][0]["sha256"] == derived["files"][0]["sha256"]  # the same inputs as v1: the same file
+
 
 def test_quarantine_over_half_its_threshold_alerts(project, tmp_path: Path, webhook, monkeypatch) -> None:
     port, received = webhook
