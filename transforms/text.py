@@ -19,11 +19,21 @@ def nfc(value: str | None) -> str | None:
 
 
 def nfc_array(array: pa.Array) -> pa.Array:
-    """A string array in NFC; arrays already in NFC are returned as they are."""
-    values = array.to_pylist()
-    if all(v is None or unicodedata.is_normalized("NFC", v) for v in values):
+    """A string array in NFC; arrays already in NFC are returned as they are.
+
+    Pure ASCII is NFC already, and a column holds far fewer distinct texts than rows (station, place
+    and unit names), so only the distinct values of a non-ASCII column are normalised in Python.
+    """
+    import pyarrow.compute as pc
+
+    if array.null_count == len(array) or pc.all(pc.string_is_ascii(array)).as_py() is not False:
         return array
-    return pa.array([nfc(v) for v in values], type=array.type)
+    encoded = pc.dictionary_encode(array)
+    values = encoded.dictionary.to_pylist()
+    if all(unicodedata.is_normalized("NFC", v) for v in values):
+        return array
+    normalised = pa.array([unicodedata.normalize("NFC", v) for v in values], type=array.type)
+    return normalised.take(encoded.indices)
 
 
 def nfc_text(batch: pa.RecordBatch, *, columns: Sequence[str] | None = None) -> pa.RecordBatch:
