@@ -11,10 +11,11 @@ fixes both:
 * GX picks some SQL forms from its execution engine's ``dialect_module`` (None for a dialect it does
   not know, and then it has no regular expressions at all). :func:`use_flavour` gives it PostgreSQL's
   module with one change. Regular expressions take PostgreSQL's form: DuckDB's ``~`` searches like
-  PostgreSQL's (``'xAQ1y' ~ 'AQ1'`` is true). Compound-key uniqueness takes the form GX keeps for
-  MySQL (``count(*) OVER (PARTITION BY key)``) rather than a self-join of the table with its grouped
-  counts: DuckDB runs it in one pass, 1.2 s instead of 1.9 s for 5 M rows within the memory budget
-  below. The tests compare every verdict, count and sample with GX's pandas engine.
+  PostgreSQL's (``'xAQ1y' ~ 'AQ1'`` is true). Compound-key uniqueness counts only the keys that repeat
+  (:func:`_compound_count_sql`) instead of GX's window over the table (every column carried through
+  the partitioning) or its self-join with every group's count: 5 M rows take about a quarter of the
+  window's time within the memory budget below. The tests compare every verdict, count and sample
+  with GX's pandas engine.
 
 Registered under ``duckdb+datashare://``; :func:`register` is idempotent.
 """
@@ -57,6 +58,70 @@ class _FlavourModule(types.ModuleType):
 def use_flavour(execution_engine: Any) -> None:
     """Make a GX SQL execution engine on DuckDB use the SQL forms described in the module docstring."""
     execution_engine.dialect_module = _FlavourModule("datashare_gx_duckdb_flavour")
+    _install_compound_count()
+
+
+_COMPOUND_COUNT = "compound_columns.count.map"
+
+
+def _compound_count_sql(cls: Any, column_list: Any, **kwargs: Any) -> Any:
+    """Rows with, for each, how many rows share its key, as GX's uniqueness rule reads it (``_num_rows``).
+
+    GX's forms count every row's group: a window over the whole table (every column carried through
+    the partitioning) or a join of the table with all its grouped counts. Here only the keys that
+    repeat are grouped out (``HAVING count(*) > 1``, usually none) and the table is left-joined to
+    them, so a clean table costs one aggregation of its key columns and one scan. Keys compare with
+    ``IS NOT DISTINCT FROM``: rows whose keys are null together form a group, as in the window form
+    and in pandas' ``duplicated``.
+    """
+    names = kwargs["_column_names"]
+    table = kwargs["_table"]
+    rows = (
+        sa.select(*[sa.column(c) for c in kwargs["_table_columns"]]).select_from(table).alias("original_table_clause")
+    )
+    keys = [rows.c[c] for c in names]
+    repeated = (
+        sa.select(*keys, sa.func.count().label("_repeats"))
+        .group_by(*keys)
+        .having(sa.func.count() > 1)
+        .alias("repeated_keys")
+    )
+    on = sa.and_(*(rows.c[c].is_not_distinct_from(repeated.c[c]) for c in names))
+    return (
+        sa.select(rows, sa.func.coalesce(repeated.c._repeats, 1).label("_num_rows"))
+        .select_from(rows.outerjoin(repeated, on))
+        .alias("records_with_grouped_column_counts_subquery")
+    )
+
+
+def _install_compound_count() -> None:
+    """Route GX's compound-uniqueness count to :func:`_compound_count_sql` on DuckDB engines only.
+
+    GX registers one SQL provider per metric for every SQL engine; the one registered is kept for
+    any engine that is not flavoured by :func:`use_flavour`. Idempotent.
+    """
+    import functools
+
+    from great_expectations.execution_engine import SqlAlchemyExecutionEngine
+    from great_expectations.expectations.metrics.map_metric_provider.multicolumn_function_partial import (
+        multicolumn_function_partial,
+    )
+    from great_expectations.expectations.registry import _registered_metrics
+
+    providers = _registered_metrics[_COMPOUND_COUNT]["providers"]
+    provider_cls, original = providers[SqlAlchemyExecutionEngine.__name__]
+    if getattr(original, "_datashare_duckdb", False):
+        return
+    ours = multicolumn_function_partial(engine=SqlAlchemyExecutionEngine)(_compound_count_sql)
+
+    @functools.wraps(original)
+    def provider(cls: Any, execution_engine: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(execution_engine.dialect_module, _FlavourModule):
+            return ours(cls, execution_engine, *args, **kwargs)
+        return original(cls, execution_engine, *args, **kwargs)
+
+    provider._datashare_duckdb = True  # type: ignore[attr-defined]
+    providers[SqlAlchemyExecutionEngine.__name__] = (provider_cls, provider)
 
 
 class ReadOnlyDuckDBDialect(_DuckDBDialect):

@@ -215,6 +215,28 @@ def test_failing_table_fails_on_that_rule(tmp_path, change, rule, count, sample)
     assert outcome.report_path.is_file() and outcome.result_path.is_file()
 
 
+def test_compound_uniqueness_counts_the_same_on_duckdb_as_on_pandas(tmp_path, monkeypatch):
+    """DuckDB counts repeated keys with its own SQL form; every count and sample must equal pandas'."""
+    rows = good_rows(10)
+    for i in (4, 5):  # a key three times (rows 0, 4, 5): station AQ00001 at 00:00
+        rows[i].update(station_code="AQ00001", observed_at=datetime(2025, 3, 1, 0))
+    for i in (6, 8):  # a key whose station is missing, twice: nulls group together, as pandas groups NaN
+        rows[i].update(station_code=None, observed_at=datetime(2025, 3, 1, 7))
+    rows[9].update(station_code=None, observed_at=None)  # both keys null: GX ignores the row
+    found = {}
+    for engine in ("duckdb", "pandas"):
+        monkeypatch.setenv("DATASHARE_VALIDATION_ENGINE", engine)
+        outcome = run(tmp_path / engine, rows)
+        (rule,) = [r for r in outcome.rules if r.rule.startswith("expect_compound_columns_to_be_unique")]
+        found[engine] = (
+            rule.success,
+            rule.unexpected_count,
+            sorted(json.dumps(v, sort_keys=True, default=str) for v in rule.sample),
+        )
+    assert found["duckdb"] == found["pandas"]
+    assert found["duckdb"][:2] == (False, 5)
+
+
 @pytest.mark.parametrize("files", [0, 1], ids=["no-file", "empty-file"])
 def test_empty_input_still_validates_and_reports(tmp_path, files):
     paths = [write(tmp_path / "in", [])] if files else []
