@@ -3,7 +3,10 @@
 ``verify_releases`` runs :func:`datashare.audit.audit`: each data file against its manifest, each
 manifest against its commit record, the hash chain of the ledger, and each release against its
 ``release_committed`` ledger entry. Any finding fails the task at once (no retry: a tampered store
-does not heal) and lists every finding, so the failure alert says exactly what is wrong.
+does not heal) and lists every finding, so the failure alert says exactly what is wrong. A clean
+audit keeps the newest ledger entry's hash in the Airflow Variable ``datashare_ledger_anchor`` (the
+metadata database, not the store); the next audit checks that entry against it, so an edit of the
+newest entries, which no later entry's link covers, is found too.
 
 ``check_freshness`` compares the newest release of every dataset with its spec's
 ``freshness.max_age_hours`` and sends one alert per stale dataset through the ``datashare_alerts``
@@ -21,6 +24,9 @@ from typing import Any
 from airflow.sdk import DAG, task
 
 from datashare.alerts import on_failure_callback
+
+ANCHOR_VARIABLE = "datashare_ledger_anchor"
+"""Where the audit keeps the ledger head it verified, outside the release store: ``SEQ:SHA256``."""
 
 with DAG(
     dag_id="datashare_audit",
@@ -47,14 +53,19 @@ with DAG(
         """Re-hash every release and walk the ledger; fail loudly, listing every finding."""
         import logging
 
+        from airflow.sdk import Variable
         from airflow.sdk.exceptions import AirflowFailException
 
         from datashare.audit import audit
+        from datashare.ledger import Anchor, Ledger
         from datashare.settings import Settings
         from datashare.store import ReleaseStore
 
         store = ReleaseStore.open(Settings.from_env().release_uri)
-        findings = audit(store)
+        source = f"Airflow Variable {ANCHOR_VARIABLE}"
+        kept = Variable.get(ANCHOR_VARIABLE, default=None)
+        anchors = [Anchor.parse(kept, source)] if kept else []
+        findings = audit(store, anchors=anchors)
         releases = sum(len(store.versions(d)) for d in store.datasets())
         if findings:
             for finding in findings:
@@ -62,7 +73,10 @@ with DAG(
             raise AirflowFailException(
                 f"audit of {store.backend.describe()}: {len(findings)} finding(s):\n" + "\n".join(findings)
             )
-        return {"releases": releases, "findings": 0}
+        head = Ledger(store.backend).head()
+        if head is not None:
+            Variable.set(ANCHOR_VARIABLE, str(head), description="newest ledger entry the last clean audit verified")
+        return {"releases": releases, "findings": 0, "ledger_head": str(head) if head else None}
 
     @task
     def check_freshness() -> list[str]:

@@ -16,9 +16,10 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
-from datashare.ledger import PREFIX, Ledger
+from datashare.ledger import PREFIX, Anchor, Ledger
 from datashare.store import ReleaseStore
 
 log = logging.getLogger(__name__)
@@ -37,10 +38,18 @@ def _ledger_bodies(store: ReleaseStore) -> list[dict[str, Any]]:
     return out
 
 
-def audit(store: ReleaseStore, *, dataset_id: str | None = None, version: int | None = None) -> list[str]:
+def audit(
+    store: ReleaseStore,
+    *,
+    dataset_id: str | None = None,
+    version: int | None = None,
+    anchors: Sequence[Anchor] = (),
+) -> list[str]:
     """All findings over the store (or one dataset, or one release of it); empty when everything is intact.
 
     The ledger chain is always walked whole: an entry cannot be judged without the ones before it.
+    ``anchors`` are ledger hashes kept outside the store (an earlier audit's head): they catch an edit
+    of the newest entries, which no later entry's link can.
     """
     datasets = [dataset_id] if dataset_id else store.datasets()
     releases = {(d, v) for d in datasets for v in ([version] if version else store.versions(d))}
@@ -49,7 +58,7 @@ def audit(store: ReleaseStore, *, dataset_id: str | None = None, version: int | 
         findings += [str(f) for f in store.verify(d, v)]
         if store.backend.exists(f"{d}/_log/{v}.json") and not store.backend.exists(f"{d}/v{v}/validation/report.html"):
             findings.append(f"{d} v{v}: validation/report.html is missing (auditors cannot see what was checked)")
-    findings += Ledger(store.backend).verify()
+    findings += Ledger(store.backend).verify(anchors)
     findings += _releases_against_ledger(store, releases, all_releases=dataset_id is None)
     log.info("Audited %d release(s) and the ledger: %d finding(s)", len(releases), len(findings))
     return findings

@@ -5,7 +5,7 @@ datashare run ID                         run one dataset in this process (no Air
 datashare list                           datasets with their latest release
 datashare releases ID                    releases of a dataset
 datashare show ID [--version N]          one release: files, checksums, validation, SQL view
-datashare verify [ID] [--version N]      re-hash release files, walk the ledger chain, match releases to it
+datashare verify [ID] [--version N] [--anchor SEQ:SHA256]   re-hash files, walk the ledger chain, match releases to it
 datashare rules ID                       every rule of the dataset's suite in plain words (vi, en)
 datashare history ID [--page-size N]     write the dataset's validation history pages; print the index path
 datashare withdraw ID --version N --reason TEXT   hide a release from consumers (files kept, ledger entry)
@@ -121,17 +121,26 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     from datashare.audit import audit
+    from datashare.ledger import Anchor, Ledger
 
+    try:
+        anchors = [Anchor.parse(text, "--anchor") for text in args.anchor]
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     store = _store(settings)
     datasets = [args.dataset] if args.dataset else store.datasets()
     checked = sum(1 if args.version else len(store.versions(d)) for d in datasets)
-    findings = audit(store, dataset_id=args.dataset, version=args.version)
+    findings = audit(store, dataset_id=args.dataset, version=args.version, anchors=anchors)
     for f in findings:
         print(f"FAIL {f}")
     print(
         f"verified {checked} release(s) of {len(datasets)} dataset(s) and the ledger: "
         + ("all intact" if not findings else f"{len(findings)} finding(s)")
     )
+    head = Ledger(store.backend).head()
+    if head is not None and not findings:
+        print(f"ledger head {head} (keep it; --anchor {head} later proves these entries unchanged)")
     return 1 if findings else 0
 
 
@@ -382,6 +391,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="re-hash releases against manifests and walk the ledger")
     p.add_argument("dataset", nargs="?")
     p.add_argument("--version", type=int)
+    p.add_argument(
+        "--anchor",
+        action="append",
+        default=[],
+        metavar="SEQ:SHA256",
+        help="a ledger head printed by an earlier verify (repeatable): catches an edit of the newest entries",
+    )
     p.set_defaults(func=cmd_verify)
     p = sub.add_parser("rules", help="every rule of a dataset's suite in plain words (Vietnamese and English)")
     p.add_argument("dataset")

@@ -8,6 +8,7 @@ edited, removed or reordered entry breaks the chain where it happened.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +24,27 @@ MAX_ATTEMPTS = 50
 
 def _key(seq: int) -> str:
     return f"{PREFIX}/{seq:012d}.json"
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A ledger entry's hash kept outside the store, against which the entry is checked."""
+
+    seq: int
+    sha256: str
+    source: str
+    """Where the hash was kept, for the finding (an Airflow Variable, an auditor's note...)."""
+
+    @classmethod
+    def parse(cls, text: str, source: str) -> Anchor:
+        """``SEQ:SHA256`` (as ``datashare verify`` prints the head); ``ValueError`` naming what is wrong."""
+        seq, _, digest = text.strip().partition(":")
+        if not seq.isdigit() or int(seq) < 1 or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise ValueError(f"ledger anchor {text!r} from {source}: expected SEQ:SHA256 (64 lowercase hex digits)")
+        return cls(seq=int(seq), sha256=digest, source=source)
+
+    def __str__(self) -> str:
+        return f"{self.seq}:{self.sha256}"
 
 
 @dataclass(frozen=True)
@@ -78,14 +100,30 @@ class Ledger:
                 out.append(Entry(seq=seq, body=body, sha256=sha256_bytes(data)))
         return out
 
-    def verify(self) -> list[str]:
+    def head(self) -> Anchor | None:
+        """The newest entry's sequence number and hash: what to keep outside the store as an anchor."""
+        seqs = self._seqs()
+        if not seqs:
+            return None
+        return Anchor(seq=seqs[-1], sha256=sha256_bytes(self.backend.get_bytes(_key(seqs[-1]))), source="this store")
+
+    def verify(self, anchors: Sequence[Anchor] = ()) -> list[str]:
         """Walk the chain; each problem is named by its sequence number.
 
         An edited entry shows as a break in the link that the *next* entry holds, so a break is
         reported naming both entries. The newest entry has no successor: editing it is only caught
-        against a copy of its hash kept elsewhere.
+        against a copy of its hash kept elsewhere, an :class:`Anchor` (the audit DAG keeps the head it
+        verified in an Airflow Variable; ``datashare verify`` prints it and takes ``--anchor``).
         """
         problems = []
+        for anchor in anchors:
+            if not self.backend.exists(_key(anchor.seq)):
+                problems.append(f"ledger: entry {anchor.seq}, anchored in {anchor.source}, is missing")
+            elif sha256_bytes(self.backend.get_bytes(_key(anchor.seq))) != anchor.sha256:
+                problems.append(
+                    f"ledger: entry {anchor.seq} differs from its hash anchored in {anchor.source} "
+                    f"({anchor.sha256[:12]}…): edited after it was anchored"
+                )
         prev = GENESIS
         expected = 1
         for seq in self._seqs():

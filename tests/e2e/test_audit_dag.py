@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from collections.abc import Iterator
@@ -45,7 +46,55 @@ def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict]]:
     server.server_close()
 
 
-def test_audit_dag_fails_on_a_tampered_release_and_alerts(airflow_db: Path, project, tmp_path: Path, webhook) -> None:
+ANCHOR = "datashare_ledger_anchor"
+
+
+@pytest.fixture
+def no_anchor(airflow_db: Path) -> Iterator[None]:
+    """No ledger anchor left by another test's store (the Airflow metadata database is shared by the session)."""
+    from airflow.models import Variable
+
+    Variable.delete(ANCHOR)
+    yield
+    Variable.delete(ANCHOR)
+
+
+def test_audit_dag_keeps_the_ledger_head_and_catches_an_edit_of_it(
+    airflow_db: Path, no_anchor: None, project, tmp_path: Path, webhook
+) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.models import Variable
+
+    unit = f"sqlite:///{tmp_path / 'unit.sqlite'}"
+    monitoring.generate(unit, stations=2, days=1)
+    project("monre_monitoring", unit)
+    assert run_dataset(DATASET)["version"] == 1
+    store = ReleaseStore.open(Settings.from_env().release_uri)
+    dag = DagBag(dag_folder=str(REPO / "dags" / "datashare_audit.py")).get_dag("datashare_audit")
+
+    first = dag.test()
+    states = {ti.task_id: ti.state for ti in first.get_task_instances()}
+    assert states["verify_releases"] == "success"
+    head = Variable.get(ANCHOR)
+    newest = int(head.split(":")[0])
+    key = f"_ledger/{newest:012d}.json"
+    assert head.split(":")[1] == hashlib.sha256(store.backend.get_bytes(key)).hexdigest()
+
+    body = json.loads(store.backend.get_bytes(key))
+    body["summary"] = {"success": True, "forged": True}
+    Path(store.backend.describe(key)).write_text(json.dumps(body, sort_keys=True), encoding="utf-8")
+    second = dag.test()
+
+    states = {ti.task_id: ti.state for ti in second.get_task_instances()}
+    assert second.state == "failed" and states["verify_releases"] == "failed"
+    [failed] = [p for p in webhook if p["kind"] == "run_failed"]
+    assert f"ledger: entry {newest} differs from its hash anchored in Airflow Variable {ANCHOR}" in failed["text"]
+    assert Variable.get(ANCHOR) == head  # a failed audit does not move the anchor
+
+
+def test_audit_dag_fails_on_a_tampered_release_and_alerts(
+    airflow_db: Path, no_anchor: None, project, tmp_path: Path, webhook
+) -> None:
     from airflow.dag_processing.dagbag import DagBag
 
     unit = f"sqlite:///{tmp_path / 'unit.sqlite'}"

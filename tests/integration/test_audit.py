@@ -243,6 +243,28 @@ def test_verify_command_reports_findings_and_exit_code(store: ReleaseStore, caps
     assert "finding(s)" in out
 
 
+def test_verify_prints_the_ledger_head_and_checks_it_later(store: ReleaseStore, capsys: pytest.CaptureFixture) -> None:
+    assert main(["verify"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("ledger head "))
+    head = line.split()[2]
+    seq = int(head.split(":")[0])
+    assert main(["verify", "--anchor", head]) == 0
+    capsys.readouterr()
+
+    newest = entry_path(store, seq)
+    body = json.loads(newest.read_text(encoding="utf-8"))
+    body["summary"] = {"success": True}  # rewrite what the newest entry says
+    newest.write_text(json.dumps(body, sort_keys=True), encoding="utf-8")
+    assert main(["verify"]) == 0  # without the anchor nothing after it holds its hash
+    capsys.readouterr()
+    assert main(["verify", "--anchor", head]) == 1
+    out = capsys.readouterr().out
+    assert f"FAIL ledger: entry {seq} differs from its hash anchored in --anchor" in out
+
+    assert main(["verify", "--anchor", "12:abc"]) == 2
+    assert "ledger anchor '12:abc' from --anchor: expected SEQ:SHA256" in capsys.readouterr().err
+
+
 def test_rules_command_lists_every_rule_in_both_languages(store: ReleaseStore, capsys: pytest.CaptureFixture) -> None:
     assert main(["rules", DATASET]) == 0
     out = capsys.readouterr().out

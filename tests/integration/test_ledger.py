@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from datashare.backends import Backend
-from datashare.ledger import GENESIS, Ledger
+from datashare.ledger import GENESIS, Anchor, Ledger
 from datashare.store import dumps, sha256_bytes
 
 # fork starts a worker in milliseconds; each worker makes its own backend (and S3 client).
@@ -125,7 +125,9 @@ def test_swapped_and_renumbered_entries_are_detected(five) -> None:
 
 
 @pytest.mark.xfail(
-    strict=True, reason="the chain has no anchor: the newest entry has no successor holding its hash (reported)"
+    strict=True,
+    reason="without an anchor nothing holds the newest entry's hash "
+    "(test_an_anchor_catches_an_edited_or_deleted_newest_entry shows the anchored case)",
 )
 def test_edited_newest_entry_is_detected(five) -> None:
     ledger, site = five
@@ -134,6 +136,37 @@ def test_edited_newest_entry_is_detected(five) -> None:
     site.write(entry_key(5), dumps(body))
 
     assert ledger.verify() != []
+
+
+def test_an_anchor_catches_an_edited_or_deleted_newest_entry(five) -> None:
+    ledger, site = five
+    head = ledger.head()
+    assert head is not None and head.seq == 5 and head.sha256 == sha256_bytes(site.read(entry_key(5)))
+    kept = Anchor.parse(str(head), "the auditor's notes")
+    assert ledger.verify([kept]) == []
+
+    body = json.loads(site.read(entry_key(5)))
+    body["run"] = "forged"
+    site.write(entry_key(5), dumps(body))
+    assert ledger.verify() == []  # the chain alone cannot tell: no entry after 5 holds its hash
+    assert ledger.verify([kept]) == [
+        f"ledger: entry 5 differs from its hash anchored in the auditor's notes ({head.sha256[:12]}…): "
+        "edited after it was anchored"
+    ]
+
+    site.delete(entry_key(5))
+    assert ledger.verify() == []  # a shorter chain is still a chain
+    assert ledger.verify([kept]) == ["ledger: entry 5, anchored in the auditor's notes, is missing"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["5", "0:" + "a" * 64, "5:" + "A" * 64, "5:" + "a" * 63, "x:" + "a" * 64],
+    ids=["no-digest", "seq-zero", "upper-case", "short", "seq-not-a-number"],
+)
+def test_a_malformed_anchor_is_refused_naming_where_it_came_from(text: str) -> None:
+    with pytest.raises(ValueError, match=r"ledger anchor .* from --anchor: expected SEQ:SHA256"):
+        Anchor.parse(text, "--anchor")
 
 
 def _append_many(make: Callable[[], Backend], writer: int, count: int, barrier: Any) -> None:
