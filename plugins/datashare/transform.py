@@ -132,11 +132,8 @@ def _handling(spec: DatasetSpec, name: str) -> str:
 
 
 def _batches(paths: Sequence[Path], size: int) -> Iterator[pa.RecordBatch]:
-    """The staged files' batches in order, decoded by a reader thread while this one transforms."""
-    from datashare.prefetch import read_ahead
-
     for path in paths:
-        yield from read_ahead(iter_batches(path, size))
+        yield from iter_batches(path, size)
 
 
 def transform(spec: DatasetSpec, source: Path | Sequence[Path], target: Path) -> TransformResult:
