@@ -174,11 +174,18 @@ def cmd_withdraw(args: argparse.Namespace, settings: Settings) -> int:
     from datashare.context import RunContext
     from datashare.exceptions import PublishError, SpecError
     from datashare.pipeline import sync_sql_share
-    from datashare.withdrawals import withdraw
+    from datashare.withdrawals import built_on, withdraw
 
-    entry = withdraw(_store(settings), args.dataset, args.version, args.reason)
+    store = _store(settings)
+    entry = withdraw(store, args.dataset, args.version, args.reason)
     print(f"Withdrew {args.dataset} v{args.version} (ledger entry {entry.seq}): {entry.body['reason']}")
     print("Its files and validation report stay in the store for auditors.")
+    specs, _errors = load_specs(settings.datasets_dir)
+    for derived in built_on(store, specs.values(), args.dataset, args.version):
+        print(
+            f"Note: {derived.dataset_id} v{derived.version} was built from {args.dataset} v{args.version} and is "
+            f"still served: run {derived.dataset_id} again (it builds on the releases not withdrawn) or withdraw it."
+        )
     try:
         ctx = RunContext.create(args.dataset, f"withdraw__{entry.seq}", settings=settings)
     except SpecError as exc:

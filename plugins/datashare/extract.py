@@ -50,10 +50,15 @@ def _base(spec: DatasetSpec, dialect: sa.Dialect) -> str:
     return f"({query.strip().rstrip(';')})"
 
 
-def build_query(spec: DatasetSpec, dialect: sa.Dialect, *, incremental_from: bool, key_range: bool = False) -> str:
-    """The SELECT that reads the source: the spec's table or query wrapped, filtered and ordered."""
+def build_query(
+    spec: DatasetSpec, dialect: sa.Dialect, *, incremental_from: bool, key_range: bool = False, probe: bool = False
+) -> str:
+    """The SELECT that reads the source: the spec's table or query wrapped, filtered and ordered.
+
+    ``probe`` gives ``SELECT 1 ... LIMIT 1`` with the same filter instead: whether any row would come.
+    """
     prep = dialect.identifier_preparer
-    sql = f"SELECT * FROM {_base(spec, dialect)} src"
+    sql = f"SELECT {'1' if probe else '*'} FROM {_base(spec, dialect)} src"
     where = []
     if incremental_from:
         where.append(f"src.{prep.quote(spec.mode.cursor)} > :cursor")  # type: ignore[arg-type]
@@ -62,6 +67,8 @@ def build_query(spec: DatasetSpec, dialect: sa.Dialect, *, incremental_from: boo
         where.append(f"src.{col} >= :range_lo AND src.{col} < :range_hi")
     if where:
         sql += " WHERE " + " AND ".join(where)
+    if probe:
+        return sql + " LIMIT 1"
     order = list(spec.key) + [c.name for c in spec.columns if c.name not in spec.key and c.source_type is None]
     return sql + " ORDER BY " + ", ".join(f"src.{prep.quote(c)}" for c in order)
 
@@ -159,6 +166,11 @@ def extract(
     spec = spec.source_view()  # computed columns are added by transforms, not read
     target.parent.mkdir(parents=True, exist_ok=True)
     reader = fast_reader(info)
+    if reader is not None and cursor is not None and _nothing_past(spec, info, cursor, key_range):
+        # Nothing to stream: the plain path stages the empty file and checks the columns without
+        # loading the Arrow readers (ADBC alone imports pandas: seconds of a run that does nothing).
+        log.info("%s: no row past cursor %s", spec.id, cursor)
+        return _extract_plain(spec, info, target, cursor=cursor, key_range=key_range)
     if reader is not None:
         try:
             return _extract_fast(reader, spec, info, target, cursor=cursor, key_range=key_range)
@@ -167,12 +179,35 @@ def extract(
     return _extract_plain(spec, info, target, cursor=cursor, key_range=key_range)
 
 
+def _nothing_past(spec: DatasetSpec, info: ConnectionInfo, cursor: str, key_range: tuple[int, int] | None) -> bool:
+    """Whether no source row lies past ``cursor``: one ``LIMIT 1`` probe (the cursor column is indexed)."""
+    if spec.mode.kind != "incremental":
+        return False
+    engine = _engine(info)
+    try:
+        sql, params, types = _statement(spec, engine.dialect, cursor, key_range, probe=True)
+        stmt = sa.text(sql).bindparams(*(sa.bindparam(name, type_=t) for name, t in types.items()))
+        with engine.connect() as conn:
+            return conn.execute(stmt, params).first() is None
+    except sa.exc.OperationalError as exc:
+        raise _classify(exc, spec, info) from None
+    except sa.exc.DBAPIError as exc:
+        raise SourceError(f"source connection {info.conn_id!r} ({info.describe()}): {_first_line(exc)}") from None
+    finally:
+        engine.dispose()
+
+
 def _statement(
-    spec: DatasetSpec, dialect: sa.Dialect, cursor: str | None, key_range: tuple[int, int] | None
+    spec: DatasetSpec,
+    dialect: sa.Dialect,
+    cursor: str | None,
+    key_range: tuple[int, int] | None,
+    *,
+    probe: bool = False,
 ) -> tuple[str, dict[str, Any], dict[str, sa.types.TypeEngine]]:
-    """The query text, its parameters and their SQL types."""
+    """The query text (or its one-row probe), its parameters and their SQL types."""
     incremental = spec.mode.kind == "incremental" and cursor is not None
-    sql = build_query(spec, dialect, incremental_from=incremental, key_range=key_range is not None)
+    sql = build_query(spec, dialect, incremental_from=incremental, key_range=key_range is not None, probe=probe)
     params: dict[str, Any] = {}
     types: dict[str, sa.types.TypeEngine] = {}
     if key_range is not None:

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import logging
 import unicodedata
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
+from typing import TYPE_CHECKING
 
 from datashare.exceptions import ReleaseError
 from datashare.ledger import Entry, Ledger
 from datashare.store import Release, ReleaseStore
+
+if TYPE_CHECKING:
+    from datashare.spec import DatasetSpec
 
 log = logging.getLogger(__name__)
 
@@ -63,3 +67,23 @@ def withdraw(store: ReleaseStore, dataset_id: str, version: int, reason: str) ->
     )
     log.info("Withdrew %s v%s (ledger entry %s): %s", dataset_id, version, entry.seq, reason)
     return entry
+
+
+def built_on(store: ReleaseStore, specs: Iterable[DatasetSpec], dataset_id: str, version: int) -> list[Release]:
+    """Releases of derived datasets, still served, that were built from ``dataset_id`` release ``version``.
+
+    Withdrawing an input does not rebuild what was derived from it: these need a new run (or their own
+    withdrawal), and the withdraw command names them.
+    """
+    ledger = Ledger(store.backend)
+    found = []
+    for spec in specs:
+        if spec.source.kind != "derived" or dataset_id not in spec.source.inputs:
+            continue
+        served = newest_available(store, spec.id, withdrawn_versions(ledger, spec.id))
+        if (
+            served is not None
+            and (served.manifest["datashare"].get("stats") or {}).get("inputs", {}).get(dataset_id) == version
+        ):
+            found.append(served)
+    return found

@@ -105,6 +105,34 @@ def test_postgresql_fast_and_plain_releases_are_identical(
     assert [n for _, n in parents] == [2, 1]
 
 
+@pytest.mark.postgres
+def test_nothing_past_the_cursor_is_found_by_a_probe_without_the_fast_reader(
+    project, postgres_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import datashare.extract as extraction
+
+    monitoring.generate(postgres_db, stations=2, days=1)
+    project(CONN, postgres_db)
+    spec = load_spec(Settings.from_env().datasets_dir / f"{DATASET}.yaml")
+    info = get_connection(CONN)
+    full = extract(spec, info, tmp_path / "full.parquet")
+    streamed: list[str | None] = []
+    fast = extraction._extract_fast
+
+    def counting(*args, **kwargs):
+        streamed.append(kwargs.get("cursor"))
+        return fast(*args, **kwargs)
+
+    monkeypatch.setattr(extraction, "_extract_fast", counting)
+    empty = extract(spec, info, tmp_path / "empty.parquet", cursor=full.cursor_max)
+    assert (empty.rows, streamed) == (0, [])  # the probe found nothing: no Arrow reader was opened
+    assert pq.read_schema(tmp_path / "empty.parquet").names == [c.name for c in spec.source_view().columns]
+
+    monitoring.append_day(postgres_db)
+    new = extract(spec, info, tmp_path / "new.parquet", cursor=full.cursor_max)
+    assert new.rows > 0 and streamed == [full.cursor_max]  # rows past the cursor: the fast reader streams them
+
+
 @pytest.mark.mariadb
 def test_mariadb_fast_and_plain_releases_are_identical(
     project, mariadb_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -219,7 +219,7 @@ def test_rows_breaking_row_level_rules_are_quarantined_within_threshold(project,
     assert "Quarantined rows" in report and "expect_column_values_to_be_between:pm25" in report
 
 
-def test_derived_dataset_builds_from_its_inputs_releases(project, tmp_path: Path) -> None:
+def test_derived_dataset_builds_from_its_inputs_releases(project, tmp_path: Path, capsys) -> None:
     import datetime as dt
 
     import pyarrow.compute as pc
@@ -271,9 +271,13 @@ def test_derived_dataset_builds_from_its_inputs_releases(project, tmp_path: Path
     monitoring.append_day(unit)
     assert run_dataset(DATASET)["version"] == 2
     assert run_dataset("province_environment_indicators")["version"] == 2
-    from datashare.withdrawals import withdraw
+    from datashare.cli import main
 
-    withdraw(store, DATASET, 2, "sai đơn vị đo")
+    assert main(["withdraw", DATASET, "--version", "2", "--reason", "sai đơn vị đo"]) == 0
+    assert (
+        f"Note: province_environment_indicators v2 was built from {DATASET} v2 and is still served"
+        in capsys.readouterr().out
+    )
     rebuilt = run_dataset("province_environment_indicators")
     assert rebuilt["created"] and rebuilt["version"] == 3
     assert store.release("province_environment_indicators", 3).manifest["datashare"]["stats"]["inputs"][DATASET] == 1
