@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -37,6 +36,7 @@ from datashare.ledger import Entry, Ledger
 from datashare.settings import Settings
 from datashare.spec import IDENTIFIER, DatasetSpec, Sharing, load_specs
 from datashare.store import Release, ReleaseStore
+from datashare.withdrawals import withdrawn_versions
 
 log = logging.getLogger(__name__)
 
@@ -107,28 +107,17 @@ class ServedFile:
     sha256: str | None
 
 
-def _withdrawals() -> Callable[[Any, str], dict[int, str]]:
-    """``datashare.withdrawals.withdrawn_versions``, or a stand-in that withdraws nothing if the module is absent."""
-    try:
-        from datashare.withdrawals import withdrawn_versions
-    except ModuleNotFoundError as exc:
-        if exc.name != "datashare.withdrawals":
-            raise
-        log.warning("datashare.withdrawals is not installed: no release is treated as withdrawn")
-        return lambda _ledger, _dataset_id: {}
-    return withdrawn_versions
-
-
-class _LedgerSnapshot:
-    """The ledger read once per request; answers ``entries(dataset_id)`` like :class:`Ledger`."""
+class _LedgerSnapshot(Ledger):
+    """The ledger read once per request: ``entries`` answers from that one read."""
 
     def __init__(self, ledger: Ledger) -> None:
-        self._ledger = ledger
+        super().__init__(ledger.backend)
         self._all: list[Entry] | None = None
 
     def entries(self, dataset_id: str | None = None) -> list[Entry]:
+        """Entries in order, optionally of one dataset, from the request's one read of the ledger."""
         if self._all is None:
-            self._all = self._ledger.entries()
+            self._all = super().entries()
         return [e for e in self._all if dataset_id is None or e.body.get("dataset_id") == dataset_id]
 
 
@@ -140,7 +129,6 @@ class Catalog:
         self._specs: tuple[tuple[Any, ...], dict[str, DatasetSpec]] | None = None
         self._registry: tuple[Any, Registry] | None = None
         self._releases: dict[tuple[str, int], Release] = {}
-        self._withdrawn = _withdrawals()
 
     @cached_property
     def store(self) -> ReleaseStore:
@@ -246,7 +234,7 @@ class Reader:
 
     def withdrawn(self, dataset_id: str) -> dict[int, str]:
         """Withdrawn versions of a dataset with their reasons."""
-        return self.catalog._withdrawn(self._ledger, dataset_id)
+        return withdrawn_versions(self._ledger, dataset_id)
 
     def versions(self, dataset_id: str) -> list[int]:
         """Committed, not withdrawn versions, ascending."""
