@@ -293,12 +293,10 @@ def _apply_sql_grants(ctx: RunContext, url: str, schema: str) -> None:
 
 def stage_publish_sql(ctx: RunContext, committed: dict[str, Any]) -> dict[str, Any]:
     """Serve the newest release that is not withdrawn in the SQL share (normally the one just committed)."""
-    if committed["version"] in ctx.withdrawn:
-        log.warning("%s v%s is withdrawn: not published to the SQL share", ctx.spec.id, committed["version"])
-    return sync_sql_share(ctx)
+    return sync_sql_share(ctx, committed=committed["version"])
 
 
-def sync_sql_share(ctx: RunContext) -> dict[str, Any]:
+def sync_sql_share(ctx: RunContext, *, committed: int | None = None) -> dict[str, Any]:
     """Make the SQL share serve the newest release that is not withdrawn, and nothing withdrawn.
 
     The view moves to that release in the transaction that drops withdrawn version tables (the
@@ -313,6 +311,8 @@ def sync_sql_share(ctx: RunContext) -> dict[str, Any]:
     url = ctx.settings.share_url()
     schema = ctx.settings.share_schema
     withdrawn = withdrawn_versions(ctx.ledger, ctx.spec.id)  # read again: a withdrawal may be minutes old
+    if committed in withdrawn:
+        log.warning("%s v%s is withdrawn: not published to the SQL share", ctx.spec.id, committed)
     in_share = list_versions(dataset_id=ctx.spec.id, target_url=url, schema=schema)
     stale = [v for v in in_share if v in withdrawn]
     base = newest_available(ctx.store, ctx.spec.id, withdrawn)

@@ -421,7 +421,7 @@ def _publish_sqlite(
                         conn.execute("ROLLBACK")
                     raise
             except sqlite3.OperationalError as exc:
-                if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                if not _sqlite_busy(exc):
                     raise PublishError(f"publishing {names.table} to {where} failed: {exc}") from exc
                 if attempt == max_attempts:
                     raise PublishBusy(
@@ -435,6 +435,13 @@ def _publish_sqlite(
     finally:
         conn.close()
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _sqlite_busy(exc: Exception) -> bool:
+    """Whether SQLite refused because another connection holds the database (worth a retry)."""
+    import sqlite3
+
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def _unpublish_sqlite(url: URL, dataset_id: str, lock_timeout_ms: int) -> tuple[str, ...]:
@@ -463,7 +470,7 @@ def _unpublish_sqlite(url: URL, dataset_id: str, lock_timeout_ms: int) -> tuple[
                 conn.execute("ROLLBACK")
             raise
     except sqlite3.OperationalError as exc:
-        if getattr(exc, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        if _sqlite_busy(exc):
             raise PublishBusy(f"SQL share {_redacted(url)} is locked; {dataset_id} not taken out, retry later") from exc
         raise PublishError(f"taking {dataset_id} out of {_redacted(url)} failed: {exc}") from exc
     except sqlite3.Error as exc:

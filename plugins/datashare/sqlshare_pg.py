@@ -96,10 +96,7 @@ def publish_postgres(
     where = f"{names.schema}.{names.dataset_id} at {_redacted(url)}"
     try:
         with psycopg.connect(_libpq_uri(url), autocommit=True) as conn:
-            # One publisher per dataset at a time; the session lock goes with the connection.
-            key = f"datashare:{names.schema}.{names.dataset_id}"
-            if not conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()[0]:
-                raise PublishBusy(f"another publish of {where} is running; retry later")
+            _lock_dataset(conn, names.schema, names.dataset_id, where)
             _create_if_absent(conn, f"CREATE SCHEMA IF NOT EXISTS {s}")
             _create_if_absent(
                 conn,
@@ -123,6 +120,13 @@ def publish_postgres(
         raise PublishBusy(f"SQL share unavailable while publishing {where}: {exc}") from exc
     except psycopg.Error as exc:
         raise PublishError(f"publishing {names.table} to {where} failed: {exc}") from exc
+
+
+def _lock_dataset(conn: psycopg.Connection, schema: str, dataset_id: str, where: str) -> None:
+    """One publisher per dataset at a time; the session lock goes with the connection."""
+    key = f"datashare:{schema}.{dataset_id}"
+    if not conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()[0]:
+        raise PublishBusy(f"another publish of {where} is running; retry later")
 
 
 def _create_if_absent(conn: psycopg.Connection, statement: str) -> None:
@@ -317,6 +321,13 @@ ORDER BY 1
 """
 
 
+def _drop_orphan_parts(conn: psycopg.Connection, schema: str, dataset_id: str) -> None:
+    """Drop the dataset's part tables that no version table inherits any more."""
+    pattern = f"^{dataset_id}__p[0-9a-f]{{{PART_DIGITS}}}$"  # DATASET_ID has no regex metacharacters
+    for (orphan,) in conn.execute(_ORPHANS_SQL, (schema, pattern)).fetchall():
+        conn.execute(f"DROP TABLE {_q(schema)}.{_q(orphan)}")
+
+
 def _retire(conn: psycopg.Connection, names: _Names, retention: int, lock_timeout_ms: int) -> tuple[str, ...]:
     """Drop version tables past ``retention``, then the parts no version uses; a reader only postpones it."""
     import psycopg
@@ -336,9 +347,7 @@ def _retire(conn: psycopg.Connection, names: _Names, retention: int, lock_timeou
                 f"DELETE FROM {s}.{_q(BOOKKEEPING)} WHERE dataset_id = %s AND version = ANY(%s)",
                 (names.dataset_id, [v for (v,) in old]),
             )
-            pattern = f"^{names.dataset_id}__p[0-9a-f]{{{PART_DIGITS}}}$"  # DATASET_ID has no regex metacharacters
-            for (orphan,) in conn.execute(_ORPHANS_SQL, (names.schema, pattern)).fetchall():
-                conn.execute(f"DROP TABLE {s}.{_q(orphan)}")
+            _drop_orphan_parts(conn, names.schema, names.dataset_id)
             return dropped
     except psycopg.errors.LockNotAvailable:
         log.warning("Old versions of %s.%s are still read; kept until the next publish", names.schema, names.dataset_id)
@@ -353,9 +362,7 @@ def unpublish_postgres(url: URL, *, dataset_id: str, schema: str, lock_timeout_m
     where = f"{schema}.{dataset_id} at {_redacted(url)}"
     try:
         with psycopg.connect(_libpq_uri(url), autocommit=True) as conn:
-            key = f"datashare:{schema}.{dataset_id}"
-            if not conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()[0]:
-                raise PublishBusy(f"another publish of {where} is running; retry later")
+            _lock_dataset(conn, schema, dataset_id, where)
             if conn.execute("SELECT to_regclass(%s)", (f"{s}.{_q(BOOKKEEPING)}",)).fetchone()[0] is None:
                 return ()
             with conn.transaction():
@@ -367,9 +374,7 @@ def unpublish_postgres(url: URL, *, dataset_id: str, schema: str, lock_timeout_m
                 dropped = tuple(_Names(dataset_id, v, schema).table for (v,) in sorted(gone))
                 for table in dropped:
                     _detach_and_drop(conn, f"{s}.{_q(table)}")
-                pattern = f"^{dataset_id}__p[0-9a-f]{{{PART_DIGITS}}}$"
-                for (orphan,) in conn.execute(_ORPHANS_SQL, (schema, pattern)).fetchall():
-                    conn.execute(f"DROP TABLE {s}.{_q(orphan)}")
+                _drop_orphan_parts(conn, schema, dataset_id)
             return dropped
     except psycopg.errors.LockNotAvailable as exc:
         raise PublishBusy(f"view {where} is held by readers; not taken out, retry later") from exc
