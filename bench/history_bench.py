@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from datashare.history import build_history
-from datashare.ledger import GENESIS, PREFIX
+from datashare.store.ledger import GENESIS, PREFIX
 from datashare.store import ReleaseStore, dumps, sha256_bytes
 
 DATASET = "air_quality_hourly"

@@ -135,7 +135,7 @@ _STAGE_IMPORTS = {
     ],
     "transform": ["datashare.transform", "transforms.text", "transforms.values"],
     "validate": ["duckdb", "duckdb_engine", "pandas", "datashare.validation", "datashare.duckdb_gx"],
-    "commit": ["datashare.manifest", "pyarrow.parquet", "pyarrow.dataset"],
+    "commit": ["datashare.store.manifest", "pyarrow.parquet", "pyarrow.dataset"],
     "publish_sql": [
         "adbc_driver_postgresql.dbapi", "psycopg", "datashare.sqlshare", "datashare.sqlshare_pg", "datashare.sqlroles",
     ],

@@ -1,6 +1,6 @@
 """Weekly audit of the release store: every release re-hashed, the ledger walked, stale datasets alerted.
 
-``verify_releases`` runs :func:`datashare.audit.audit`: each data file against its manifest, each
+``verify_releases`` runs :func:`datashare.store.audit.audit`: each data file against its manifest, each
 manifest against its commit record, the hash chain of the ledger, and each release against its
 ``release_committed`` ledger entry. Any finding fails the task at once (no retry: a tampered store
 does not heal) and lists every finding, so the failure alert says exactly what is wrong. A clean
@@ -56,12 +56,12 @@ with DAG(
         from airflow.sdk import Variable
         from airflow.sdk.exceptions import AirflowFailException
 
-        from datashare.audit import audit
-        from datashare.ledger import Anchor, Ledger
         from datashare.settings import Settings
-        from datashare.store import ReleaseStore
+        from datashare.store import Anchor, ReleaseStore, audit, repair
 
         store = ReleaseStore.open(Settings.from_env().release_uri)
+        for line in repair(store):  # what killed writers left half-done: completed, and said
+            logging.getLogger("datashare.store.audit").warning("REPAIRED %s", line)
         source = f"Airflow Variable {ANCHOR_VARIABLE}"
         kept = Variable.get(ANCHOR_VARIABLE, default=None)
         anchors = [Anchor.parse(kept, source)] if kept else []
@@ -69,11 +69,11 @@ with DAG(
         releases = sum(len(store.versions(d)) for d in store.datasets())
         if findings:
             for finding in findings:
-                logging.getLogger("datashare.audit").error("FINDING %s", finding)
+                logging.getLogger("datashare.store.audit").error("FINDING %s", finding)
             raise AirflowFailException(
                 f"audit of {store.backend.describe()}: {len(findings)} finding(s):\n" + "\n".join(findings)
             )
-        head = Ledger(store.backend).head()
+        head = store.ledger.head()
         if head is not None:
             Variable.set(ANCHOR_VARIABLE, str(head), description="newest ledger entry the last clean audit verified")
         return {"releases": releases, "findings": 0, "ledger_head": str(head) if head else None}

@@ -24,9 +24,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from datashare.backends import Backend
 from datashare.exceptions import ConfigError
 from datashare.spec import IDENTIFIER, DatasetSpec, Sharing, Text
+from datashare.store import Backend
 
 TOKEN_PREFIX = "dsh_"
 TOKENS = "_access/tokens"

@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from datashare.exceptions import DatashareError
+from datashare.exceptions import DatashareError, ReleaseError
 from datashare.settings import Settings
 from datashare.spec import load_spec, load_specs
 
@@ -76,14 +76,22 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     specs, errors = load_specs(settings.datasets_dir)
     store = _store(settings)
     print(f"{'dataset':36} {'sharing':10} {'latest':>7} {'rows':>12}  title")
+    damaged = 0
     for dataset_id, spec in specs.items():
-        latest = store.latest(dataset_id)
+        try:
+            latest = store.latest(dataset_id)
+        except ReleaseError as exc:  # one damaged dataset never hides the others
+            damaged += 1
+            print(f"{dataset_id:36} {spec.classification.sharing.value:10} {'?':>7} {'?':>12}  unreadable: {exc}")
+            continue
         version = f"v{latest.version}" if latest else "-"
         rows = f"{latest.rows:,}" if latest else "-"
         print(f"{dataset_id:36} {spec.classification.sharing.value:10} {version:>7} {rows:>12}  {spec.title.vi}")
     for path, err in errors.items():
         print(f"! {path.name}: invalid spec (run `datashare specs` for details): {str(err).splitlines()[1]}")
-    return 1 if errors else 0
+    if damaged:
+        print(f"! {damaged} dataset(s) could not be read: run `datashare verify` for details")
+    return 1 if errors or damaged else 0
 
 
 def cmd_releases(args: argparse.Namespace, settings: Settings) -> int:
@@ -94,7 +102,11 @@ def cmd_releases(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     print(f"{'version':>7}  {'committed_at':22} {'rows':>12}  validation  manifest sha256")
     for v in versions:
-        r = store.release(args.dataset, v)
+        try:
+            r = store.release(args.dataset, v)
+        except ReleaseError as exc:
+            print(f"{'v' + str(v):>7}  unreadable: {exc}")
+            continue
         verdict = "passed" if (r.manifest["datashare"].get("validation") or {}).get("success") else "-"
         committed = r.record["committed_at"]
         print(f"{'v' + str(v):>7}  {committed:22} {r.rows:>12,}  {verdict:10}  {r.record['manifest_sha256']}")
@@ -120,8 +132,7 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
-    from datashare.audit import audit
-    from datashare.ledger import Anchor, Ledger
+    from datashare.store import Anchor, audit, repair
 
     try:
         anchors = [Anchor.parse(text, "--anchor") for text in args.anchor]
@@ -129,6 +140,9 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     store = _store(settings)
+    if args.repair:
+        for line in repair(store, args.dataset):
+            print(f"REPAIRED {line}")
     datasets = [args.dataset] if args.dataset else store.datasets()
     checked = sum(1 if args.version else len(store.versions(d)) for d in datasets)
     findings = audit(store, dataset_id=args.dataset, version=args.version, anchors=anchors)
@@ -138,7 +152,7 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
         f"verified {checked} release(s) of {len(datasets)} dataset(s) and the ledger: "
         + ("all intact" if not findings else f"{len(findings)} finding(s)")
     )
-    head = Ledger(store.backend).head()
+    head = store.ledger.head()
     if head is not None and not findings:
         print(f"ledger head {head} (keep it; --anchor {head} later proves these entries unchanged)")
     return 1 if findings else 0
@@ -174,7 +188,7 @@ def cmd_withdraw(args: argparse.Namespace, settings: Settings) -> int:
     from datashare.context import RunContext
     from datashare.exceptions import PublishError, SpecError
     from datashare.pipeline import sync_sql_share
-    from datashare.withdrawals import built_on, withdraw
+    from datashare.store import built_on, withdraw
 
     store = _store(settings)
     entry = withdraw(store, args.dataset, args.version, args.reason)
@@ -242,8 +256,8 @@ def cmd_grant(args: argparse.Namespace, settings: Settings) -> int:
 
     from datashare.access import Tokens
     from datashare.exceptions import ConfigError
-    from datashare.ledger import Ledger
     from datashare.sqlroles import issue_sql_login, recipient_role
+    from datashare.store import Ledger
 
     recipient = _recipient(settings, args.recipient)
     if not recipient.active:
@@ -281,8 +295,8 @@ def cmd_grant(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_revoke(args: argparse.Namespace, settings: Settings) -> int:
     from datashare.access import Tokens
     from datashare.exceptions import ConfigError
-    from datashare.ledger import Ledger
     from datashare.sqlroles import revoke_sql_login
+    from datashare.store import Ledger
 
     recipient = _recipient(settings, args.recipient)
     store = _store(settings)
@@ -404,6 +418,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="SEQ:SHA256",
         help="a ledger head printed by an earlier verify (repeatable): catches an edit of the newest entries",
+    )
+    p.add_argument(
+        "--repair",
+        action="store_true",
+        help="first complete what killed writers left half-done (ledger entries, heads, markers); prints each repair",
     )
     p.set_defaults(func=cmd_verify)
     p = sub.add_parser("rules", help="every rule of a dataset's suite in plain words (Vietnamese and English)")

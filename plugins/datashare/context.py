@@ -1,24 +1,22 @@
-"""The context of one run: its spec, settings, run key, data interval, release store and staging folder."""
+"""The context of one run: its spec, settings, run key, data interval, release store and staging area."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
-import shutil
-import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from datashare.ledger import Ledger
 from datashare.settings import Settings
 from datashare.spec import DatasetSpec, load_spec
-from datashare.store import Release, ReleaseStore
-
-STAGING_MAX_AGE_S = 24 * 3600
+from datashare.store import Ledger, Release, ReleaseStore, newest_available
+from datashare.store.staging import StagedFile, Staging
 
 
 def run_key_of(run_id: str) -> str:
@@ -34,6 +32,8 @@ class RunContext:
     settings: Settings
     run_key: str
     data_interval: dict[str, str | None] = field(default_factory=lambda: {"start": None, "end": None})
+    scratch: Path | None = None
+    """This task's own local folder while a stage runs (see :meth:`task_scratch`)."""
 
     @classmethod
     def create(
@@ -57,54 +57,51 @@ class RunContext:
     @property
     def ledger(self) -> Ledger:
         """The ledger beside the releases."""
-        return Ledger(self.store.backend)
+        return self.store.ledger
+
+    @cached_property
+    def staging(self) -> Staging:
+        """What the run's tasks hand each other, in the store's backend."""
+        return Staging(self.store.backend, self.spec.id, self.run_key, self.settings.scratch_root)
 
     @cached_property
     def withdrawn(self) -> dict[int, str]:
-        """Withdrawn versions of this dataset and their reasons (read from the ledger once per context)."""
-        from datashare.withdrawals import withdrawn_versions
-
-        return withdrawn_versions(self.ledger, self.spec.id)
+        """Withdrawn versions of this dataset and their reasons (read once per context)."""
+        return self.store.withdrawn(self.spec.id)
 
     def base_release(self, dataset_id: str | None = None) -> Release | None:
         """The newest release of this dataset (or of an input) that is not withdrawn: what a run builds on."""
-        from datashare.withdrawals import newest_available, withdrawn_versions
-
         if dataset_id is None or dataset_id == self.spec.id:
             return newest_available(self.store, self.spec.id, self.withdrawn)
-        return newest_available(self.store, dataset_id, withdrawn_versions(self.ledger, dataset_id))
+        return newest_available(self.store, dataset_id, self.store.withdrawn(dataset_id))
 
-    @property
-    def staging(self) -> Path:
-        """Scratch folder of this run."""
-        return self.settings.staging_root / self.spec.id / self.run_key
+    @contextlib.contextmanager
+    def task_scratch(self) -> Iterator[Path]:
+        """Give the stage a scratch folder of its own on this worker, removed when it ends."""
+        with self.staging.scratch() as folder:
+            self.scratch = folder
+            try:
+                yield folder
+            finally:
+                self.scratch = None
 
-
-def sweep_staging(base: Path, *, max_age_s: float = STAGING_MAX_AGE_S) -> int:
-    """Remove run folders under the staging root older than a day; returns how many were removed."""
-    removed = 0
-    if not base.is_dir():
-        return 0
-    cutoff = time.time() - max_age_s
-    for folder in base.glob("*/*"):
-        if folder.is_dir() and folder.stat().st_mtime < cutoff:
-            shutil.rmtree(folder, ignore_errors=True)
-            removed += 1
-    return removed
+    def local(self, staged: StagedFile) -> Path:
+        """A local path of a staged or released file (downloaded into the task's scratch on S3)."""
+        assert self.scratch is not None, "local() is for stages, inside task_scratch()"
+        return self.staging.fetch(staged, self.scratch)
 
 
-def local_files(ctx: RunContext, release: Release, folder: str) -> list[Path]:
-    """Local paths of a release's data files (downloaded to staging when the store is remote)."""
-    paths = []
-    for f in release.files:
-        key = f"{release.prefix}/{f['path']}"
-        local = ctx.store.backend.local_path(key)
-        if local is None:
-            local = ctx.staging / folder / release.dataset_id / f["path"]
-            local.parent.mkdir(parents=True, exist_ok=True)
-            ctx.store.backend.download(key, local)
-        paths.append(local)
-    return paths
+def release_files(release: Release) -> list[StagedFile]:
+    """The data files of a release as references into the store."""
+    return [
+        StagedFile(key=release.key(f["path"]), rows=int(f["rows"]), sha256=str(f["sha256"]), bytes=int(f["bytes"]))
+        for f in release.files
+    ]
+
+
+def local_files(ctx: RunContext, release: Release) -> list[Path]:
+    """Local paths of a release's data files (in place on a local store, downloaded into scratch on S3)."""
+    return [ctx.local(f) for f in release_files(release)]
 
 
 VIETNAM = timedelta(hours=7)

@@ -230,6 +230,6 @@ def report(settings: Settings, dataset_id: str, state: str, run_id: str, *, brie
 
 
 def _ledger_tail(store: Any, dataset_id: str) -> list[Any]:
-    from datashare.ledger import Ledger
-
-    return Ledger(store.backend).entries(dataset_id)[-5:]
+    ledger = store.ledger
+    recent = ledger.entries_after(max(0, ledger.tip() - 200))  # the run's own entries are among the newest
+    return [e for e in recent if e.body.get("dataset_id") == dataset_id][-5:]

@@ -60,9 +60,12 @@ def _call(stage: str, dataset_id: str, *refs: Any) -> Any:
     context = get_current_context()
     start, end = context.get("data_interval_start"), context.get("data_interval_end")
     interval = {"start": start.isoformat() if start else None, "end": end.isoformat() if end else None}
+    from datashare.refs import Ref
+
     try:
         ctx = pipeline.RunContext.create(dataset_id, context["run_id"], data_interval=interval)
-        return getattr(pipeline, stage)(ctx, *refs)
+        result = getattr(pipeline, stage)(ctx, *refs)
+        return result.to_json() if isinstance(result, Ref) else result  # XCom carries JSON references
     except DatashareError as exc:
         if exc.retryable:
             raise

@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from datashare.ledger import Ledger
 from datashare.report import _CSS, _bi, _e
-from datashare.store import ReleaseStore
+from datashare.store import Ledger, ReleaseStore
 
 log = logging.getLogger(__name__)
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
+from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -122,7 +123,7 @@ def parquet_rows(path: Path) -> int:
     return pq.ParquetFile(path).metadata.num_rows
 
 
-def key_ranges_disjoint(path: Path, keys: pa.Table) -> bool:
+def key_ranges_disjoint(path: Path | BinaryIO, keys: pa.Table) -> bool:
     """Whether no row of ``path`` can have a key found in ``keys``, judged from the footer alone.
 
     True when, for some key column, the file's min-max range (its row groups' statistics) and the

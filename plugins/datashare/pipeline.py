@@ -8,18 +8,20 @@ Airflow. A stage re-run for the same run gives the same result.
 from __future__ import annotations
 
 import logging
-import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from datashare.connections import get_connection
-from datashare.context import RunContext, local_files, suite_parameters, sweep_staging
+from datashare.context import RunContext, local_files, suite_parameters
 from datashare.exceptions import SourceError, ValidationFailed
-from datashare.manifest import build_manifest, code_version, content_sha256
-from datashare.parquet import key_ranges_disjoint, parquet_rows
+from datashare.parquet import key_ranges_disjoint
+from datashare.refs import Committed, Extracted, Transformed, Validated
 from datashare.settings import Settings
-from datashare.store import DataFile, Release
+from datashare.store import CommitPlan, DataFile, Release, newest_available, sha256_file
+from datashare.store.manifest import build_manifest, code_version, content_sha256
+from datashare.store.staging import StagedFile
+from datashare.store.staging import sweep as sweep_staging
 
 log = logging.getLogger(__name__)
 
@@ -34,35 +36,37 @@ def stage_plan(ctx: RunContext) -> list[dict[str, Any]]:
     return [{"index": i, "lo": lo, "hi": hi} for i, (lo, hi) in enumerate(ranges)]
 
 
-def stage_extract(ctx: RunContext, key_range: dict[str, Any] | None = None) -> dict[str, Any]:
+def stage_extract(ctx: RunContext, key_range: dict[str, Any] | None = None) -> Extracted:
     """Stream the source (or one key range of it) into staging, past the latest release's cursor if incremental."""
     from datashare.extract import extract
 
     if key_range is None or key_range["index"] == 0:
-        sweep_staging(ctx.settings.staging_root)
+        sweep_staging(ctx.store.backend, ctx.settings.scratch_root, dataset_id=ctx.spec.id)
     latest = ctx.base_release()
-    if ctx.spec.source.kind == "derived":
-        return _extract_derived(ctx, latest)
-    cursor = None
-    if ctx.spec.mode.kind == "incremental" and latest is not None:
-        cursor = latest.manifest["datashare"].get("source_cursor")
-    info = get_connection(ctx.spec.source.conn_id)
-    index = key_range["index"] if key_range else 0
-    bounds = (key_range["lo"], key_range["hi"]) if key_range else None
-    target = ctx.staging / "extract" / f"part-{index:05d}.parquet"
-    result = extract(ctx.spec, info, target, cursor=cursor, key_range=bounds)
-    return {
-        "paths": [str(result.path)],
-        "rows": result.rows,
-        "cursor_from": cursor,
-        "cursor_max": result.cursor_max,
-        "ignored_columns": list(result.ignored_columns),
-        "base_version": latest.version if latest else None,
-    }
+    with ctx.task_scratch() as scratch:
+        if ctx.spec.source.kind == "derived":
+            return _extract_derived(ctx, latest, scratch)
+        cursor = None
+        if ctx.spec.mode.kind == "incremental" and latest is not None:
+            cursor = latest.manifest["datashare"].get("source_cursor")
+        info = get_connection(ctx.spec.source.conn_id)
+        index = key_range["index"] if key_range else 0
+        bounds = (key_range["lo"], key_range["hi"]) if key_range else None
+        result = extract(ctx.spec, info, scratch / "extract.parquet", cursor=cursor, key_range=bounds)
+        key = f"{ctx.staging.output_prefix('extract')}/part-{index:05d}.parquet"
+        staged = ctx.staging.put(result.path, key, result.rows)
+    return Extracted(
+        files=(staged,),
+        rows=result.rows,
+        cursor_from=cursor,
+        cursor_max=result.cursor_max,
+        ignored_columns=tuple(result.ignored_columns),
+        base_version=latest.version if latest else None,
+    )
 
 
-def _extract_derived(ctx: RunContext, latest: Release | None) -> dict[str, Any]:
-    """Build a derived dataset from the latest releases of its inputs."""
+def _extract_derived(ctx: RunContext, latest: Release | None, scratch: Path) -> Extracted:
+    """Build a derived dataset from the newest release (not withdrawn) of every input."""
     from datashare.parquet import BatchWriter
     from transforms.registry import resolve_builder
 
@@ -72,213 +76,247 @@ def _extract_derived(ctx: RunContext, latest: Release | None) -> dict[str, Any]:
         release = ctx.base_release(input_id)
         if release is None:
             raise SourceError(f"{ctx.spec.id}: input dataset {input_id!r} has no release yet (or all are withdrawn)")
-        inputs[input_id] = local_files(ctx, release, "inputs")
+        inputs[input_id] = local_files(ctx, release)
         versions[input_id] = release.version
     table = resolve_builder(ctx.spec.source.builder)(inputs)  # type: ignore[arg-type]
-    target = ctx.staging / "extract" / "part-00000.parquet"
+    target = scratch / "derived.parquet"
     with BatchWriter(target, table.schema) as writer:
         for batch in table.to_batches():
             writer.write(batch)
     log.info("%s: built %s rows from %s", ctx.spec.id, table.num_rows, versions)
-    return {
-        "paths": [str(target)],
-        "rows": table.num_rows,
-        "cursor_from": None,
-        "cursor_max": None,
-        "ignored_columns": [],
-        "base_version": latest.version if latest else None,
-        "inputs": versions,
-    }
+    staged = ctx.staging.put(target, f"{ctx.staging.output_prefix('extract')}/part-00000.parquet", table.num_rows)
+    return Extracted(
+        files=(staged,),
+        rows=table.num_rows,
+        base_version=latest.version if latest else None,
+        inputs=versions,
+    )
 
 
-def stage_combine(ctx: RunContext, parts: list[dict[str, Any]]) -> dict[str, Any]:
+def stage_combine(ctx: RunContext, parts: list[Extracted | dict[str, Any]]) -> Extracted:
     """One extraction reference from the key ranges' references, in range order."""
-    cursors = [p["cursor_max"] for p in parts if p["cursor_max"] is not None]
-    return {
-        "paths": [path for p in parts for path in p["paths"]],
-        "rows": sum(p["rows"] for p in parts),
-        "cursor_from": parts[0]["cursor_from"],
-        "cursor_max": max(cursors) if cursors else None,
-        "ignored_columns": sorted({c for p in parts for c in p["ignored_columns"]}),
-        "base_version": parts[0]["base_version"],
-    }
+    refs = [Extracted.of(p) for p in parts]
+    cursors = [p.cursor_max for p in refs if p.cursor_max is not None]
+    return Extracted(
+        files=tuple(f for p in refs for f in p.files),
+        rows=sum(p.rows for p in refs),
+        cursor_from=refs[0].cursor_from,
+        cursor_max=max(cursors) if cursors else None,
+        ignored_columns=tuple(sorted({c for p in refs for c in p.ignored_columns})),
+        base_version=refs[0].base_version,
+    )
 
 
-def _nothing_new(ctx: RunContext, extracted: dict[str, Any]) -> bool:
-    return ctx.spec.mode.kind == "incremental" and extracted["base_version"] is not None and extracted["rows"] == 0
+def _nothing_new(ctx: RunContext, extracted: Extracted) -> bool:
+    return ctx.spec.mode.kind == "incremental" and extracted.base_version is not None and extracted.rows == 0
 
 
-def stage_transform(ctx: RunContext, extracted: dict[str, Any]) -> dict[str, Any]:
+def stage_transform(ctx: RunContext, extracted: Extracted | dict[str, Any]) -> Transformed:
     """Apply the transforms and the schema contract."""
     from datashare.transform import transform
 
+    extracted = Extracted.of(extracted)
     if _nothing_new(ctx, extracted):
-        return {"path": None, "rows": 0, "duplicates_dropped": 0, "conflicts_dropped": 0}
-    sources = [Path(p) for p in extracted["paths"]]
-    result = transform(ctx.spec, sources, ctx.staging / "transform" / "part-00000.parquet")
-    return {
-        "path": str(result.path),
-        "rows": result.rows,
-        "duplicates_dropped": result.duplicates_dropped,
-        "conflicts_dropped": result.conflicts_dropped,
-    }
+        return Transformed(file=None, rows=0)
+    with ctx.task_scratch() as scratch:
+        sources = [ctx.local(f) for f in extracted.files]
+        result = transform(ctx.spec, sources, scratch / "transform.parquet")
+        key = f"{ctx.staging.output_prefix('transform')}/part-00000.parquet"
+        staged = ctx.staging.put(result.path, key, result.rows)
+    return Transformed(
+        file=staged,
+        rows=result.rows,
+        duplicates_dropped=result.duplicates_dropped,
+        conflicts_dropped=result.conflicts_dropped,
+    )
 
 
-def stage_validate(ctx: RunContext, transformed: dict[str, Any]) -> dict[str, Any]:
+def stage_validate(ctx: RunContext, transformed: Transformed | dict[str, Any]) -> Validated:
     """Run the suite; quarantine rows that break row-level rules within the threshold; store the report either way."""
     from datashare.quarantine import quarantine_and_revalidate
     from datashare.validation import validate_parquet
 
-    if transformed["path"] is None:
-        return {"skipped": True, "success": True, "summary": None, "report": None, "path": None}
-    out_dir = ctx.staging / "validation"
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    suite = ctx.settings.expectations_dir / f"{ctx.spec.suite_name}.json"
-    args = {
-        "dataset_id": ctx.spec.id,
-        "run_id": ctx.run_key,
-        "out_dir": out_dir,
-        "title_vi": ctx.spec.title.vi,
-        "title_en": ctx.spec.title.en,
-    }
-    path = Path(transformed["path"])
-    threshold = ctx.spec.quarantine.max_share
-    args["parameters"] = suite_parameters(ctx)
-    outcome = validate_parquet([path], suite, collect_indices=threshold > 0, **args)
-    if not outcome.success and threshold > 0:
-        path, outcome = quarantine_and_revalidate(ctx, path, outcome, threshold, suite, args)
-    prefix = ctx.store.save_validation(ctx.spec.id, ctx.run_key, out_dir)
-    summary = outcome.summary()
-    event = "validation_passed" if outcome.success else "validation_failed"
-    ctx.ledger.append(event, dataset_id=ctx.spec.id, run=ctx.run_key, report=f"{prefix}/report.html", summary=summary)
-    if not outcome.success:
-        failed = ", ".join(f"{r.rule} ({r.unexpected_count} rows)" for r in outcome.rules if not r.success)
-        extra = ""
-        if outcome.quarantine and outcome.quarantine.get("over_threshold"):
-            q = outcome.quarantine
-            extra = (
-                f" Row-level failures in {q['rows']} rows ({q['share']:.2%}) exceed the quarantine threshold"
-                f" {threshold:.2%}."
+    transformed = Transformed.of(transformed)
+    if transformed.file is None:
+        return Validated(skipped=True)
+    with ctx.task_scratch() as scratch:
+        out_dir = scratch / "validation"
+        suite = ctx.settings.expectations_dir / f"{ctx.spec.suite_name}.json"
+        args = {
+            "dataset_id": ctx.spec.id,
+            "run_id": ctx.run_key,
+            "out_dir": out_dir,
+            "title_vi": ctx.spec.title.vi,
+            "title_en": ctx.spec.title.en,
+            "parameters": suite_parameters(ctx),
+        }
+        given = ctx.local(transformed.file)
+        threshold = ctx.spec.quarantine.max_share
+        outcome = validate_parquet([given], suite, collect_indices=threshold > 0, **args)
+        path = given
+        if not outcome.success and threshold > 0:
+            path, outcome = quarantine_and_revalidate(ctx, given, outcome, threshold, suite, args)
+        prefix = ctx.store.save_validation(ctx.spec.id, ctx.run_key, out_dir)
+        evidence = tuple(
+            StagedFile(
+                key=f"{prefix}/{name}",
+                rows=0,
+                sha256=sha256_file(out_dir / name),
+                bytes=(out_dir / name).stat().st_size,
             )
-        raise ValidationFailed(
-            f"{ctx.spec.id}: validation failed on {outcome.failed} of {outcome.evaluated} rules: {failed}.{extra} "
-            f"Nothing was published; report: {ctx.store.backend.describe(prefix + '/report.html')}"
+            for name in ("report.html", "result.json")
+            if (out_dir / name).is_file()
         )
-    return {
-        "skipped": False,
-        "success": True,
-        "summary": summary,
-        "report": f"{prefix}/report.html",
-        "dir": str(out_dir),
-        "path": str(path),
-        "rows": outcome.rows,
-    }
+        summary = outcome.summary()
+        event = "validation_passed" if outcome.success else "validation_failed"
+        ctx.ledger.append(
+            event, dataset_id=ctx.spec.id, run=ctx.run_key, report=f"{prefix}/report.html", summary=summary
+        )
+        if not outcome.success:
+            failed = ", ".join(f"{r.rule} ({r.unexpected_count} rows)" for r in outcome.rules if not r.success)
+            extra = ""
+            if outcome.quarantine and outcome.quarantine.get("over_threshold"):
+                q = outcome.quarantine
+                extra = (
+                    f" Row-level failures in {q['rows']} rows ({q['share']:.2%}) exceed the quarantine threshold"
+                    f" {threshold:.2%}."
+                )
+            raise ValidationFailed(
+                f"{ctx.spec.id}: validation failed on {outcome.failed} of {outcome.evaluated} rules: {failed}.{extra} "
+                f"Nothing was published; report: {ctx.store.backend.describe(prefix + '/report.html')}"
+            )
+        if path == given:
+            file = transformed.file
+        else:  # rows were set aside: the kept rows are what the release gets
+            file = ctx.staging.put(path, f"{ctx.staging.output_prefix('validate')}/part-00000.parquet", outcome.rows)
+    return Validated(
+        skipped=False,
+        file=file,
+        rows=outcome.rows,
+        summary=summary,
+        report=f"{prefix}/report.html",
+        evidence=evidence,
+    )
 
 
-def _reuse_or_filter(ctx: RunContext, latest: Release, delta_path: Path) -> list[DataFile]:
-    """Files of the previous release, minus rows whose key the delta replaces (late updates)."""
+def _carry_over(ctx: RunContext, base: Release, delta: Path) -> list[DataFile]:
+    """Files of the base release, minus rows whose key the delta replaces (late updates); none left empty."""
     import pyarrow.parquet as pq
 
     key = list(ctx.spec.key)
-    delta_keys = pq.read_table(delta_path, columns=key)
+    delta_keys = pq.read_table(delta, columns=key)
+    backend = ctx.store.backend
     files: list[DataFile] = []
-    for f in latest.files:
+    for f in base.files:
         name = f["path"].removeprefix("data/")
-        src_key = f"{latest.prefix}/{f['path']}"
-        local = ctx.store.backend.local_path(src_key)
-        if local is None:
-            local = ctx.staging / "previous" / name
-            local.parent.mkdir(parents=True, exist_ok=True)
-            ctx.store.backend.download(src_key, local)
-        if key_ranges_disjoint(local, delta_keys):  # footer statistics only: new rows past the cursor
-            files.append(DataFile(local=local, name=name, rows=f["rows"], sha256=f["sha256"], bytes=f["bytes"]))
+        src_key = base.key(f["path"])
+        carried = DataFile(name=name, rows=f["rows"], sha256=f["sha256"], bytes=f["bytes"], key=src_key)
+        with backend.open(src_key) as handle:  # the footer only: two small reads on S3
+            disjoint = key_ranges_disjoint(handle, delta_keys)  # type: ignore[arg-type]
+        if disjoint:  # new rows past the cursor: the old file is carried over as it is
+            files.append(carried)
             continue
+        local = ctx.local(StagedFile(key=src_key, rows=f["rows"], sha256=f["sha256"], bytes=f["bytes"]))
         old = pq.read_table(local, columns=key)
         overlap = old.join(delta_keys, keys=key, join_type="left semi").num_rows
         if not overlap:
-            files.append(DataFile(local=local, name=name, rows=f["rows"], sha256=f["sha256"], bytes=f["bytes"]))
+            files.append(carried)
             continue
         table = pq.read_table(local)
         kept = table.join(delta_keys, keys=key, join_type="left anti").sort_by([(k, "ascending") for k in key])
+        log.info("%s: %s rows of %s replaced by late updates", ctx.spec.id, overlap, name)
+        if kept.num_rows == 0:
+            continue  # every row replaced: no empty file in a release
         kept = kept.select(table.schema.names).cast(table.schema)
-        out = ctx.staging / "merge" / name
+        assert ctx.scratch is not None
+        out = ctx.scratch / "merge" / f"v{base.version}-{name}"
         out.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(kept, out, compression="zstd")
-        log.info("%s: %s rows of %s replaced by late updates", ctx.spec.id, overlap, name)
         files.append(DataFile.from_path(out, name, kept.num_rows))
     return files
 
 
+def _renamed(files: list[DataFile]) -> list[DataFile]:
+    """The release's files named ``part-00000.parquet``, ``part-00001.parquet``... in order."""
+    from dataclasses import replace
+
+    return [replace(f, name=f"part-{i:05d}.parquet") for i, f in enumerate(files)]
+
+
 def stage_commit(
-    ctx: RunContext, extracted: dict[str, Any], transformed: dict[str, Any], validated: dict[str, Any]
-) -> dict[str, Any]:
-    """Commit release N (or nothing, when nothing changed)."""
+    ctx: RunContext,
+    extracted: Extracted | dict[str, Any],
+    transformed: Transformed | dict[str, Any],
+    validated: Validated | dict[str, Any],
+) -> Committed:
+    """Commit release N (or nothing, when nothing changed), planned against whatever is latest at commit time."""
+    extracted, transformed, validated = Extracted.of(extracted), Transformed.of(transformed), Validated.of(validated)
     store = ctx.store
-    latest = ctx.base_release()
-    if transformed["path"] is None:
+    if transformed.file is None:
+        latest = ctx.base_release()
         assert latest is not None
-        log.info("%s: no rows past cursor %s; no new version", ctx.spec.id, extracted["cursor_from"])
-        return _commit_ref(latest, created=False, reason="no new rows past the cursor")
-    staged = Path(validated["path"])
-    incremental_base = ctx.spec.mode.kind == "incremental" and latest is not None
-    files = _reuse_or_filter(ctx, latest, staged) if incremental_base else []  # type: ignore[arg-type]
-    files.append(DataFile.from_path(staged, f"part-{len(files):05d}.parquet", parquet_rows(staged)))
-    cursor = extracted["cursor_max"]
-    if incremental_base and latest.manifest["datashare"].get("source_cursor"):  # type: ignore[union-attr]
-        previous_cursor = latest.manifest["datashare"]["source_cursor"]  # type: ignore[union-attr]
-        cursor = max(filter(None, [cursor, previous_cursor]))
-    manifest = build_manifest(
-        ctx.spec,
-        files,
-        run_key=ctx.run_key,
-        created=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        data_interval=ctx.data_interval,
-        source_cursor=cursor,
-        validation=validated["summary"] or {},
-        stats={
-            "extracted_rows": extracted["rows"],
-            "duplicates_dropped": transformed["duplicates_dropped"],
-            "conflicts_dropped": transformed["conflicts_dropped"],
-            "ignored_source_columns": extracted["ignored_columns"],
-            "base_version": extracted["base_version"],
-            "inputs": extracted.get("inputs"),
-        },
-        code=code_version(ctx.settings.home),
-    )
-    result = store.commit(
-        ctx.spec.id,
-        run_key=ctx.run_key,
-        files=files,
-        manifest=manifest,
-        validation_dir=Path(validated["dir"]),
-        content_sha256=content_sha256(ctx.spec, files),
-    )
-    assert result.release is not None
-    if result.created:
-        ctx.ledger.append(
-            "release_committed",
-            dataset_id=ctx.spec.id,
-            version=result.version,
-            run=ctx.run_key,
-            manifest_sha256=result.release.record["manifest_sha256"],
-            rows=result.release.rows,
+        log.info("%s: no rows past cursor %s; no new version", ctx.spec.id, extracted.cursor_from)
+        return _committed(latest, created=False, reason="no new rows past the cursor")
+    assert validated.file is not None
+    delta = validated.file
+    evidence = [
+        DataFile(name=f.key.rsplit("/", 1)[-1], rows=0, sha256=f.sha256, bytes=f.bytes, key=f.key)
+        for f in validated.evidence
+    ]
+    code = code_version(ctx.settings.home)
+
+    def plan(_latest: Release | None) -> CommitPlan:
+        base = newest_available(store, ctx.spec.id, store.withdrawn(ctx.spec.id))
+        incremental = ctx.spec.mode.kind == "incremental" and base is not None
+        files = _carry_over(ctx, base, ctx.local(delta)) if incremental else []  # type: ignore[arg-type]
+        if delta.rows or not files:
+            files.append(DataFile(name="", rows=delta.rows, sha256=delta.sha256, bytes=delta.bytes, key=delta.key))
+        files = _renamed(files)
+        cursor = extracted.cursor_max
+        previous_cursor = base.manifest["datashare"].get("source_cursor") if incremental else None  # type: ignore[union-attr]
+        if previous_cursor:
+            cursor = max(filter(None, [cursor, previous_cursor]))
+        manifest = build_manifest(
+            ctx.spec,
+            files,
+            run_key=ctx.run_key,
+            created=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            data_interval=ctx.data_interval,
+            source_cursor=cursor,
+            validation=validated.summary or {},
+            stats={
+                "extracted_rows": extracted.rows,
+                "duplicates_dropped": transformed.duplicates_dropped,
+                "conflicts_dropped": transformed.conflicts_dropped,
+                "ignored_source_columns": list(extracted.ignored_columns),
+                "base_version": base.version if base else None,
+                "inputs": extracted.inputs,
+            },
+            code=code,
         )
+        return CommitPlan(
+            files=files, manifest=manifest, content_sha256=content_sha256(ctx.spec, files), validation=evidence
+        )
+
+    with ctx.task_scratch():
+        result = store.commit(ctx.spec.id, run_key=ctx.run_key, plan=plan)
+    assert result.release is not None
     reason = None if result.created else "content unchanged"
-    if not result.created and result.version in ctx.withdrawn:
+    withdrawn = store.withdrawn(ctx.spec.id)
+    if not result.created and result.version in withdrawn:
         reason = f"content equals withdrawn v{result.version}: not released again"
-        log.warning("%s: %s (withdrawn for: %s)", ctx.spec.id, reason, ctx.withdrawn[result.version])
-    return _commit_ref(result.release, created=result.created, reason=reason)
+        log.warning("%s: %s (withdrawn for: %s)", ctx.spec.id, reason, withdrawn[result.version])
+    return _committed(result.release, created=result.created, reason=reason)
 
 
-def _commit_ref(release: Release, *, created: bool, reason: str | None) -> dict[str, Any]:
-    return {
-        "version": release.version,
-        "created": created,
-        "reason": reason,
-        "rows": release.rows,
-        "manifest_sha256": release.record["manifest_sha256"],
-    }
+def _committed(release: Release, *, created: bool, reason: str | None) -> Committed:
+    return Committed(
+        version=release.version,
+        created=created,
+        reason=reason,
+        rows=release.rows,
+        manifest_sha256=release.record["manifest_sha256"],
+    )
 
 
 def _apply_sql_grants(ctx: RunContext, url: str, schema: str) -> None:
@@ -291,9 +329,10 @@ def _apply_sql_grants(ctx: RunContext, url: str, schema: str) -> None:
         apply_grants(spec=ctx.spec, registry=registry, target_url=url, schema=schema)
 
 
-def stage_publish_sql(ctx: RunContext, committed: dict[str, Any]) -> dict[str, Any]:
+def stage_publish_sql(ctx: RunContext, committed: Committed | dict[str, Any]) -> dict[str, Any]:
     """Serve the newest release that is not withdrawn in the SQL share (normally the one just committed)."""
-    return sync_sql_share(ctx, committed=committed["version"])
+    version = committed.version if isinstance(committed, Committed) else int(committed["version"])
+    return sync_sql_share(ctx, committed=version)
 
 
 def sync_sql_share(ctx: RunContext, *, committed: int | None = None) -> dict[str, Any]:
@@ -304,13 +343,12 @@ def sync_sql_share(ctx: RunContext, *, committed: int | None = None) -> dict[str
     withdrawn the dataset leaves the share. Grants are applied after every change.
     """
     from datashare.sqlshare import list_versions, publish_release, redacted_target, unpublish
-    from datashare.withdrawals import newest_available, withdrawn_versions
 
     if not ctx.spec.publish.sql:
         return {"published": False, "reason": "sql publishing is off in the spec"}
     url = ctx.settings.share_url()
     schema = ctx.settings.share_schema
-    withdrawn = withdrawn_versions(ctx.ledger, ctx.spec.id)  # read again: a withdrawal may be minutes old
+    withdrawn = ctx.store.withdrawn(ctx.spec.id)  # read again: a withdrawal may be minutes old
     if committed in withdrawn:
         log.warning("%s v%s is withdrawn: not published to the SQL share", ctx.spec.id, committed)
     in_share = list_versions(dataset_id=ctx.spec.id, target_url=url, schema=schema)
@@ -335,17 +373,17 @@ def sync_sql_share(ctx: RunContext, *, committed: int | None = None) -> dict[str
             "view": ctx.spec.id,
             "version": version,
         }
-    paths = local_files(ctx, base, "publish")
-    result = publish_release(
-        dataset_id=ctx.spec.id,
-        version=version,
-        parquet_paths=paths,
-        target_url=url,
-        schema=schema,
-        retention=ctx.spec.retention.sql_versions,
-        comment=f"{ctx.spec.title.vi} / {ctx.spec.title.en}",
-        withdrawn=stale,
-    )
+    with ctx.task_scratch():
+        result = publish_release(
+            dataset_id=ctx.spec.id,
+            version=version,
+            parquet_paths=local_files(ctx, base),
+            target_url=url,
+            schema=schema,
+            retention=ctx.spec.retention.sql_versions,
+            comment=f"{ctx.spec.title.vi} / {ctx.spec.title.en}",
+            withdrawn=stale,
+        )
     details: dict[str, Any] = {"replaces_withdrawn": stale} if stale else {}
     ctx.ledger.append(
         "sql_published",
@@ -369,19 +407,20 @@ def sync_sql_share(ctx: RunContext, *, committed: int | None = None) -> dict[str
     }
 
 
-def stage_record(ctx: RunContext, committed: dict[str, Any], published: dict[str, Any]) -> dict[str, Any]:
-    """Summarise the run for people (the CLI and the logs) and clean the staging folder."""
-    release = ctx.store.release(ctx.spec.id, committed["version"])
+def stage_record(ctx: RunContext, committed: Committed | dict[str, Any], published: dict[str, Any]) -> dict[str, Any]:
+    """Summarise the run for people (the CLI and the logs); the run is over, so its staging goes."""
+    committed = Committed.of(committed)
+    release = ctx.store.release(ctx.spec.id, committed.version)
     summary = describe_release(ctx, release)
     summary.update(
-        created=committed["created"],
-        reason=committed["reason"],
+        created=committed.created,
+        reason=committed.reason,
         sql=published,
         run=ctx.run_key,
         finished_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
     )
     ctx.store.save_run(ctx.spec.id, ctx.run_key, summary)
-    shutil.rmtree(ctx.staging, ignore_errors=True)
+    ctx.staging.remove()
     return summary
 
 

@@ -85,7 +85,8 @@ def quarantine_and_revalidate(
         from dataclasses import replace
 
         return path, replace(outcome, quarantine=info)
-    folder = ctx.staging / "quarantine"
+    assert ctx.scratch is not None, "quarantine runs inside the validate stage's scratch"
+    folder = ctx.scratch / "quarantine"
     folder.mkdir(parents=True, exist_ok=True)
     split = split_rows(path, indices, folder / "kept.parquet", folder / "rows.parquet")
     key = f"_quarantine/{ctx.spec.id}/{ctx.run_key}"

@@ -7,7 +7,7 @@ machine; production overrides come from environment variables (docker-compose se
 |---|---|---|
 | ``DATASHARE_HOME`` | the project folder | where ``dags/datasets`` and ``expectations`` are |
 | ``DATASHARE_RELEASE_ROOT`` | ``<home>/var/releases`` | release store: a folder, or ``s3://bucket/prefix`` |
-| ``DATASHARE_STAGING_DIR`` | ``<root>/_staging`` (``<home>/var/staging`` for S3) | local scratch of runs |
+| ``DATASHARE_STAGING_DIR`` | ``<root>/_staging/.scratch`` (S3: ``<home>/var/scratch``) | the worker's scratch |
 | ``DATASHARE_SHARE_CONN_ID`` | ``datashare_share`` | Airflow connection of the SQL share |
 | ``DATASHARE_SHARE_SCHEMA`` | ``datashare`` | PostgreSQL schema of the SQL share |
 
@@ -36,8 +36,10 @@ class Settings:
     """Project folder holding ``dags/datasets`` and ``expectations``."""
     release_uri: str
     """Release store: a local folder or ``s3://bucket/prefix``."""
-    staging_root: Path
-    """Local scratch folder of runs (swept when older than a day)."""
+    scratch_root: Path
+    """This worker's local scratch folder: each task's own folder inside it is removed when the task ends.
+
+    What tasks hand each other lives in the release store (``_staging/``), never here."""
     share_conn_id: str
     """Airflow connection id of the SQL share."""
     share_schema: str
@@ -88,14 +90,14 @@ class Settings:
         home = Path(os.environ.get("DATASHARE_HOME", PROJECT_HOME)).resolve()
         root = os.environ.get("DATASHARE_RELEASE_ROOT", str(home / "var" / "releases"))
         if root.startswith("s3://"):
-            staging = Path(os.environ.get("DATASHARE_STAGING_DIR", home / "var" / "staging"))
+            scratch = Path(os.environ.get("DATASHARE_STAGING_DIR", home / "var" / "scratch"))
         else:
-            root = str(Path(root).resolve())
-            staging = Path(os.environ.get("DATASHARE_STAGING_DIR", Path(root) / "_staging"))
+            root = str(Path(root).resolve())  # scratch on the store's file system: handing over is a rename
+            scratch = Path(os.environ.get("DATASHARE_STAGING_DIR", Path(root) / "_staging" / ".scratch"))
         return cls(
             home=home,
             release_uri=root,
-            staging_root=staging.resolve(),
+            scratch_root=scratch.resolve(),
             share_conn_id=os.environ.get("DATASHARE_SHARE_CONN_ID", "datashare_share"),
             share_schema=os.environ.get("DATASHARE_SHARE_SCHEMA", "datashare"),
         )

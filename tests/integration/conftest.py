@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 
-from datashare.backends import Backend, LocalBackend
-from datashare.s3 import S3Backend
+from datashare.store.backends import Backend, LocalBackend
+from datashare.store.s3 import S3Backend
 
 START_TIMEOUT_S = 20.0
 S3_PREFIX = "releases"

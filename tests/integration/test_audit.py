@@ -11,20 +11,21 @@ import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote
 
 import pytest
 import sqlalchemy as sa
 
-from datashare.audit import audit
+from datashare.store.audit import audit, repair
 from datashare.cli import main
 from datashare.connections import connection_env_value
 from datashare.exceptions import ReleaseError, ValidationFailed
 from datashare.history import build_history, history_rows
-from datashare.ledger import Ledger
+from datashare.store.ledger import Ledger
 from datashare.pipeline import run_dataset
 from datashare.store import DataFile, ReleaseStore, dumps, sha256_bytes
-from datashare.withdrawals import withdraw, withdrawn_versions
+from datashare.store.withdrawals import withdraw, withdrawn_versions
 from units import monitoring
 
 REPO = Path(__file__).resolve().parents[2]
@@ -166,8 +167,14 @@ def test_reordered_ledger_entries(store: ReleaseStore) -> None:
     assert any(f.startswith("ledger: entry 2 does not chain to entry 1") for f in findings)
 
 
-def test_release_with_no_ledger_entry(store: ReleaseStore, tmp_path: Path) -> None:
-    """A release written to the store directly, bypassing the pipeline and so the ledger."""
+class _KilledAfterRecord(ReleaseStore):
+    """A writer killed right after its commit record: no ledger entry, no head update."""
+
+    def _after_commit(self, dataset_id: str, release: Any, state: Any) -> None:
+        pass
+
+
+def test_release_with_no_ledger_entry_is_found_then_repaired(store: ReleaseStore, tmp_path: Path) -> None:
     v2 = store.release(DATASET, 2)
     data = tmp_path / "rogue.parquet"
     store.backend.download(f"{DATASET}/v2/data/part-00000.parquet", data)
@@ -176,7 +183,7 @@ def test_release_with_no_ledger_entry(store: ReleaseStore, tmp_path: Path) -> No
     store.backend.download(f"{DATASET}/v2/validation/report.html", report / "report.html")
     manifest = json.loads(json.dumps(v2.manifest))
     manifest["datashare"]["files"] = manifest["datashare"]["files"][:1]
-    result = store.commit(
+    result = _KilledAfterRecord(store.backend).commit(
         DATASET,
         run_key="rogue",
         files=[DataFile.from_path(data, "part-00000.parquet", v2.files[0]["rows"])],
@@ -187,6 +194,11 @@ def test_release_with_no_ledger_entry(store: ReleaseStore, tmp_path: Path) -> No
     assert result.created and result.version == 3
 
     assert audit(store) == [f"{DATASET} v3: release with no ledger entry (no release_committed entry records it)"]
+    repaired = repair(store)
+    assert len(repaired) == 1 and repaired[0].startswith(f"{DATASET} v3: release_committed ledger entry was missing")
+    assert audit(store) == []
+    entry = Ledger(store.backend).entries(DATASET)[-1]
+    assert entry.body["event"] == "release_committed" and entry.body["version"] == 3 and entry.body["repaired"]
 
 
 def test_deleted_release_and_missing_report(store: ReleaseStore) -> None:
@@ -195,6 +207,7 @@ def test_deleted_release_and_missing_report(store: ReleaseStore) -> None:
 
     seq = seq_of(store, "release_committed", 2)
     assert audit(store) == [
+        f"{DATASET}: the head says v2 exists, the commit log ends at 1",
         f"{DATASET} v1: validation/report.html is missing (auditors cannot see what was checked)",
         f"{DATASET} v2: ledger entry {seq} records this release, but the store has no commit record",
     ]
@@ -207,7 +220,7 @@ def test_withdrawal_is_a_ledger_entry_and_keeps_the_files(store: ReleaseStore) -
     assert body["event"] == "release_withdrawn" and body["version"] == 1
     assert body["reason"] == "Sai đơn vị đo PM2.5"
     assert body["manifest_sha256"] == store.record(DATASET, 1)["manifest_sha256"]
-    assert withdrawn_versions(Ledger(store.backend), DATASET) == {1: "Sai đơn vị đo PM2.5"}
+    assert withdrawn_versions(store, DATASET) == {1: "Sai đơn vị đo PM2.5"}
     for key in ("v1/data/part-00000.parquet", "v1/datapackage.json", "v1/validation/report.html", "_log/1.json"):
         assert store.backend.exists(f"{DATASET}/{key}"), key
     assert audit(store) == []
@@ -218,7 +231,7 @@ def test_withdrawal_is_a_ledger_entry_and_keeps_the_files(store: ReleaseStore) -
         withdraw(store, DATASET, 2, " \n ")
     with pytest.raises(ReleaseError, match="air_quality_hourly has no release v9"):
         withdraw(store, DATASET, 9, "no such thing")
-    assert withdrawn_versions(Ledger(store.backend), DATASET) == {1: "Sai đơn vị đo PM2.5"}
+    assert withdrawn_versions(store, DATASET) == {1: "Sai đơn vị đo PM2.5"}
 
 
 def test_withdraw_command_requires_a_reason(store: ReleaseStore, capsys: pytest.CaptureFixture) -> None:
@@ -229,7 +242,7 @@ def test_withdraw_command_requires_a_reason(store: ReleaseStore, capsys: pytest.
     assert "needs a reason" in capsys.readouterr().err
     assert main(["withdraw", DATASET, "--version", "2", "--reason", "nguồn gửi nhầm dữ liệu"]) == 0
     assert "Withdrew air_quality_hourly v2 (ledger entry 8): nguồn gửi nhầm dữ liệu" in capsys.readouterr().out
-    assert withdrawn_versions(Ledger(store.backend), DATASET) == {2: "nguồn gửi nhầm dữ liệu"}
+    assert withdrawn_versions(store, DATASET) == {2: "nguồn gửi nhầm dữ liệu"}
 
 
 def test_verify_command_reports_findings_and_exit_code(store: ReleaseStore, capsys: pytest.CaptureFixture) -> None:
@@ -255,7 +268,11 @@ def test_verify_prints_the_ledger_head_and_checks_it_later(store: ReleaseStore, 
     body = json.loads(newest.read_text(encoding="utf-8"))
     body["summary"] = {"success": True}  # rewrite what the newest entry says
     newest.write_text(json.dumps(body, sort_keys=True), encoding="utf-8")
-    assert main(["verify"]) == 0  # without the anchor nothing after it holds its hash
+    assert main(["verify"]) == 1  # the ledger's head object still holds the entry's hash
+    assert "records another hash for entry" in capsys.readouterr().out
+    head_object = Path(store.backend.describe("_ledger/_head.json"))
+    head_object.write_bytes(dumps({"seq": seq, "sha256": sha256_bytes(newest.read_bytes())}))
+    assert main(["verify"]) == 0  # entry and head rewritten together: nothing after it holds its hash
     capsys.readouterr()
     assert main(["verify", "--anchor", head]) == 1
     out = capsys.readouterr().out

@@ -23,11 +23,11 @@ from fastapi.testclient import TestClient
 from datashare.access import Tokens, load_registry
 from datashare.catalog.app import create_app
 from datashare.connections import connection_env_value
-from datashare.ledger import Ledger
+from datashare.store.ledger import Ledger
 from datashare.pipeline import run_dataset
 from datashare.settings import Settings
 from datashare.store import ReleaseStore
-from datashare.withdrawals import withdraw
+from datashare.store.withdrawals import withdraw
 from units import monitoring
 
 REPO = Path(__file__).resolve().parents[2]
@@ -433,7 +433,7 @@ def test_backend_without_local_path_streams_a_copy(env: Env) -> None:
 def test_s3_store_redirects_to_a_presigned_url_after_the_check(env: Env, s3_server, s3_bucket: str) -> None:
     import urllib.request
 
-    from datashare.s3 import S3Backend
+    from datashare.store.s3 import S3Backend
 
     s3 = S3Backend(s3_bucket, "releases", endpoint_url=s3_server.endpoint_url)
     local = env.store.backend

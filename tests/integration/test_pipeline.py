@@ -155,7 +155,7 @@ def test_failed_suite_publishes_nothing_and_keeps_the_report(project, tmp_path: 
     assert "KHÔNG ĐẠT" in report.read_text(encoding="utf-8")
     assert _share_rows(f"sqlite:///{share}", DATASET) == first["rows"]
     events = [
-        e.body["event"] for e in __import__("datashare.ledger", fromlist=["Ledger"]).Ledger(store.backend).entries()
+        e.body["event"] for e in __import__("datashare.store.ledger", fromlist=["Ledger"]).Ledger(store.backend).entries()
     ]
     assert events[-1] == "validation_failed"
 
@@ -167,7 +167,7 @@ def test_run_killed_during_commit_leaves_nothing_visible(project, tmp_path: Path
     script = textwrap.dedent(
         """
         import os, signal
-        from datashare import backends
+        from datashare.store import backends
         real = backends.LocalBackend.put_if_absent
         def killer(self, key, data):
             if "/_log/" in key:

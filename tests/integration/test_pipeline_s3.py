@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from datashare.ledger import Ledger
+from datashare.store.ledger import Ledger
 from datashare.pipeline import run_dataset
-from datashare.s3 import S3Backend
+from datashare.store.s3 import S3Backend
 from datashare.settings import Settings
 from datashare.store import ReleaseStore
 from units import monitoring

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from datashare.exceptions import ConfigError, ReleaseError
-from datashare.s3 import S3Backend
+from datashare.store.s3 import S3Backend
 from datashare.store import ReleaseStore
 
 MIB = 1 << 20

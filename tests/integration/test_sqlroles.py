@@ -298,7 +298,7 @@ def value_after(out: str, label: str) -> str:
 
 
 def ledger_bodies(root: Path) -> list[dict[str, Any]]:
-    return [json.loads(p.read_text(encoding="utf-8")) for p in sorted((root / "_ledger").glob("*.json"))]
+    return [json.loads(p.read_text(encoding="utf-8")) for p in sorted((root / "_ledger").glob("[0-9]*.json"))]
 
 
 def test_cli_grant_and_revoke_issue_record_and_withdraw_credentials(

@@ -19,9 +19,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from datashare.backends import Backend
+from datashare.store.backends import Backend
 from datashare.exceptions import ReleaseError
-from datashare.manifest import build_manifest, content_sha256
+from datashare.store.manifest import build_manifest, content_sha256
 from datashare.spec import DatasetSpec, load_spec
 from datashare.store import CommitResult, DataFile, ReleaseStore, dumps, sha256_bytes
 from datashare.typemap import arrow_schema

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from datashare.cli import main
 from datashare.context import RunContext
-from datashare.ledger import Ledger
+from datashare.store.ledger import Ledger
 from datashare.pipeline import run_dataset, stage_publish_sql
 from datashare.settings import Settings
 from datashare.sqlshare import list_versions

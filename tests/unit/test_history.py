@@ -8,9 +8,9 @@ from urllib.parse import unquote
 
 import pytest
 
-from datashare.backends import LocalBackend
+from datashare.store.backends import LocalBackend
 from datashare.history import build_history, history_rows, page_name, render_history
-from datashare.ledger import Ledger
+from datashare.store.ledger import Ledger
 from datashare.store import ReleaseStore
 
 DATASET = "air_quality_hourly"

@@ -32,11 +32,9 @@ from datashare.catalog.models import (
     Verdict,
 )
 from datashare.exceptions import ConfigError, ReleaseError
-from datashare.ledger import Entry, Ledger
 from datashare.settings import Settings
 from datashare.spec import IDENTIFIER, DatasetSpec, Sharing, load_specs
-from datashare.store import Release, ReleaseStore
-from datashare.withdrawals import withdrawn_versions
+from datashare.store import Ledger, Release, ReleaseStore
 
 log = logging.getLogger(__name__)
 
@@ -107,20 +105,6 @@ class ServedFile:
     sha256: str | None
 
 
-class _LedgerSnapshot(Ledger):
-    """The ledger read once per request: ``entries`` answers from that one read."""
-
-    def __init__(self, ledger: Ledger) -> None:
-        super().__init__(ledger.backend)
-        self._all: list[Entry] | None = None
-
-    def entries(self, dataset_id: str | None = None) -> list[Entry]:
-        """Entries in order, optionally of one dataset, from the request's one read of the ledger."""
-        if self._all is None:
-            self._all = super().entries()
-        return [e for e in self._all if dataset_id is None or e.body.get("dataset_id") == dataset_id]
-
-
 class Catalog:
     """Specs, registry and release store of one deployment; caches what is immutable or unchanged on disk."""
 
@@ -138,7 +122,7 @@ class Catalog:
     @property
     def ledger(self) -> Ledger:
         """The ledger beside the releases."""
-        return Ledger(self.store.backend)
+        return self.store.ledger
 
     @property
     def tokens(self) -> Tokens:
@@ -217,7 +201,8 @@ class Reader:
         self.catalog = catalog
         self.recipient = recipient
         self.base = base.rstrip("/")
-        self._ledger = _LedgerSnapshot(catalog.ledger)
+        self._withdrawn: dict[str, dict[int, str]] = {}
+        self._versions: dict[str, list[int]] = {}
 
     # -- access ------------------------------------------------------------------------------
 
@@ -233,18 +218,39 @@ class Reader:
         return spec
 
     def withdrawn(self, dataset_id: str) -> dict[int, str]:
-        """Withdrawn versions of a dataset with their reasons."""
-        return withdrawn_versions(self._ledger, dataset_id)
+        """Withdrawn versions of a dataset with their reasons (one listing of its markers per request)."""
+        if dataset_id not in self._withdrawn:
+            self._withdrawn[dataset_id] = self.catalog.store.withdrawn(dataset_id)
+        return self._withdrawn[dataset_id]
 
     def versions(self, dataset_id: str) -> list[int]:
-        """Committed, not withdrawn versions, ascending."""
-        withdrawn = self.withdrawn(dataset_id)
-        return [v for v in self.catalog.store.versions(dataset_id) if v not in withdrawn]
+        """Committed, not withdrawn versions, ascending; none when the dataset's store objects cannot be read.
+
+        A damaged dataset is logged and shown without releases: it never takes another dataset's
+        page, or the list, down with it.
+        """
+        if dataset_id not in self._versions:
+            try:
+                withdrawn = self.withdrawn(dataset_id)
+                self._versions[dataset_id] = [v for v in self.catalog.store.versions(dataset_id) if v not in withdrawn]
+            except ReleaseError as exc:
+                log.error("Catalog cannot read the releases of %s: %s", dataset_id, exc)
+                self._versions[dataset_id] = []
+        return self._versions[dataset_id]
+
+    def _readable(self, dataset_id: str, version: int) -> Release | None:
+        """A release, or None (logged) when its record or manifest cannot be read."""
+        try:
+            return self.catalog.release(dataset_id, version)
+        except ReleaseError as exc:
+            log.error("Catalog leaves out %s v%s: %s", dataset_id, version, exc)
+            return None
 
     def _release(self, spec: DatasetSpec, version: int) -> Release:
-        if version not in self.versions(spec.id):
+        release = self._readable(spec.id, version) if version in self.versions(spec.id) else None
+        if release is None:
             raise NotFound()
-        return self.catalog.release(spec.id, version)
+        return release
 
     # -- links -------------------------------------------------------------------------------
 
@@ -264,8 +270,7 @@ class Reader:
         return DatasetSummary(**self._summary_fields(spec))
 
     def _summary_fields(self, spec: DatasetSpec) -> dict[str, Any]:
-        versions = self.versions(spec.id)
-        latest = self.catalog.release(spec.id, versions[-1]) if versions else None
+        latest = self.latest_release(spec)
         committed = latest.record["committed_at"] if latest else None
         hours = i18n.age_hours(committed)
         return {
@@ -308,7 +313,8 @@ class Reader:
     def dataset(self, dataset_id: str) -> DatasetDetail:
         """A readable dataset with schema and visible releases, newest first."""
         spec = self.spec(dataset_id)
-        releases = [self._release_summary(self.catalog.release(spec.id, v)) for v in reversed(self.versions(spec.id))]
+        readable = (self._readable(spec.id, v) for v in reversed(self.versions(spec.id)))
+        releases = [self._release_summary(r) for r in readable if r is not None]
         columns = [
             ColumnInfo(
                 name=c.name,
@@ -411,9 +417,12 @@ class Reader:
         )
 
     def latest_release(self, spec: DatasetSpec) -> Release | None:
-        """The newest visible release of a spec the caller may read."""
-        versions = self.versions(spec.id)
-        return self.catalog.release(spec.id, versions[-1]) if versions else None
+        """The newest visible (and readable) release of a spec the caller may read."""
+        for version in reversed(self.versions(spec.id)):
+            release = self._readable(spec.id, version)
+            if release is not None:
+                return release
+        return None
 
 
 def _matches(spec: DatasetSpec, q: str) -> bool:

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from datashare.spec import DatasetSpec
-from datashare.store import DataFile, dumps, sha256_bytes
+from datashare.store.codec import dumps, sha256_bytes
+from datashare.store.releases import DataFile
 from datashare.typemap import table_schema
 
 PARQUET_MEDIATYPE = "application/vnd.apache.parquet"

@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import logging
 import os
 import threading
 import time
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from datashare.backends import CHUNK, check_key
 from datashare.exceptions import ConfigError, ReleaseError
+from datashare.store.backends import CHUNK, check_key
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +217,37 @@ class S3Backend:
         extra = {"ChecksumAlgorithm": "SHA256", "Metadata": {"sha256": digest}}
         self.client.upload_file(str(source), self.bucket, full, ExtraArgs=extra, Config=self._transfer)
 
+    def move_file(self, key: str, source: Path) -> None:
+        """Upload a local file, then remove it (the local copy was scratch)."""
+        self.put_file(key, source)
+        source.unlink(missing_ok=True)
+
+    def copy(self, source_key: str, key: str) -> None:
+        """Server-side copy (multipart for large objects): no byte travels through this process.
+
+        The copy keeps the source's ``sha256`` metadata and is checked by size, as uploads are.
+        """
+        source = {"Bucket": self.bucket, "Key": self._key(source_key)}
+        try:
+            self.client.copy(source, self.bucket, self._key(key), Config=self._transfer)
+        except _client_error() as exc:
+            raise self._named(exc, source_key) from None
+        if self.size(key) != self.size(source_key):
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+            raise ReleaseError(f"copy of {self.describe(source_key)} to {self.describe(key)} differs in size")
+
+    def delete(self, key: str) -> None:
+        """Remove an object (S3 answers success for a missing one too)."""
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Remove every object under a prefix, a thousand per request."""
+        keys = [self._key(k) for k in self.list(prefix)]
+        for start in range(0, len(keys), 1000):
+            batch = [{"Key": k} for k in keys[start : start + 1000]]
+            self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+        return len(keys)
+
     def put_bytes(self, key: str, data: bytes) -> None:
         """Store bytes under ``key``, replacing any object there."""
         self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, ChecksumAlgorithm="SHA256")
@@ -297,6 +329,38 @@ class S3Backend:
             raise self._named(exc, prefix) from None
         return sorted(keys)
 
+    def children(self, prefix: str) -> list[str]:
+        """Immediate children under a prefix: one delimited listing, not every key below."""
+        prefix = prefix.rstrip("/")
+        root = f"{self.prefix}/" if self.prefix else ""
+        listed = f"{self._key(prefix)}/" if prefix else root
+        names: set[str] = set()
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=listed, Delimiter="/", PaginationConfig={"PageSize": self.list_page_size}
+        )
+        try:
+            for page in pages:
+                for common in page.get("CommonPrefixes", []):
+                    names.add(common["Prefix"].removeprefix(listed).rstrip("/"))
+                for item in page.get("Contents", []):
+                    names.add(item["Key"].removeprefix(listed))
+        except _client_error() as exc:
+            raise self._named(exc, prefix) from None
+        return sorted(n for n in names if n and not n.startswith("."))
+
+    def modified(self, key: str) -> float:
+        """When the object was last written, by the server's clock."""
+        return self._head(key)["LastModified"].timestamp()
+
+    def open(self, key: str) -> BinaryIO:
+        """A seekable reader that fetches only the byte ranges read (a Parquet footer costs two requests)."""
+        size = self.size(key)
+        return io.BufferedReader(_RangeReader(self, self._key(key), size), buffer_size=CHUNK)
+
+    def links(self, prefix: str) -> list[str]:
+        """Object stores have no symbolic links."""
+        return []
+
     def download(self, key: str, target: Path) -> None:
         """Copy an object to a local file (multipart ranges for large objects)."""
         try:
@@ -336,3 +400,40 @@ class S3Backend:
         return self.client.generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": self._key(key)}, ExpiresIn=expires_s
         )
+
+
+class _RangeReader(io.RawIOBase):
+    """A raw, seekable reader of one S3 object through ranged GETs (wrapped in a BufferedReader)."""
+
+    def __init__(self, backend: S3Backend, full_key: str, size: int) -> None:
+        super().__init__()
+        self._backend = backend
+        self._key = full_key
+        self._size = size
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if self._pos >= self._size or not len(view):
+            return 0
+        end = min(self._size, self._pos + len(view)) - 1
+        body = self._backend.client.get_object(
+            Bucket=self._backend.bucket, Key=self._key, Range=f"bytes={self._pos}-{end}"
+        )["Body"].read()
+        view[: len(body)] = body
+        self._pos += len(body)
+        return len(body)
