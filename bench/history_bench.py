@@ -17,8 +17,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from datashare.history import build_history
-from datashare.store.ledger import GENESIS, PREFIX
 from datashare.store import ReleaseStore, dumps, sha256_bytes
+from datashare.store.ledger import GENESIS, PREFIX
 
 DATASET = "air_quality_hourly"
 

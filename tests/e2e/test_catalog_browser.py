@@ -237,5 +237,7 @@ def test_sign_in_form_reveals_granted_datasets(server: str, browser: Any, deploy
     _navigate(browser, browser.find_element(By.XPATH, "//header//button[@type='submit']"))  # sign out
     rows = browser.find_elements(By.CSS_SELECTOR, "#datasets tr[data-dataset]")
     assert [r.get_attribute("data-dataset") for r in rows] == [OPEN]
-    entries = [json.loads(p.read_text()) for p in sorted((deployment["tmp"] / "releases" / "_ledger").glob("[0-9]*.json"))]
+    entries = [
+        json.loads(p.read_text()) for p in sorted((deployment["tmp"] / "releases" / "_ledger").glob("[0-9]*.json"))
+    ]
     assert all(deployment["token"] not in json.dumps(e) for e in entries)

@@ -17,14 +17,14 @@ from urllib.parse import unquote
 import pytest
 import sqlalchemy as sa
 
-from datashare.store.audit import audit, repair
 from datashare.cli import main
 from datashare.connections import connection_env_value
 from datashare.exceptions import ReleaseError, ValidationFailed
 from datashare.history import build_history, history_rows
-from datashare.store.ledger import Ledger
 from datashare.pipeline import run_dataset
 from datashare.store import DataFile, ReleaseStore, dumps, sha256_bytes
+from datashare.store.audit import audit, repair
+from datashare.store.ledger import Ledger
 from datashare.store.withdrawals import withdraw, withdrawn_versions
 from units import monitoring
 

@@ -23,10 +23,10 @@ from fastapi.testclient import TestClient
 from datashare.access import Tokens, load_registry
 from datashare.catalog.app import create_app
 from datashare.connections import connection_env_value
-from datashare.store.ledger import Ledger
 from datashare.pipeline import run_dataset
 from datashare.settings import Settings
 from datashare.store import ReleaseStore
+from datashare.store.ledger import Ledger
 from datashare.store.withdrawals import withdraw
 from units import monitoring
 

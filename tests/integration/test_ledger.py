@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
+from datashare.store import dumps, sha256_bytes
 from datashare.store.backends import Backend
 from datashare.store.ledger import GENESIS, Anchor, Ledger
-from datashare.store import dumps, sha256_bytes
 
 # fork starts a worker in milliseconds; each worker makes its own backend (and S3 client).
 CTX = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")

@@ -155,7 +155,8 @@ def test_failed_suite_publishes_nothing_and_keeps_the_report(project, tmp_path: 
     assert "KHÔNG ĐẠT" in report.read_text(encoding="utf-8")
     assert _share_rows(f"sqlite:///{share}", DATASET) == first["rows"]
     events = [
-        e.body["event"] for e in __import__("datashare.store.ledger", fromlist=["Ledger"]).Ledger(store.backend).entries()
+        e.body["event"]
+        for e in __import__("datashare.store.ledger", fromlist=["Ledger"]).Ledger(store.backend).entries()
     ]
     assert events[-1] == "validation_failed"
 

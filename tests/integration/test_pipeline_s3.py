@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from datashare.store.ledger import Ledger
 from datashare.pipeline import run_dataset
-from datashare.store.s3 import S3Backend
 from datashare.settings import Settings
 from datashare.store import ReleaseStore
+from datashare.store.ledger import Ledger
+from datashare.store.s3 import S3Backend
 from units import monitoring
 
 DATASET = "air_quality_hourly"

@@ -17,8 +17,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from datashare.exceptions import ConfigError, ReleaseError
-from datashare.store.s3 import S3Backend
 from datashare.store import ReleaseStore
+from datashare.store.s3 import S3Backend
 
 MIB = 1 << 20
 PREFIX = "releases"

@@ -14,11 +14,11 @@ import sqlalchemy as sa
 
 from datashare.cli import main
 from datashare.context import RunContext
-from datashare.store.ledger import Ledger
 from datashare.pipeline import run_dataset, stage_publish_sql
 from datashare.settings import Settings
 from datashare.sqlshare import list_versions
 from datashare.store import ReleaseStore
+from datashare.store.ledger import Ledger
 from units import monitoring
 
 DATASET = "air_quality_hourly"

@@ -8,10 +8,10 @@ from urllib.parse import unquote
 
 import pytest
 
-from datashare.store.backends import LocalBackend
 from datashare.history import build_history, history_rows, page_name, render_history
-from datashare.store.ledger import Ledger
 from datashare.store import ReleaseStore
+from datashare.store.backends import LocalBackend
+from datashare.store.ledger import Ledger
 
 DATASET = "air_quality_hourly"
 PM25_RULE = "expect_column_values_to_be_between:pm25"
