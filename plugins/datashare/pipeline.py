@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from datashare import faults
 from datashare.connections import get_connection
 from datashare.context import RunContext, local_files, suite_parameters
 from datashare.exceptions import SourceError, ValidationFailed
@@ -55,6 +56,7 @@ def stage_extract(ctx: RunContext, key_range: dict[str, Any] | None = None) -> E
         result = extract(ctx.spec, info, scratch / "extract.parquet", cursor=cursor, key_range=bounds)
         key = f"{ctx.staging.output_prefix('extract')}/part-{index:05d}.parquet"
         staged = ctx.staging.put(result.path, key, result.rows)
+        faults.point("extract.staged")
     return Extracted(
         files=(staged,),
         rows=result.rows,
@@ -123,6 +125,7 @@ def stage_transform(ctx: RunContext, extracted: Extracted | dict[str, Any]) -> T
         result = transform(ctx.spec, sources, scratch / "transform.parquet")
         key = f"{ctx.staging.output_prefix('transform')}/part-00000.parquet"
         staged = ctx.staging.put(result.path, key, result.rows)
+        faults.point("transform.staged")
     return Transformed(
         file=staged,
         rows=result.rows,
@@ -157,6 +160,7 @@ def stage_validate(ctx: RunContext, transformed: Transformed | dict[str, Any]) -
         if not outcome.success and threshold > 0:
             path, outcome = quarantine_and_revalidate(ctx, given, outcome, threshold, suite, args)
         prefix = ctx.store.save_validation(ctx.spec.id, ctx.run_key, out_dir)
+        faults.point("validate.saved")
         evidence = tuple(
             StagedFile(
                 key=f"{prefix}/{name}",
@@ -384,6 +388,7 @@ def sync_sql_share(ctx: RunContext, *, committed: int | None = None) -> dict[str
             comment=f"{ctx.spec.title.vi} / {ctx.spec.title.en}",
             withdrawn=stale,
         )
+    faults.point("publish.loaded")
     details: dict[str, Any] = {"replaces_withdrawn": stale} if stale else {}
     ctx.ledger.append(
         "sql_published",
@@ -420,6 +425,7 @@ def stage_record(ctx: RunContext, committed: Committed | dict[str, Any], publish
         finished_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
     )
     ctx.store.save_run(ctx.spec.id, ctx.run_key, summary)
+    faults.point("record.saved")
     ctx.staging.remove()
     return summary
 

@@ -329,59 +329,66 @@ def test_put_if_absent_has_exactly_one_winner(site) -> None:
     assert site.keys("ds/_log") == [key]  # no temporary files left
 
 
-def test_concurrent_commits_of_different_content(site, tmp_path: Path, spec: DatasetSpec) -> None:
-    staged = [stage(spec, tmp_path / f"s{i}", seed=i, run_key=f"run{i}") for i in range(4)]
+@pytest.mark.parametrize("writers", [2, 4, 8])
+def test_racing_writers_of_different_content_make_versions_1_to_n_chained(
+    site, tmp_path: Path, spec: DatasetSpec, writers: int
+) -> None:
+    staged = [stage(spec, tmp_path / f"s{i}", seed=i, run_key=f"run{i}") for i in range(writers)]
 
     results = _run_all(_race_commit, [(site.make, s) for s in staged])
 
     assert all(r[1] != "error" for r in results), results
-    assert sorted(r[1] for r in results) == [1, 2, 3, 4]
+    assert sorted(r[1] for r in results) == list(range(1, writers + 1))
     assert all(r[2] is True for r in results)
     store = ReleaseStore(site.make())
-    assert store.versions(DS) == [1, 2, 3, 4]
+    assert store.versions(DS) == list(range(1, writers + 1))
     by_version = {r[1]: r[0] for r in results}
-    for version in (1, 2, 3, 4):
+    for version in store.versions(DS):
         assert store.verify(DS, version) == []
         release = store.release(DS, version)
         assert release.record["run"] == by_version[version]
         assert release.manifest["datashare"]["run"] == release.record["run"]
+        assert (release.record["previous"] or {}).get("version") == (version - 1 or None)
+    committed = [e.body["version"] for e in store.ledger.entries(DS) if e.body["event"] == "release_committed"]
+    assert sorted(committed) == list(range(1, writers + 1))  # each release has exactly one ledger entry
 
 
-def test_concurrent_commits_of_same_content_make_one_version(site, tmp_path: Path, spec: DatasetSpec) -> None:
-    staged = [stage(spec, tmp_path / f"s{i}", seed=7, run_key=f"run{i}") for i in range(2)]
+@pytest.mark.parametrize("writers", [2, 4, 8])
+def test_racing_writers_of_the_same_content_make_one_version(
+    site, tmp_path: Path, spec: DatasetSpec, writers: int
+) -> None:
+    staged = [stage(spec, tmp_path / f"s{i}", seed=7, run_key=f"run{i}") for i in range(writers)]
 
     results = _run_all(_race_commit, [(site.make, s) for s in staged])
 
     assert all(r[1] != "error" for r in results), results
     store = ReleaseStore(site.make())
     assert store.versions(DS) == [1]
-    assert sorted(r[2] for r in results) == [False, True]
+    assert sorted(r[2] for r in results) == [False] * (writers - 1) + [True]
+    assert {r[1] for r in results} == {1}
     assert store.verify(DS, 1) == []
-
-
-def test_concurrent_commits_chain_each_version_to_the_one_before(site, tmp_path: Path, spec: DatasetSpec) -> None:
-    staged = [stage(spec, tmp_path / f"s{i}", seed=i, run_key=f"run{i}") for i in range(4)]
-
-    _run_all(_race_commit, [(site.make, s) for s in staged])
-
-    store = ReleaseStore(site.make())
-    links = {v: (store.record(DS, v)["previous"] or {}).get("version") for v in store.versions(DS)}
-    assert links == {1: None, 2: 1, 3: 2, 4: 3}
+    assert site.keys(f"{DS}/v2") == []  # the losers wrote nothing
 
 
 class PausedBackend:
     """Any backend whose writer stops just before its commit record, as a slow writer would."""
 
-    def __init__(self, inner: Backend) -> None:
+    def __init__(self, inner: Backend, *, renew: bool = True) -> None:
         self.inner = inner
+        self.renew = renew
         self.paused = threading.Event()
         self.resume = threading.Event()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
+    def put_bytes(self, key: str, data: bytes) -> None:
+        if "/_claims/" in key and not self.renew:
+            raise OSError("frozen: this writer's lease is not renewed")
+        self.inner.put_bytes(key, data)
+
     def put_if_absent(self, key: str, data: bytes) -> bool:
-        if "/_log/" in key:
+        if "/_log/" in key and not self.paused.is_set():
             self.paused.set()
             assert self.resume.wait(JOIN_TIMEOUT)
         return self.inner.put_if_absent(key, data)
@@ -394,11 +401,12 @@ def _overtake(
     seed_a: int,
     seed_b: int,
     *,
-    claim_timeout_s: float = 60.0,
+    lease_s: float = 60.0,
     pause: float = 0.5,
+    renew: bool = True,
 ) -> tuple[ReleaseStore, dict[str, CommitResult | Exception]]:
     """Writer A stops before its commit record of v1; writer B commits meanwhile; after ``pause`` s A goes on."""
-    slow = PausedBackend(site.make())
+    slow = PausedBackend(site.make(), renew=renew)
     staged = {
         "a": stage(spec, tmp_path / "a", seed=seed_a, run_key="a"),
         "b": stage(spec, tmp_path / "b", seed=seed_b, run_key="b"),
@@ -411,12 +419,12 @@ def _overtake(
         except Exception as exc:  # checked by the test
             results[name] = exc
 
-    a = threading.Thread(target=run, args=("a", ReleaseStore(slow, claim_timeout_s=claim_timeout_s)))
+    a = threading.Thread(target=run, args=("a", ReleaseStore(slow, lease_s=lease_s)))
     a.start()
     assert slow.paused.wait(JOIN_TIMEOUT)
-    b = threading.Thread(target=run, args=("b", ReleaseStore(site.make(), claim_timeout_s=claim_timeout_s)))
+    b = threading.Thread(target=run, args=("b", ReleaseStore(site.make(), lease_s=lease_s)))
     b.start()
-    b.join(timeout=pause)  # B waits for A (or, past the claim timeout, goes on without it)
+    b.join(timeout=pause)  # B waits for A (or, once A's lease ran out, closes v1 and goes on)
     slow.resume.set()
     a.join(timeout=JOIN_TIMEOUT)
     b.join(timeout=JOIN_TIMEOUT)
@@ -447,42 +455,52 @@ def test_a_writer_waits_for_a_pending_commit_and_chains_to_it(site, tmp_path: Pa
     assert store.verify(DS, 2) == []
 
 
-def test_a_writer_slower_than_the_claim_timeout_does_not_fork_the_chain(
-    site, tmp_path: Path, spec: DatasetSpec
-) -> None:
-    """A (claim 0.2 s old, upload still going) is taken for dead by B, which commits v2; A must not commit v1 then."""
-    store, results = _overtake(site, tmp_path, spec, seed_a=1, seed_b=2, claim_timeout_s=0.2, pause=JOIN_TIMEOUT)
+def test_a_slow_writer_that_renews_its_lease_is_never_taken_over(site, tmp_path: Path, spec: DatasetSpec) -> None:
+    """A pauses for ten leases; its lease thread keeps the claim alive, so B waits instead of closing v1."""
+    store, results = _overtake(site, tmp_path, spec, seed_a=1, seed_b=2, lease_s=0.4, pause=4.0)
 
-    assert isinstance(results["b"], CommitResult)
-    assert results["b"].version == 2
-    versions = store.versions(DS)
-    links = [(store.record(DS, v)["previous"] or {}).get("version") for v in versions]
-    assert links == [None, *versions[:-1]], f"versions {versions} link to {links}"
+    a, b = results["a"], results["b"]
+    assert isinstance(a, CommitResult) and isinstance(b, CommitResult)
+    assert (a.version, b.version) == (1, 2)
+    assert store.versions(DS) == [1, 2]
+
+
+def test_a_frozen_writer_is_fenced_off_not_forked(site, tmp_path: Path, spec: DatasetSpec) -> None:
+    """A stops renewing (frozen); B closes v1 once the lease runs out and commits v2; A then cannot commit v1."""
+    store, results = _overtake(site, tmp_path, spec, seed_a=1, seed_b=2, lease_s=0.3, pause=JOIN_TIMEOUT, renew=False)
+
+    a, b = results["a"], results["b"]
+    assert isinstance(b, CommitResult) and b.version == 2
+    assert isinstance(a, CommitResult) and a.version == 3  # A planned again on top of v2
+    assert store.versions(DS) == [2, 3]
+    assert store.record(DS, 1)["skipped"] is True
+    links = [(store.record(DS, v)["previous"] or {}).get("version") for v in store.versions(DS)]
+    assert links == [None, 2]
+    assert all(store.verify(DS, v) == [] for v in store.versions(DS))
 
 
 class InterleavedBackend:
-    """Any backend that lets another writer commit right after its ``n``-th listing of the commit log."""
+    """Any backend that lets another writer commit right before its ``n``-th claim."""
 
     def __init__(self, inner: Backend, n: int, interject: Callable[[], object]) -> None:
         self.inner = inner
         self.n = n
         self.interject = interject
-        self.listings = 0
+        self.claims = 0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    def list(self, prefix: str) -> list[str]:
-        keys = self.inner.list(prefix)
-        if prefix.endswith("/_log"):
-            self.listings += 1
-            if self.listings == self.n:
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        if "/_claims/" in key:
+            self.claims += 1
+            if self.claims == self.n:
                 self.interject()
-        return keys
+        return self.inner.put_if_absent(key, data)
 
 
-def test_a_commit_landing_between_two_reads_of_the_log_is_chained_to(site, tmp_path: Path, spec) -> None:
-    """Deterministic form of a race the concurrent-commit tests hit now and then on S3 (wider windows)."""
+def test_a_commit_landing_between_planning_and_claiming_is_chained_to(site, tmp_path: Path, spec) -> None:
+    """Deterministic form of a race the concurrent-commit tests hit now and then (wider windows on S3)."""
     commit(ReleaseStore(site.make()), stage(spec, tmp_path / "v1", seed=1, run_key="r1"))
     other = stage(spec, tmp_path / "other", seed=2, run_key="other")
     racing = InterleavedBackend(site.make(), 1, lambda: commit(ReleaseStore(site.make()), other))
@@ -497,60 +515,72 @@ def test_a_commit_landing_between_two_reads_of_the_log_is_chained_to(site, tmp_p
     assert store.verify(DS, 3) == []
 
 
+def test_a_writer_that_lost_the_race_with_the_same_rows_publishes_nothing(site, tmp_path: Path, spec) -> None:
+    """The winner commits what this writer planned; on its next plan the content is equal: no new version."""
+    commit(ReleaseStore(site.make()), stage(spec, tmp_path / "v1", seed=1, run_key="r1"))
+    same = stage(spec, tmp_path / "same", seed=2, run_key="winner")
+    racing = InterleavedBackend(site.make(), 1, lambda: commit(ReleaseStore(site.make()), same))
+
+    result = commit(ReleaseStore(racing), stage(spec, tmp_path / "mine", seed=2, run_key="loser"))
+
+    store = ReleaseStore(site.make())
+    assert store.versions(DS) == [1, 2]
+    assert (result.version, result.created) == (2, False)
+    assert store.record(DS, 2)["run"] == "winner"
+
+
 # -- interrupted commits --------------------------------------------------------------------
 
 
-def _leave_claim(site: Any, version: int, run_key: str, claimed_at: str = "2025-01-01T00:00:00Z") -> None:
-    """What a run killed between claiming and committing leaves: a claim and a partial data file."""
-    site.write(f"{DS}/v{version}/_claim.json", dumps({"run": run_key, "claimed_at": claimed_at}))
+def _dead_pid() -> int:
+    """The pid of a process of this machine that has exited."""
+    proc = CTX.Process(target=int)
+    proc.start()
+    proc.join()
+    return int(proc.pid or 0)
+
+
+def _leave_claim(site: Any, version: int, run_key: str, **identity: Any) -> None:
+    """What a writer killed between claiming and committing leaves: its claim and a partial data file."""
+    from datashare.store.releases import _machine
+
+    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    claim = {"run": run_key, "attempt": "dead", "claimed_at": now, "renewed_at": now, "lease_s": 60.0, **_machine()}
+    claim.update(identity)
+    site.write(f"{DS}/_claims/{version}.json", dumps(claim))
     site.write(f"{DS}/v{version}/data/{PART}", b"PAR1 truncated")
 
 
-def _just_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def test_commit_after_a_killed_run_skips_its_version(site, backend: Backend, tmp_path: Path, spec) -> None:
-    _leave_claim(site, 1, "dead")
+def test_a_claim_whose_process_is_gone_is_closed_at_once(site, backend: Backend, tmp_path: Path, spec) -> None:
+    _leave_claim(site, 1, "dead", pid=_dead_pid())
     store = ReleaseStore(backend)
     assert store.versions(DS) == []
 
+    started = time.monotonic()
     result = commit(store, stage(spec, tmp_path / "s", seed=1, run_key="next"))
 
-    assert result.created
-    assert result.version == 2
-    assert store.versions(DS) == [2]
-    latest = store.latest(DS)
-    assert latest is not None
-    assert latest.version == 2
-    assert latest.record["previous"] is None
-    assert store.verify(DS, 2) == []
-    assert json.loads(site.read(f"{DS}/v1/_claim.json"))["run"] == "dead"
-
-
-def test_a_fresh_claim_is_waited_for_until_the_claim_timeout(site, backend: Backend, tmp_path: Path, spec) -> None:
-    _leave_claim(site, 1, "dead", claimed_at=_just_now())
-    store = ReleaseStore(backend, claim_timeout_s=0.5)
-    staged = stage(spec, tmp_path / "s", seed=1, run_key="next")
-
-    started = time.monotonic()
-    result = commit(store, staged)
-
-    assert time.monotonic() - started >= 0.4  # waited for the claim to age past the timeout
+    assert time.monotonic() - started < 30  # not the claim's 60 s lease: the writer is shown dead
     assert (result.version, result.created) == (2, True)
     assert store.versions(DS) == [2]
+    assert store.record(DS, 1)["skipped"] is True and store.record(DS, 1)["claimed_by"] == "dead"
+    latest = store.latest(DS)
+    assert latest is not None and latest.version == 2 and latest.record["previous"] is None
+    assert store.verify(DS, 2) == []
+    assert site.keys(f"{DS}/v1") == []  # the dead writer's partial files were swept
 
 
-def test_retry_of_the_same_run_takes_back_its_claim(site, backend: Backend, tmp_path: Path, spec) -> None:
-    _leave_claim(site, 1, "r1", claimed_at=_just_now())  # an Airflow retry comes well within the claim timeout
+def test_a_claim_from_another_machine_is_waited_for_until_its_lease_runs_out(
+    site, backend: Backend, tmp_path: Path, spec
+) -> None:
+    _leave_claim(site, 1, "elsewhere", boot_id="another-machine", lease_s=0.6)
     store = ReleaseStore(backend)
 
-    result = commit(store, stage(spec, tmp_path / "s", seed=1, run_key="r1"))
+    started = time.monotonic()
+    result = commit(store, stage(spec, tmp_path / "s", seed=1, run_key="next"))
 
-    assert result.created
-    assert result.version == 1
-    assert store.versions(DS) == [1]
-    assert store.verify(DS, 1) == []  # the partial file was replaced
+    assert time.monotonic() - started >= 0.4  # the lease had to run out first
+    assert (result.version, result.created) == (2, True)
+    assert store.versions(DS) == [2]
 
 
 def test_a_committed_claim_is_never_taken_back(backend: Backend, tmp_path: Path, spec: DatasetSpec) -> None:
@@ -563,3 +593,28 @@ def test_a_committed_claim_is_never_taken_back(backend: Backend, tmp_path: Path,
     assert result.version == 2
     assert store.verify(DS, 1) == []
     assert store.verify(DS, 2) == []
+
+
+def test_a_tombstone_without_its_head_update_is_read_as_a_closed_number(site, backend: Backend, tmp_path, spec) -> None:
+    """Killed right after writing a tombstone: readers still see no release there, and a stale head is corrected."""
+    store = ReleaseStore(backend)
+    commit(store, stage(spec, tmp_path / "a", seed=1, run_key="r1"))
+    site.write(f"{DS}/_log/2.json", dumps({"dataset_id": DS, "version": 2, "skipped": True, "claimed_by": "x"}))
+
+    assert ReleaseStore(site.make()).versions(DS) == [1]
+    assert ReleaseStore(site.make()).latest(DS).version == 1  # type: ignore[union-attr]
+    result = commit(store, stage(spec, tmp_path / "b", seed=2, run_key="r2"))
+    assert result.version == 3 and store.versions(DS) == [1, 3]
+    assert store.record(DS, 3)["previous"]["version"] == 1
+
+
+def test_a_head_ahead_of_or_behind_the_log_is_corrected(site, backend: Backend, tmp_path, spec) -> None:
+    store = ReleaseStore(backend)
+    commit(store, stage(spec, tmp_path / "a", seed=1, run_key="r1"))
+    commit(store, stage(spec, tmp_path / "b", seed=2, run_key="r2"))
+    site.write(f"{DS}/_head.json", dumps({"top": 9, "skipped": [], "ledgered": {}}))
+    assert ReleaseStore(site.make()).versions(DS) == [1, 2]
+    site.write(f"{DS}/_head.json", dumps({"top": 0, "skipped": [], "ledgered": {}}))
+    assert ReleaseStore(site.make()).versions(DS) == [1, 2]
+    site.write(f"{DS}/_head.json", b"\xff not json")
+    assert ReleaseStore(site.make()).versions(DS) == [1, 2]

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from datashare import faults
 from datashare.exceptions import ReleaseError
 from datashare.store.backends import Backend
 from datashare.store.codec import dumps, parse_object, sha256_bytes
@@ -132,6 +133,7 @@ class Ledger:
             }
             data = dumps(body)
             if self.backend.put_if_absent(_key(seq + 1), data):
+                faults.point("ledger.appended")
                 entry = Entry(seq=seq + 1, body=body, sha256=sha256_bytes(data))
                 self._write_hint(entry.seq, entry.sha256)
                 return entry

@@ -48,6 +48,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from datashare import faults
 from datashare.exceptions import ReleaseError, VersionConflict
 from datashare.store.backends import Backend, LocalBackend, sha256_file
 from datashare.store.codec import dumps, parse_object, sha256_bytes
@@ -547,6 +548,7 @@ class ReleaseStore:
             **_machine(),
         }
         if self.backend.put_if_absent(self._claim_key(dataset_id, version), dumps(claim)):
+            faults.point("commit.claimed")
             return claim
         return None
 
@@ -596,6 +598,7 @@ class ReleaseStore:
             "skipped_at": _now(),
         }
         if self.backend.put_if_absent(self._log_key(dataset_id, version), dumps(tombstone)):
+            faults.point("commit.closed")
             log.warning(
                 "%s v%s: its writer (run %s) is gone; the number is closed unused",
                 dataset_id,
@@ -616,6 +619,7 @@ class ReleaseStore:
         files = [f for f in planned.files if f.rows > 0 or len(planned.files) == 1]  # never an empty data file
         for f in files:
             self._place(f"{prefix}/data/{f.name}", f)
+            faults.point("commit.data_placed")
         evidence = []
         for f in planned.validation:
             self._place(f"{prefix}/validation/{f.name}", f)
@@ -634,6 +638,7 @@ class ReleaseStore:
         full["datashare"]["evidence"] = evidence
         manifest_bytes = dumps(full)
         self.backend.put_bytes(f"{prefix}/datapackage.json", manifest_bytes)
+        faults.point("commit.manifest_written")
         record = {
             "dataset_id": dataset_id,
             "version": version,
@@ -647,6 +652,7 @@ class ReleaseStore:
         }
         if not self.backend.put_if_absent(self._log_key(dataset_id, version), dumps(record)):
             raise VersionConflict(f"{dataset_id} v{version}: the number was closed before this writer committed it")
+        faults.point("commit.recorded")
         log.info("Committed %s v%s (%s rows)", dataset_id, version, full["datashare"]["rows"])
         return Release(dataset_id=dataset_id, version=version, record=record, manifest=full)
 
@@ -672,9 +678,11 @@ class ReleaseStore:
             record_sha256=sha256_bytes(dumps(release.record)),
             rows=release.rows,
         )
+        faults.point("commit.ledgered")
         state.top = max(state.top, release.version)
         state.ledgered[release.version] = entry.seq
         self.write_head(dataset_id, state)
+        faults.point("commit.head_written")
         self.backend.delete(self._claim_key(dataset_id, release.version))
         self.sweep(dataset_id, state)
 

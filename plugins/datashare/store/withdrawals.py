@@ -16,6 +16,7 @@ import unicodedata
 from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING
 
+from datashare import faults
 from datashare.exceptions import ReleaseError
 from datashare.store.ledger import Entry
 from datashare.store.releases import Release, ReleaseStore
@@ -54,6 +55,7 @@ def withdraw(store: ReleaseStore, dataset_id: str, version: int, reason: str) ->
     already = store.withdrawn(dataset_id)
     if version in already or not store.mark_withdrawn(dataset_id, version, reason, release.record["manifest_sha256"]):
         raise ReleaseError(f"{dataset_id} v{version} is already withdrawn (reason: {already.get(version, reason)})")
+    faults.point("withdraw.marked")
     entry = store.ledger.append(
         EVENT,
         dataset_id=dataset_id,
