@@ -195,6 +195,9 @@ def _load_part(uri: str, names: _Names, columns: list[_Column], part: _Part) -> 
             cur.execute(_create_table_sql(qualified, columns, postgres=True))
             cur.adbc_ingest(part.table, reader, mode="append", db_schema_name=names.schema)
             cur.execute(f"COMMENT ON TABLE {qualified} IS '{_part_note(names, part, batches.rows)}'")
+            cur.execute("SELECT current_setting('track_counts')")
+            if cur.fetchone()[0] == "off":  # a recipient database: autovacuum sees no counts, so analyse now
+                cur.execute(f"ANALYZE {qualified}")
             conn.commit()
     except adbc.Error as exc:
         if batches.error is not None:
