@@ -11,7 +11,10 @@ The roles follow the access rule of :func:`datashare.access.can_read`:
 ``ds_<code>`` is a member of ``datashare_government`` for an active government recipient, else of
 ``datashare_public`` only (an inactive recipient reads open data only, as over HTTP).
 
-Grants go on the view ``<id>`` only. A PostgreSQL view reads its table with its owner's rights, so the
+Open and shared datasets live in the share's database; a restricted dataset lives in the database of
+each recipient named (:mod:`datashare.sqlshare_places`), on which only that recipient's role has
+CONNECT, so no other role sees even its catalog entries. Grants go on the view ``<id>`` only. A
+PostgreSQL view reads its table with its owner's rights, so the
 version tables ``<id>__v<N>`` and the bookkeeping table stay closed to everyone but the publisher: an
 older version cannot be read by name. :func:`apply_grants` makes the share match the spec and the
 registry on every run: PUBLIC loses everything on the schema, the view and the tables; the view is
