@@ -336,7 +336,7 @@ def publish_release(
             dataset_id=dataset_id,
             codes=readers,
             lock_timeout_ms=lock_timeout_ms,
-            publish_one=lambda target: publish_postgres(target, comment=comment, **args),
+            publish_one=lambda target, tag: publish_postgres(target, comment=comment, audience=tag, **args),
         )
     else:
         rows, dropped = _publish_sqlite(url, **args)

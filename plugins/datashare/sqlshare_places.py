@@ -185,18 +185,58 @@ def placement_lock(conn: psycopg.Connection, schema: str, dataset_id: str, where
         conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,))
 
 
+UNSETTLED = "?"
+"""Audience tag of rows whose database may be half-way through a move (see :func:`publish`)."""
+
+
+def audience_tag(codes: tuple[str, ...] | None) -> str:
+    """What a database's bookkeeping records of the audience a version was published for."""
+    return "" if codes is None else ",".join(codes)
+
+
+_ROWS_SQL = """
+SELECT to_regclass(%(bk)s) IS NOT NULL,
+       EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%(bk)s) AND attname = 'readers'
+               AND NOT attisdropped)
+"""
+
+
+def held_rows(conn: psycopg.Connection, schema: str, dataset_id: str) -> list[tuple[int, str]]:
+    """(version, audience tag) of a dataset in one database's bookkeeping, oldest first.
+
+    Bookkeeping from before audience tags holds no ``readers`` column: its rows count as open or shared
+    (that layout had no recipient databases).
+    """
+    from datashare.sqlshare import BOOKKEEPING, _q
+
+    bookkeeping = f"{_q(schema)}.{_q(BOOKKEEPING)}"
+    exists, tagged = conn.execute(_ROWS_SQL, {"bk": bookkeeping}).fetchone()
+    if not exists:
+        return []
+    tag = "coalesce(readers, '')" if tagged else "''"
+    query = f"SELECT version, {tag} FROM {bookkeeping} WHERE dataset_id = %s ORDER BY version"
+    return [(int(v), str(t)) for v, t in conn.execute(query, (dataset_id,))]
+
+
 def held_versions(uri: str, schema: str, dataset_id: str) -> list[int]:
     """Versions of a dataset one database's bookkeeping lists, oldest first."""
     import psycopg
 
+    with psycopg.connect(uri, autocommit=True) as conn:
+        return [v for v, _ in held_rows(conn, schema, dataset_id)]
+
+
+def _unsettle(uri: str, schema: str, dataset_id: str) -> None:
+    """Mark a database's rows of the dataset as possibly mid-move, before the dataset goes anywhere new."""
+    import psycopg
+
     from datashare.sqlshare import BOOKKEEPING, _q
+    from datashare.sqlshare_pg import ensure_readers_column
 
     with psycopg.connect(uri, autocommit=True) as conn:
+        ensure_readers_column(conn, schema)
         bookkeeping = f"{_q(schema)}.{_q(BOOKKEEPING)}"
-        if conn.execute("SELECT to_regclass(%s)", (bookkeeping,)).fetchone()[0] is None:
-            return []
-        query = f"SELECT version FROM {bookkeeping} WHERE dataset_id = %s ORDER BY version"
-        return [v for (v,) in conn.execute(query, (dataset_id,))]
+        conn.execute(f"UPDATE {bookkeeping} SET readers = %s WHERE dataset_id = %s", (UNSETTLED, dataset_id))
 
 
 def check_codes(codes: Collection[str] | None) -> tuple[str, ...] | None:
@@ -218,8 +258,44 @@ def _due(main: str, codes: tuple[str, ...] | None, existing: dict[str, str]) -> 
     return [existing.get(code, agency_database(main, code)) for code in codes]
 
 
+def _rows_of(
+    conn: psycopg.Connection, url: URL, names: Collection[str], existing: Collection[str], schema: str, dataset_id: str
+) -> dict[str, list[tuple[int, str]]]:
+    """Bookkeeping rows of the dataset in each named database that exists (``conn``: the share's own)."""
+    import psycopg
+
+    main = main_database(url)
+    rows = {}
+    for name in names:
+        if name == main:
+            rows[name] = held_rows(conn, schema, dataset_id)
+        elif name in existing:
+            with psycopg.connect(_libpq(database_url(url, name)), autocommit=True) as other:
+                rows[name] = held_rows(other, schema, dataset_id)
+        else:
+            rows[name] = []
+    return rows
+
+
+def _settled(rows: dict[str, list[tuple[int, str]]], tag: str) -> bool:
+    """Whether the last publish for this audience completed: then no other database can hold the dataset.
+
+    True when every database due (at least one) holds the same newest version, published for ``tag``.
+    A dataset nobody may read has no database due: never settled, so every database is looked at. A
+    publish takes the dataset out of every other database *before* it writes that tag anywhere, and
+    marks the rows of every database it leaves in place as unsettled first (:data:`UNSETTLED`), so a
+    publish cut short never leaves all of them looking settled.
+    """
+    newest = [held[-1] if held else None for held in rows.values()]
+    return bool(newest) and all(n is not None and n == newest[0] and n[1] == tag for n in newest)
+
+
 def state(url: URL, schema: str, dataset_id: str, codes: Collection[str] | None) -> ShareState:
-    """Where the dataset is, and whether that is where ``codes`` (None: open or shared) say it must be."""
+    """Where the dataset is, and whether that is where ``codes`` (None: open or shared) say it must be.
+
+    Reads only the databases due while the dataset is settled there (the common case: one database for
+    an open or shared dataset); every database of the share otherwise.
+    """
     import psycopg
 
     checked = check_codes(codes)
@@ -227,19 +303,18 @@ def state(url: URL, schema: str, dataset_id: str, codes: Collection[str] | None)
     try:
         with psycopg.connect(_libpq(url), autocommit=True) as conn:
             existing = ours(conn, main)
-        held = {}
-        for name in [main, *existing.values()]:
-            versions = held_versions(_libpq(database_url(url, name)), schema, dataset_id)
-            if versions:
-                held[name] = versions
+            due = _due(main, checked, existing)
+            rows = _rows_of(conn, url, due, existing.values(), schema, dataset_id)
+            settled = _settled(rows, audience_tag(checked))
+            if not settled:
+                rows = _rows_of(conn, url, [main, *existing.values()], existing.values(), schema, dataset_id)
     except psycopg.OperationalError as exc:
         raise PublishBusy(f"SQL share unavailable while reading where {dataset_id} is: {exc}") from exc
     except psycopg.Error as exc:
         raise PublishError(f"cannot read where {dataset_id} is in the SQL share: {exc}") from exc
-    everything = sorted({v for versions in held.values() for v in versions})
-    due = set(_due(main, checked, existing))
-    in_place = not held or (set(held) == due and all(everything[-1] in held[d] for d in due))
-    return ShareState(versions=everything, in_place=in_place, databases=held)
+    held = {name: [v for v, _ in r] for name, r in rows.items() if r}
+    versions = sorted({v for vs in held.values() for v in vs})
+    return ShareState(versions=versions, in_place=settled or not held, databases=held)
 
 
 def publish(
@@ -249,9 +324,15 @@ def publish(
     dataset_id: str,
     codes: Collection[str] | None,
     lock_timeout_ms: int,
-    publish_one: Callable[[URL], tuple[int, tuple[str, ...]]],
+    publish_one: Callable[[URL, str], tuple[int, tuple[str, ...]]],
 ) -> tuple[int, tuple[str, ...], tuple[str, ...]]:
     """Take the dataset out of every database it must not be in, then publish it into each one due.
+
+    In order: the databases it must leave are emptied of it; the databases due that hold it are marked
+    unsettled; then each database due gets the version, tagged with the audience. Whatever instruction
+    a failure lands on, the dataset is in no database it must not be in once the next publish completes,
+    and :func:`state` says it is not in place until then. ``publish_one(url, tag)`` publishes into one
+    database.
 
     Returns:
         (rows, version tables dropped, databases published into).
@@ -261,26 +342,31 @@ def publish(
     from datashare.sqlshare_pg import unpublish_postgres
 
     checked = check_codes(codes)
+    tag = audience_tag(checked)
     main = main_database(url)
     where = f"{schema}.{dataset_id} at {_redacted(url)}"
     try:
         with psycopg.connect(_libpq(url), autocommit=True) as conn, placement_lock(conn, schema, dataset_id, where):
             existing = ours(conn, main)
             due = _due(main, checked, existing)
+            rows = _rows_of(conn, url, due, existing.values(), schema, dataset_id)
+            if not _settled(rows, tag):  # the audience changed or a move was cut short: look everywhere
+                rows = _rows_of(conn, url, [main, *existing.values()], existing.values(), schema, dataset_id)
             dropped: list[str] = []
-            for name in sorted({main, *existing.values()} - set(due)):
-                if held_versions(_libpq(database_url(url, name)), schema, dataset_id):
-                    log.warning("%s must not be in database %s any more: taking it out", dataset_id, name)
-                    dropped += unpublish_postgres(
-                        database_url(url, name), dataset_id=dataset_id, schema=schema, lock_timeout_ms=lock_timeout_ms
-                    )
+            for name in sorted(n for n, r in rows.items() if r and n not in due):
+                log.warning("%s must not be in database %s any more: taking it out", dataset_id, name)
+                dropped += unpublish_postgres(
+                    database_url(url, name), dataset_id=dataset_id, schema=schema, lock_timeout_ms=lock_timeout_ms
+                )
+            for name in sorted(n for n, r in rows.items() if r and n in due):
+                _unsettle(_libpq(database_url(url, name)), schema, dataset_id)
             if checked is not None:
                 due = [ensure_database(conn, main, code) for code in checked]
-            rows = 0
+            total = 0
             for name in due:
-                rows, retired = publish_one(database_url(url, name))
+                total, retired = publish_one(database_url(url, name), tag)
                 dropped += retired
-            return rows, tuple(dropped), tuple(due)
+            return total, tuple(dropped), tuple(due)
     except psycopg.OperationalError as exc:
         raise PublishBusy(f"SQL share unavailable while placing {where}: {exc}") from exc
     except psycopg.Error as exc:

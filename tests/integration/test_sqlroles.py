@@ -496,6 +496,37 @@ def test_restricted_dataset_keeps_retention_withdrawal_and_unpublish_in_each_rea
     assert share_state(dataset_id=SECRET_ID, target_url=postgres_db).databases == {}
 
 
+def test_a_move_cut_short_is_never_taken_as_settled(
+    roles: str, postgres_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datashare import sqlshare_pg
+
+    main = make_url(postgres_db).database
+    publish_secret(postgres_db, tmp_path, 1, readers=(B,))
+    assert share_state(dataset_id=SECRET_ID, target_url=postgres_db, readers=(B,)).in_place
+
+    # A is added to the spec; the publish dies after loading A's database, before B's.
+    real = sqlshare_pg.publish_postgres
+
+    def dies_at_b(url: Any, **kwargs: Any) -> Any:
+        if url.database == agency_database(main, B):
+            raise PublishError("killed")
+        return real(url, **kwargs)
+
+    monkeypatch.setattr(sqlshare_pg, "publish_postgres", dies_at_b)
+    with pytest.raises(PublishError, match="killed"):
+        publish_secret(postgres_db, tmp_path, 1, readers=(A, B))
+    monkeypatch.setattr(sqlshare_pg, "publish_postgres", real)
+
+    # A is taken out of the spec again before any run completed the move: B's rows, untouched since its
+    # last publish for (B,), must not look settled, or A's copy would stay where A may no longer read.
+    state = share_state(dataset_id=SECRET_ID, target_url=postgres_db, readers=(B,))
+    assert not state.in_place and set(state.databases) == {agency_database(main, A), agency_database(main, B)}
+    publish_secret(postgres_db, tmp_path, 1, readers=(B,))
+    state = share_state(dataset_id=SECRET_ID, target_url=postgres_db, readers=(B,))
+    assert state.in_place and state.databases == {agency_database(main, B): [1]}
+
+
 def test_a_database_datashare_did_not_make_is_never_taken_over(roles: str, postgres_db: str, tmp_path: Path) -> None:
     main = make_url(postgres_db).database
     with psycopg.connect(libpq(postgres_db), autocommit=True) as admin:
