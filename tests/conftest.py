@@ -94,6 +94,7 @@ def _throwaway(admin_url: str, what: str, quote: str) -> Iterator[str]:
     finally:
         with admin.connect() as conn:
             if quote == '"':
+                drop_share_databases(url)  # the SQL share's recipient databases, named after this one
                 conn.execute(
                     sa.text(
                         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
@@ -105,10 +106,43 @@ def _throwaway(admin_url: str, what: str, quote: str) -> Iterator[str]:
         admin.dispose()
 
 
+def drop_share_databases(url: str) -> list[str]:
+    """Drop the recipient databases a PostgreSQL SQL share at ``url`` made (``<database>__<code>``).
+
+    Roles that hold privileges in them cannot be dropped before they are, so role fixtures call this first.
+    """
+    import sqlalchemy as sa
+
+    name = sa.engine.make_url(url).database
+    admin = sa.create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            found = conn.execute(
+                sa.text("SELECT datname FROM pg_database WHERE starts_with(datname, :p) ORDER BY 1"),
+                {"p": f"{name}__"},
+            ).scalars()
+            dropped = list(found)
+            for database in dropped:
+                conn.execute(
+                    sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
+                    {"n": database},
+                )
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{database}"'))
+    finally:
+        admin.dispose()
+    return dropped
+
+
 @pytest.fixture
 def postgres_db() -> Iterator[str]:
     """URL of a fresh, empty PostgreSQL database, dropped afterwards."""
     yield from _throwaway(POSTGRES_ADMIN, "PostgreSQL at 127.0.0.1:5432", '"')
+
+
+@pytest.fixture
+def share_databases() -> Callable[[str], list[str]]:
+    """A function that drops the recipient databases of the PostgreSQL SQL share at a URL (see below)."""
+    return drop_share_databases
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ datashare revoke RECIPIENT [--token-id ID]   revoke a recipient's tokens and SQL
 datashare specs [FILE ...]               check spec files
 datashare pools                          Airflow pools of the source units, for `airflow pools import`
 datashare serve [--host H] [--port P]    the data catalog (pages, JSON API, DCAT, downloads) on one address
+datashare access-log [--from D] [--to D] [--dataset ID] [--recipient CODE] [--json]   downloads served
 """
 
 from __future__ import annotations
@@ -257,6 +258,7 @@ def cmd_grant(args: argparse.Namespace, settings: Settings) -> int:
     from datashare.access import Tokens
     from datashare.exceptions import ConfigError
     from datashare.sqlroles import issue_sql_login, recipient_role
+    from datashare.sqlshare_places import agency_database
     from datashare.store import Ledger
 
     recipient = _recipient(settings, args.recipient)
@@ -276,6 +278,8 @@ def cmd_grant(args: argparse.Namespace, settings: Settings) -> int:
             shown += [
                 f"SQL login   role {issued['sql_role']} on {where}, schema {settings.share_schema}",
                 f"  password  {password}",
+                f"  restricted datasets granted to {recipient.code}: database "
+                f"{agency_database(target.database or '', recipient.code)}, same schema",
             ]
         if want_http:
             token = Tokens(store.backend).issue(recipient)
@@ -376,8 +380,62 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from datashare.catalog.app import create_app
 
     log.warning("Datashare catalog on http://%s:%s/ (release store %s)", args.host, args.port, settings.release_uri)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info" if args.verbose else "warning")
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_level="info" if args.verbose else "warning",
+        proxy_headers=False,  # the catalog reads X-Forwarded-For itself, from DATASHARE_CATALOG_TRUSTED_PROXIES only
+    )
     return 0
+
+
+def cmd_access_log(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the downloads the catalog recorded between two UTC dates (today by default)."""
+    from collections import Counter
+    from datetime import UTC, datetime
+
+    from datashare.accesslog import read
+    from datashare.exceptions import ConfigError
+
+    today = datetime.now(UTC).date()
+    start, end = args.start or args.end or today, args.end or args.start or today
+    if end < start:
+        raise ConfigError(f"--to {end} is before --from {start}")
+    if (end - start).days > 366:
+        raise ConfigError(f"--from {start} --to {end} spans more than a year: read it in parts")
+    entries = [
+        e
+        for e in read(_store(settings).backend, start, end)
+        if (args.dataset is None or e.get("dataset_id") == args.dataset)
+        and (args.recipient is None or e.get("recipient") == args.recipient)
+    ]
+    if args.json:
+        for entry in entries:
+            print(json.dumps(entry, ensure_ascii=False, sort_keys=True))
+        return 0
+    for e in entries:
+        print(
+            f"{e['at']}  {e.get('recipient', '?'):<20} {e.get('dataset_id', '?')} v{e.get('version', '?')} "
+            f"{e.get('file', '?')}{'  from ' + e['address'] if e.get('address') else ''}"
+        )
+    by_dataset = Counter(e.get("dataset_id", "?") for e in entries)
+    by_recipient = Counter(e.get("recipient", "?") for e in entries)
+    print(f"{len(entries)} download(s) from {start} to {end} (UTC); recorded within about 10 s of serving")
+    if entries:
+        print("by dataset:   " + ", ".join(f"{k} {v}" for k, v in by_dataset.most_common()))
+        print("by recipient: " + ", ".join(f"{k} {v}" for k, v in by_recipient.most_common()))
+    return 0
+
+
+def _date(text: str) -> Any:
+    """An argparse type: a calendar date ``YYYY-MM-DD``."""
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
 
 
 def _positive_int(text: str) -> int:
@@ -456,6 +514,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
     p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("access-log", help="downloads the catalog served (UTC dates; today by default)")
+    p.add_argument("--from", dest="start", type=_date, help="first day, YYYY-MM-DD (UTC)")
+    p.add_argument("--to", dest="end", type=_date, help="last day, YYYY-MM-DD (UTC), included")
+    p.add_argument("--dataset", help="only this dataset")
+    p.add_argument("--recipient", help="only this recipient code (or 'anonymous')")
+    p.add_argument("--json", action="store_true", help="one JSON object a line")
+    p.set_defaults(func=cmd_access_log)
     return parser
 
 

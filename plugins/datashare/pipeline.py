@@ -333,6 +333,16 @@ def _apply_sql_grants(ctx: RunContext, url: str, schema: str) -> None:
         apply_grants(spec=ctx.spec, registry=registry, target_url=url, schema=schema)
 
 
+def _sql_readers(ctx: RunContext, url: str) -> tuple[str, ...] | None:
+    """Where the dataset lives in the share: None (the share's database) or its readers' databases."""
+    from datashare.access import load_registry
+    from datashare.sqlroles import share_readers, supports_roles
+
+    if not supports_roles(url):
+        return None
+    return share_readers(ctx.spec, load_registry(ctx.settings.recipients_file))
+
+
 def stage_publish_sql(ctx: RunContext, committed: Committed | dict[str, Any]) -> dict[str, Any]:
     """Serve the newest release that is not withdrawn in the SQL share (normally the one just committed)."""
     version = committed.version if isinstance(committed, Committed) else int(committed["version"])
@@ -344,9 +354,11 @@ def sync_sql_share(ctx: RunContext, *, committed: int | None = None) -> dict[str
 
     The view moves to that release in the transaction that drops withdrawn version tables (the
     release is loaded again from the store if retention dropped its table); when every release is
-    withdrawn the dataset leaves the share. Grants are applied after every change.
+    withdrawn, or nobody may read a restricted dataset, the dataset leaves the share. A restricted
+    dataset lives in its readers' own databases, and moves when its audience changes, even without a
+    new release. Grants are applied after every change.
     """
-    from datashare.sqlshare import list_versions, publish_release, redacted_target, unpublish
+    from datashare.sqlshare import publish_release, redacted_target, share_state, unpublish
 
     if not ctx.spec.publish.sql:
         return {"published": False, "reason": "sql publishing is off in the spec"}
@@ -355,21 +367,24 @@ def sync_sql_share(ctx: RunContext, *, committed: int | None = None) -> dict[str
     withdrawn = ctx.store.withdrawn(ctx.spec.id)  # read again: a withdrawal may be minutes old
     if committed in withdrawn:
         log.warning("%s v%s is withdrawn: not published to the SQL share", ctx.spec.id, committed)
-    in_share = list_versions(dataset_id=ctx.spec.id, target_url=url, schema=schema)
+    readers = _sql_readers(ctx, url)
+    state = share_state(dataset_id=ctx.spec.id, target_url=url, schema=schema, readers=readers)
+    in_share = state.versions
     stale = [v for v in in_share if v in withdrawn]
-    base = newest_available(ctx.store, ctx.spec.id, withdrawn)
+    base = newest_available(ctx.store, ctx.spec.id, withdrawn) if readers != () else None
     if base is None:
         if not in_share:
             return {"published": False, "reason": "no release to serve"}
         dropped = unpublish(dataset_id=ctx.spec.id, target_url=url, schema=schema)
         ctx.ledger.append("sql_unpublished", dataset_id=ctx.spec.id, tables=list(dropped), target=redacted_target(url))
+        why = "no active recipient may read it" if readers == () else "every release is withdrawn"
         return {
             "published": False,
-            "reason": "every release is withdrawn: the view was removed from the share",
+            "reason": f"{why}: the view was removed from the share",
             "dropped": list(dropped),
         }
     version = base.version
-    if in_share and in_share[-1] == version and not stale:
+    if in_share and in_share[-1] == version and not stale and state.in_place:
         _apply_sql_grants(ctx, url, schema)  # a reclassification or registry change applies on the next run
         return {
             "published": False,
@@ -387,6 +402,7 @@ def sync_sql_share(ctx: RunContext, *, committed: int | None = None) -> dict[str
             retention=ctx.spec.retention.sql_versions,
             comment=f"{ctx.spec.title.vi} / {ctx.spec.title.en}",
             withdrawn=stale,
+            readers=readers,
         )
     faults.point("publish.loaded")
     details: dict[str, Any] = {"replaces_withdrawn": stale} if stale else {}

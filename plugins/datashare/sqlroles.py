@@ -11,7 +11,10 @@ The roles follow the access rule of :func:`datashare.access.can_read`:
 ``ds_<code>`` is a member of ``datashare_government`` for an active government recipient, else of
 ``datashare_public`` only (an inactive recipient reads open data only, as over HTTP).
 
-Grants go on the view ``<id>`` only. A PostgreSQL view reads its table with its owner's rights, so the
+Open and shared datasets live in the share's database; a restricted dataset lives in the database of
+each recipient named (:mod:`datashare.sqlshare_places`), on which only that recipient's role has
+CONNECT, so no other role sees even its catalog entries. Grants go on the view ``<id>`` only. A
+PostgreSQL view reads its table with its owner's rights, so the
 version tables ``<id>__v<N>`` and the bookkeeping table stay closed to everyone but the publisher: an
 older version cannot be read by name. :func:`apply_grants` makes the share match the spec and the
 registry on every run: PUBLIC loses everything on the schema, the view and the tables; the view is
@@ -110,14 +113,16 @@ def _group_of(recipient: Recipient) -> str:
     return government_role() if recipient.kind == "government" and recipient.active else public_role()
 
 
-def _readers(spec: DatasetSpec, registry: Registry) -> list[str]:
-    """Roles granted SELECT on the dataset's view."""
-    sharing = spec.classification.sharing
-    if sharing == Sharing.open:
-        return [public_role()]
-    if sharing == Sharing.shared:
-        return [government_role()]
-    readers = []
+def share_readers(spec: DatasetSpec, registry: Registry) -> tuple[str, ...] | None:
+    """Where a dataset lives in a PostgreSQL share, as :func:`datashare.sqlshare.publish_release` takes it.
+
+    None for an open or shared dataset (the share's own database, read through the group roles); for a
+    restricted one, the codes of the active, registered recipients its spec names (each one's database).
+    An empty tuple means nobody may read it: it must not be in the share at all.
+    """
+    if spec.classification.sharing != Sharing.restricted:
+        return None
+    codes = []
     for code in spec.recipients:
         recipient = registry.get(code)
         if recipient is None:
@@ -125,8 +130,18 @@ def _readers(spec: DatasetSpec, registry: Registry) -> list[str]:
         elif not recipient.active:
             log.info("Dataset %s names inactive recipient %s: not granted", spec.id, code)
         else:
-            readers.append(recipient_role(code))
-    return list(dict.fromkeys(readers))
+            codes.append(code)
+    return tuple(sorted(set(codes)))
+
+
+def _readers(spec: DatasetSpec, registry: Registry) -> list[str]:
+    """Roles granted SELECT on the dataset's view."""
+    sharing = spec.classification.sharing
+    if sharing == Sharing.open:
+        return [public_role()]
+    if sharing == Sharing.shared:
+        return [government_role()]
+    return [recipient_role(code) for code in share_readers(spec, registry) or ()]
 
 
 class _Run:
@@ -225,11 +240,14 @@ def _idents(names: list[str]) -> sql.Composable:
     return sql.SQL(", ").join(map(sql.Identifier, names))
 
 
-def _lock_down(run: _Run, dataset_id: str, schema: str, readers: list[str], managed: list[str]) -> None:
+def _lock_down(
+    run: _Run, dataset_id: str, schema: str, readers: list[str], managed: list[str], usage: list[str]
+) -> None:
     """Set the grants of the schema, the view and the tables of one dataset, in the running transaction.
 
     Every privilege of PUBLIC and of the datashare roles is revoked, then what is due is granted:
-    the transaction commits the end state only, so no reader sees a gap.
+    the transaction commits the end state only, so no reader sees a gap. ``usage`` gets USAGE on the
+    schema (it only lets a role resolve names; what it may read is the view's grant).
     """
     from psycopg import sql
 
@@ -241,11 +259,8 @@ def _lock_down(run: _Run, dataset_id: str, schema: str, readers: list[str], mana
         raise PublishError(f"view {schema}.{dataset_id} does not exist in the SQL share: publish the dataset first")
     everyone = sql.SQL(", ").join([sql.SQL("PUBLIC"), _idents(managed)])
 
-    # USAGE only lets a role see names; it stays with every recipient, as other datasets may need it.
     run(sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(s))
     run(sql.SQL("REVOKE CREATE ON SCHEMA {} FROM {}").format(s, _idents(managed)))
-    groups = [public_role(), government_role()]
-    usage = [*groups, *(r for r in readers if r not in groups)]
     run(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(s, _idents(usage)))
 
     run(sql.SQL("REVOKE ALL ON TABLE {} FROM {}").format(view, everyone))
@@ -268,12 +283,51 @@ def _lock_down(run: _Run, dataset_id: str, schema: str, readers: list[str], mana
         )
 
 
+_DATABASE_ACL_SQL = """
+SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END, a.privilege_type
+FROM pg_database d CROSS JOIN LATERAL aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
+WHERE d.datname = %s AND a.grantee <> d.datdba ORDER BY 1, 2
+"""
+
+
+def _lock_databases(run: _Run, main: str, registry: Registry, managed: list[str]) -> dict[str, str]:
+    """Give each recipient database of the share CONNECT for its recipient only (none if inactive or gone).
+
+    Database privileges are cluster-wide, so this runs from the share's database. A database already
+    right is left untouched (no needless rewrite of ``pg_database``).
+
+    Returns:
+        The share's recipient databases, by recipient code.
+    """
+    from psycopg import sql
+
+    from datashare.sqlshare_places import ours
+
+    databases = ours(run.conn, main)
+    for code, name in sorted(databases.items()):
+        recipient = registry.get(code)
+        role = recipient_role(code)
+        due = [(role, "CONNECT")] if recipient and recipient.active else []
+        if run.conn.execute(_DATABASE_ACL_SQL, (name,)).fetchall() == due:
+            continue
+        database = sql.Identifier(name)
+        everyone = sql.SQL(", ").join([sql.SQL("PUBLIC"), _idents(managed)])
+        run(sql.SQL("REVOKE ALL ON DATABASE {} FROM {}").format(database, everyone))
+        if due:
+            run(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(database, sql.Identifier(role)))
+        else:
+            log.warning("Recipient %s is inactive or unregistered: its role may no longer connect to %s", code, name)
+    return databases
+
+
 def apply_grants(*, spec: DatasetSpec, registry: Registry, target_url: str, schema: str = "datashare") -> list[str]:
     """Make the grants on a published dataset match its classification and the registry.
 
     Idempotent: run after every publish, and on runs that publish nothing, so a reclassified
-    dataset or a changed registry takes effect on the next run. Everything happens in one
-    transaction. On SQLite (no roles) nothing is done and ``[]`` is returned.
+    dataset or a changed registry takes effect on the next run. Roles, database privileges and an open
+    or shared dataset's grants change in one transaction in the share's database; a restricted
+    dataset's grants then change in one transaction in each reader's database (it is published there,
+    see :mod:`datashare.sqlshare_places`). On SQLite (no roles) nothing is done and ``[]`` is returned.
 
     Returns:
         The statements run, for the log (they hold no secrets).
@@ -284,15 +338,31 @@ def apply_grants(*, spec: DatasetSpec, registry: Registry, target_url: str, sche
     if backend != "postgresql":
         log.debug("SQL share %s is SQLite: no roles, no grants", _redacted(url))
         return []
+    from datashare.sqlshare_places import database_url, main_database
+
+    codes = share_readers(spec, registry)
     readers = _readers(spec, registry)
     import psycopg
 
+    statements: list[str] = []
     try:
         with psycopg.connect(_libpq_uri(url)) as conn:  # one transaction, committed when the block ends
             run = _Run(conn)
             conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (_LOCK_KEY,))
             managed = _sync_roles(run, list(registry.recipients), prune=True)
-            _lock_down(run, spec.id, schema, readers, managed)
+            databases = _lock_databases(run, main_database(url), registry, managed)
+            if codes is None:
+                groups = [public_role(), government_role()]
+                _lock_down(run, spec.id, schema, readers, managed, usage=groups)
+            statements += run.statements
+        for code in codes or ():
+            if code not in databases:
+                raise PublishError(f"{schema}.{spec.id} is not in the database of {code}: publish the dataset first")
+            with psycopg.connect(_libpq_uri(database_url(url, databases[code]))) as conn:
+                run = _Run(conn)
+                role = recipient_role(code)
+                _lock_down(run, spec.id, schema, [role], managed, usage=[role])
+                statements += run.statements
     except psycopg.OperationalError as exc:
         raise PublishBusy(
             f"SQL share unavailable while granting {schema}.{spec.id} at {_redacted(url)}: {exc}"
@@ -300,14 +370,15 @@ def apply_grants(*, spec: DatasetSpec, registry: Registry, target_url: str, sche
     except psycopg.Error as exc:
         raise PublishError(f"granting {schema}.{spec.id} at {_redacted(url)} failed: {exc}") from exc
     log.info(
-        "Grants on %s.%s (%s): readers %s; %s statements",
+        "Grants on %s.%s (%s): readers %s%s; %s statements",
         schema,
         spec.id,
         spec.classification.sharing.value,
         readers,
-        len(run.statements),
+        f" in their own databases {[databases[c] for c in codes]}" if codes else "",
+        len(statements),
     )
-    return run.statements
+    return statements
 
 
 def _postgres_only(target_url: str, action: str) -> str:

@@ -16,6 +16,9 @@ The backend follows the SQLAlchemy URL of the target:
   ``max_attempts`` a retryable :class:`PublishBusy` is raised. Column descriptions (Arrow field metadata
   ``description``) become comments; grants on the view survive the repoint. Retention runs in its own
   transaction after the swap: a reader still holding an old table only postpones its drop.
+  Restricted datasets (``readers`` given) are published into a database of each reader instead of the
+  share's own, so no other role sees their names, comments, columns, definitions or statistics in the
+  catalogs (:mod:`datashare.sqlshare_places`).
 * SQLite (``sqlite:///var/share.sqlite``), the embedded default. SQLite has no schemas, so ``schema`` is
   validated but ignored; there are no comments and no roles. The whole publish is one
   ``BEGIN IMMEDIATE`` transaction; the file is switched to WAL so readers never block it.
@@ -39,6 +42,8 @@ from datashare.exceptions import PublishBusy, PublishError
 if TYPE_CHECKING:
     import pyarrow as pa
     from sqlalchemy.engine import URL
+
+    from datashare.sqlshare_places import ShareState
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +71,8 @@ class PublishResult:
     """Version tables dropped by retention in this publish."""
     target: str
     """Target URL without its password."""
+    databases: tuple[str, ...] = ()
+    """PostgreSQL databases the dataset was published into: the share's own, or its readers' (restricted)."""
 
 
 @dataclass(frozen=True)
@@ -260,6 +267,7 @@ def publish_release(
     lock_timeout_ms: int = 5000,
     max_attempts: int = 5,
     withdrawn: Collection[int] = (),
+    readers: Collection[str] | None = None,
 ) -> PublishResult:
     """Load release ``version`` into ``<id>__v<N>`` and repoint view ``<id>`` to it atomically.
 
@@ -279,6 +287,11 @@ def publish_release(
         lock_timeout_ms: longest wait for a lock held by readers, per attempt.
         max_attempts: attempts at the swap before raising :class:`PublishBusy`.
         withdrawn: withdrawn versions of the dataset, removed from the share; ``version`` must not be one.
+        readers: PostgreSQL only. None for an open or shared dataset: it lives in the share's database.
+            For a restricted dataset, the codes of the recipients that may read it: it is published into
+            each one's database (made if needed) and taken out of every other database of the share
+            first. An empty collection is refused: a dataset nobody may read is taken out with
+            :func:`unpublish`. SQLite ignores it (no roles, for local use).
     """
     _check_name("dataset_id", dataset_id, DATASET_ID)
     _check_name("schema", schema, SQL_NAME)
@@ -307,31 +320,49 @@ def publish_release(
         "max_attempts": max_attempts,
         "withdrawn": withdrawn,
     }
+    databases: tuple[str, ...] = ()
     if backend == "postgresql":
         from datashare.sqlshare_pg import publish_postgres
+        from datashare.sqlshare_places import publish
 
-        rows, dropped = publish_postgres(url, comment=comment, **args)
+        if readers is not None and not readers:
+            raise PublishError(
+                f"{dataset_id} is restricted to no active recipient: nobody may read it, so it is not "
+                "published (take it out of the share with unpublish)"
+            )
+        rows, dropped, databases = publish(
+            url,
+            schema=schema,
+            dataset_id=dataset_id,
+            codes=readers,
+            lock_timeout_ms=lock_timeout_ms,
+            publish_one=lambda target, tag: publish_postgres(target, comment=comment, audience=tag, **args),
+        )
     else:
         rows, dropped = _publish_sqlite(url, **args)
-    log.info("Published %s v%s: %s rows; view %s repointed; dropped %s", dataset_id, version, rows, dataset_id, dropped)
-    return PublishResult(dataset_id, version, names.table, dataset_id, rows, dropped, _redacted(url))
+    log.info(
+        "Published %s v%s: %s rows; view %s repointed in %s; dropped %s",
+        dataset_id, version, rows, dataset_id, databases or "the share", dropped,
+    )  # fmt: skip
+    return PublishResult(dataset_id, version, names.table, dataset_id, rows, dropped, _redacted(url), databases)
 
 
 def unpublish(
     *, dataset_id: str, target_url: str, schema: str = "datashare", lock_timeout_ms: int = 5000
 ) -> tuple[str, ...]:
-    """Take a dataset out of the share: its view, version tables and bookkeeping rows, in one transaction.
+    """Take a dataset out of the share: its view, version tables and bookkeeping rows.
 
-    Used when every release of the dataset is withdrawn: nothing is left to serve. Returns the version
-    tables dropped; a share that never held the dataset is left as it is.
+    Used when every release of the dataset is withdrawn, or nobody may read it any more: nothing is left
+    to serve. On PostgreSQL it leaves every database of the share (one transaction per database).
+    Returns the version tables dropped; a share that never held the dataset is left as it is.
     """
     _check_name("dataset_id", dataset_id, DATASET_ID)
     _check_name("schema", schema, SQL_NAME)
     url, backend = _parse_target(target_url)
     if backend == "postgresql":
-        from datashare.sqlshare_pg import unpublish_postgres
+        from datashare.sqlshare_places import unpublish_everywhere
 
-        dropped = unpublish_postgres(url, dataset_id=dataset_id, schema=schema, lock_timeout_ms=lock_timeout_ms)
+        dropped = unpublish_everywhere(url, dataset_id=dataset_id, schema=schema, lock_timeout_ms=lock_timeout_ms)
     else:
         dropped = _unpublish_sqlite(url, dataset_id, lock_timeout_ms)
     log.info("Took %s out of the SQL share %s; dropped %s", dataset_id, _redacted(url), dropped)
@@ -339,34 +370,38 @@ def unpublish(
 
 
 def list_versions(*, dataset_id: str, target_url: str, schema: str = "datashare") -> list[int]:
-    """Versions of a dataset still in the share, oldest first; empty if never published."""
+    """Versions of a dataset still in the share (in any of its databases), oldest first; empty if never published."""
+    return share_state(dataset_id=dataset_id, target_url=target_url, schema=schema).versions
+
+
+def share_state(
+    *, dataset_id: str, target_url: str, schema: str = "datashare", readers: Collection[str] | None = None
+) -> ShareState:
+    """What the share holds of a dataset, and whether it is where ``readers`` say (see :func:`publish_release`).
+
+    ``in_place`` is False when a database due lacks the newest version or a database not due holds
+    anything of the dataset (a reclassification, a recipient added or removed): a publish then moves it,
+    even if the share already serves the newest release. SQLite has one place: always in place.
+    """
+    from datashare.sqlshare_places import ShareState, state
+
     _check_name("dataset_id", dataset_id, DATASET_ID)
     _check_name("schema", schema, SQL_NAME)
     url, backend = _parse_target(target_url)
-    query = "SELECT version FROM {} WHERE dataset_id = {} ORDER BY version"
     if backend == "postgresql":
-        import psycopg
-
-        try:
-            with psycopg.connect(_libpq_uri(url)) as conn:
-                bookkeeping = f"{_q(schema)}.{_q(BOOKKEEPING)}"
-                if conn.execute("SELECT to_regclass(%s)", (bookkeeping,)).fetchone()[0] is None:
-                    return []
-                return [r[0] for r in conn.execute(query.format(bookkeeping, "%s"), (dataset_id,))]
-        except psycopg.Error as exc:
-            raise PublishError(f"cannot read versions of {dataset_id} from {_redacted(url)}: {exc}") from exc
+        return state(url, schema, dataset_id, readers)
     import sqlite3
 
+    query = f"SELECT version FROM {_q(BOOKKEEPING)} WHERE dataset_id = ? ORDER BY version"
     if not url.database or not Path(url.database).exists():
-        return []
+        return ShareState(versions=[], in_place=True, databases={})
     try:
         with _sqlite_readonly(Path(url.database)) as conn:
             found = conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (BOOKKEEPING,)).fetchone()
-            if found is None:
-                return []
-            return [r[0] for r in conn.execute(query.format(_q(BOOKKEEPING), "?"), (dataset_id,))]
+            versions = [] if found is None else [r[0] for r in conn.execute(query, (dataset_id,))]
     except sqlite3.Error as exc:
         raise PublishError(f"cannot read versions of {dataset_id} from {_redacted(url)}: {exc}") from exc
+    return ShareState(versions=versions, in_place=True, databases={url.database: versions} if versions else {})
 
 
 def current_version(*, dataset_id: str, target_url: str, schema: str = "datashare") -> int | None:

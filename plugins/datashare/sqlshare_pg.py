@@ -88,8 +88,12 @@ def publish_postgres(
     lock_timeout_ms: int,
     max_attempts: int,
     withdrawn: tuple[int, ...],
+    audience: str = "",
 ) -> tuple[int, tuple[str, ...]]:
-    """Load the parts not yet in the share, swap version N in, retire old versions; returns (rows, dropped)."""
+    """Load the parts not yet in the share, swap version N in, retire old versions; returns (rows, dropped).
+
+    ``audience`` is recorded with version N in the bookkeeping (see :mod:`datashare.sqlshare_places`).
+    """
     import psycopg
 
     s = _q(names.schema)
@@ -102,8 +106,9 @@ def publish_postgres(
                 conn,
                 f"CREATE TABLE IF NOT EXISTS {s}.{_q(BOOKKEEPING)} (dataset_id text NOT NULL, "
                 "version integer NOT NULL, table_name text NOT NULL, rows bigint NOT NULL, "
-                "published_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (dataset_id, version))",
+                "published_at timestamptz NOT NULL DEFAULT now(), readers text, PRIMARY KEY (dataset_id, version))",
             )
+            ensure_readers_column(conn, names.schema)
             current = conn.execute(
                 f"SELECT max(version) FROM {s}.{_q(BOOKKEEPING)} WHERE dataset_id = %s AND version <> ALL(%s)",
                 (names.dataset_id, list(withdrawn)),
@@ -114,12 +119,26 @@ def publish_postgres(
             parts = _parts(names, paths)
             for part in parts:
                 rows += _ensure_part(conn, _libpq_uri(url), names, columns, part)
-            _swap_with_retries(conn, names, columns, parts, rows, comment, lock_timeout_ms, max_attempts, withdrawn)
+            _swap_with_retries(
+                conn, names, columns, parts, rows, comment, lock_timeout_ms, max_attempts, withdrawn, audience
+            )
             return rows, _retire(conn, names, retention, lock_timeout_ms)
     except psycopg.OperationalError as exc:
         raise PublishBusy(f"SQL share unavailable while publishing {where}: {exc}") from exc
     except psycopg.Error as exc:
         raise PublishError(f"publishing {names.table} to {where} failed: {exc}") from exc
+
+
+_READERS_SQL = """
+SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = 'readers' AND NOT attisdropped)
+"""
+
+
+def ensure_readers_column(conn: psycopg.Connection, schema: str) -> None:
+    """Give bookkeeping made before audience tags its ``readers`` column (only if missing: ALTER locks)."""
+    bookkeeping = f"{_q(schema)}.{_q(BOOKKEEPING)}"
+    if not conn.execute(_READERS_SQL, (bookkeeping,)).fetchone()[0]:
+        _create_if_absent(conn, f"ALTER TABLE {bookkeeping} ADD COLUMN IF NOT EXISTS readers text")
 
 
 def _lock_dataset(conn: psycopg.Connection, schema: str, dataset_id: str, where: str) -> None:
@@ -195,6 +214,9 @@ def _load_part(uri: str, names: _Names, columns: list[_Column], part: _Part) -> 
             cur.execute(_create_table_sql(qualified, columns, postgres=True))
             cur.adbc_ingest(part.table, reader, mode="append", db_schema_name=names.schema)
             cur.execute(f"COMMENT ON TABLE {qualified} IS '{_part_note(names, part, batches.rows)}'")
+            cur.execute("SELECT current_setting('track_counts')")
+            if cur.fetchone()[0] == "off":  # a recipient database: autovacuum sees no counts, so analyse now
+                cur.execute(f"ANALYZE {qualified}")
             conn.commit()
     except adbc.Error as exc:
         if batches.error is not None:
@@ -219,12 +241,13 @@ def _swap_with_retries(
     lock_timeout_ms: int,
     max_attempts: int,
     withdrawn: tuple[int, ...],
+    audience: str,
 ) -> None:
     import psycopg
 
     for attempt in range(1, max_attempts + 1):
         try:
-            _swap(conn, names, columns, parts, rows, comment, lock_timeout_ms, withdrawn)
+            _swap(conn, names, columns, parts, rows, comment, lock_timeout_ms, withdrawn, audience)
             return
         except psycopg.errors.LockNotAvailable:
             if attempt == max_attempts:
@@ -268,6 +291,7 @@ def _swap(
     comment: str,
     lock_timeout_ms: int,
     withdrawn: tuple[int, ...],
+    audience: str,
 ) -> None:
     """Create version N over its parts, repoint the view, comment, regrant, record and drop withdrawn versions.
 
@@ -300,10 +324,11 @@ def _swap(
         for grantee, privilege, grantable in grants:  # regrole::text is already quoted
             conn.execute(f"GRANT {privilege} ON {view} TO {grantee}{' WITH GRANT OPTION' if grantable else ''}")
         conn.execute(
-            f"INSERT INTO {s}.{_q(BOOKKEEPING)} (dataset_id, version, table_name, rows, published_at) "
-            "VALUES (%s, %s, %s, %s, now()) ON CONFLICT (dataset_id, version) DO UPDATE SET "
-            "table_name = EXCLUDED.table_name, rows = EXCLUDED.rows, published_at = EXCLUDED.published_at",
-            (names.dataset_id, names.version, names.table, rows),
+            f"INSERT INTO {s}.{_q(BOOKKEEPING)} (dataset_id, version, table_name, rows, published_at, readers) "
+            "VALUES (%s, %s, %s, %s, now(), %s) ON CONFLICT (dataset_id, version) DO UPDATE SET "
+            "table_name = EXCLUDED.table_name, rows = EXCLUDED.rows, published_at = EXCLUDED.published_at, "
+            "readers = EXCLUDED.readers",
+            (names.dataset_id, names.version, names.table, rows, audience),
         )
         gone = conn.execute(
             f"DELETE FROM {s}.{_q(BOOKKEEPING)} WHERE dataset_id = %s AND version = ANY(%s) RETURNING version",

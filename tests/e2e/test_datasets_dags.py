@@ -86,11 +86,17 @@ def _reads(url: str, role: str, relation: str) -> bool:
         return bool(conn.execute("SELECT has_table_privilege(%s, %s, 'SELECT')", (role, relation)).fetchone()[0])
 
 
+def _connects(url: str, role: str, database: str) -> bool:
+    with psycopg.connect(sa.make_url(url).set(drivername="postgresql").render_as_string(False)) as conn:
+        return bool(conn.execute("SELECT has_database_privilege(%s, %s, 'CONNECT')", (role, database)).fetchone()[0])
+
+
 def test_land_water_quality_and_catalogue_dags_on_postgresql(
     airflow_db: Path, project, postgres_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from datashare import sqlroles
     from datashare.connections import connection_env_value
+    from datashare.sqlshare_places import agency_database
 
     monkeypatch.setenv("DATASHARE_PSEUDONYM_KEY", KEY)
     monkeypatch.setenv("AIRFLOW_CONN_DATASHARE_SHARE", connection_env_value(postgres_db))
@@ -110,13 +116,19 @@ def test_land_water_quality_and_catalogue_dags_on_postgresql(
     assert quarantine["rows"] > 0 and "expect_column_values_to_be_null:input_problems" in quarantine["by_rule"]
     assert _store().release("land_parcels", 1).rows == parcels.rows - quarantine["rows"]
     assert manifest["stats"]["extracted_rows"] == parcels.rows
-    served = _scalar(postgres_db, "SELECT count(*) FROM datashare.land_parcels")
+    # Restricted: published into the named agency's own database only, where its role reads it; another
+    # government agency and the public do not, and the share's database holds nothing of it.
+    hanoi = sa.make_url(postgres_db).set(database=agency_database(sa.make_url(postgres_db).database, "sonnmt_hanoi"))
+    hanoi_db = hanoi.render_as_string(hide_password=False)
+    served = _scalar(hanoi_db, "SELECT count(*) FROM datashare.land_parcels")
     assert served == parcels.rows - quarantine["rows"]
-    assert _scalar(postgres_db, r"SELECT count(*) FROM datashare.land_parcels WHERE citizen_id ~ '^\d{12}$'") == 0
-    # Restricted: the named agency's role reads it; another government agency and the public do not.
-    assert _reads(postgres_db, sqlroles.recipient_role("sonnmt_hanoi"), "datashare.land_parcels")
-    assert not _reads(postgres_db, sqlroles.recipient_role("sonnmt_hcmc"), "datashare.land_parcels")
-    assert not _reads(postgres_db, sqlroles.public_role(), "datashare.land_parcels")
+    assert _scalar(hanoi_db, r"SELECT count(*) FROM datashare.land_parcels WHERE citizen_id ~ '^\d{12}$'") == 0
+    assert _scalar(postgres_db, "SELECT count(*) FROM pg_class WHERE relname LIKE 'land_parcels%'") == 0
+    assert _reads(hanoi_db, sqlroles.recipient_role("sonnmt_hanoi"), "datashare.land_parcels")
+    assert not _reads(hanoi_db, sqlroles.recipient_role("sonnmt_hcmc"), "datashare.land_parcels")
+    assert not _reads(hanoi_db, sqlroles.public_role(), "datashare.land_parcels")
+    assert _connects(postgres_db, sqlroles.recipient_role("sonnmt_hanoi"), hanoi.database)
+    assert not _connects(postgres_db, sqlroles.recipient_role("sonnmt_hcmc"), hanoi.database)
     assert _reads(postgres_db, sqlroles.public_role(), "datashare.admin_units")  # open catalogue
 
     _, manifest = _check_run("surface_water_quality", pool="unit_water_quality", rows=samples.rows)

@@ -1,4 +1,4 @@
-"""The catalog over HTTP: who sees what, downloads and their ledger entries, hostile input, DCAT, OpenAPI, languages.
+"""The catalog over HTTP: who sees what, downloads and their access log, hostile input, DCAT, OpenAPI, languages.
 
 One store is built per module by the real pipeline on a small SQLite unit: the repository's open
 ``air_quality_hourly`` (v1, v2, and a v3 that is then withdrawn) plus two copies of it classified
@@ -14,12 +14,14 @@ import shutil
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
 from fastapi.testclient import TestClient
 
+from datashare import accesslog
 from datashare.access import Tokens, load_registry
 from datashare.catalog.app import create_app
 from datashare.connections import connection_env_value
@@ -134,8 +136,11 @@ def _auth(env: Env, who: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-def _downloads(env: Env) -> list[dict]:
-    return [e.body for e in Ledger(env.store.backend).entries() if e.body["event"] == "download_served"]
+def _downloads(env: Env, client: TestClient, backend: object = None) -> list[dict]:
+    """The access log's download entries, after the client's catalog flushed what it buffered."""
+    client.app.state.catalog.access_log.flush()
+    today = datetime.now(UTC).date()
+    return list(accesslog.read(backend or env.store.backend, today - timedelta(days=1), today))
 
 
 # -- the access matrix --------------------------------------------------------------------------------
@@ -158,7 +163,7 @@ def test_access_matrix(env: Env, client: TestClient, dataset_id: str, who: str) 
     version = 2 if dataset_id == OPEN else 1
     release = env.store.release(dataset_id, version)
     part = release.files[0]
-    before = len(_downloads(env))
+    before = len(_downloads(env, client))
 
     listing = client.get("/", headers=headers)
     api_list = client.get("/api/v1/datasets", headers=headers)
@@ -179,15 +184,15 @@ def test_access_matrix(env: Env, client: TestClient, dataset_id: str, who: str) 
     if expected == 200:
         assert hashlib.sha256(download.content).hexdigest() == part["sha256"]
         assert api.json()["releases"][0]["files"][0]["sha256"] == part["sha256"]
-        entry = _downloads(env)[-1]
-        assert len(_downloads(env)) == before + 1
+        entry = _downloads(env, client)[-1]
+        assert len(_downloads(env, client)) == before + 1
         assert entry["dataset_id"] == dataset_id and entry["version"] == version
         assert entry["file"] == part["path"]
         assert entry["recipient"] == {"anonymous": "anonymous", "gov_a": "agency_a", "gov_b": "agency_b"}.get(
             who, {"other_c": "other_c", "retired_d": "retired_d"}.get(who)
         )
     else:
-        assert len(_downloads(env)) == before  # refused downloads leave no entry
+        assert len(_downloads(env, client)) == before  # refused downloads leave no entry
         for response in (page, api, download):
             assert release.manifest["datashare"]["title"]["vi"] not in response.text
     if expected == 404:  # not yours answers exactly like an id that does not exist (the page echoes its own URL)
@@ -198,20 +203,34 @@ def test_access_matrix(env: Env, client: TestClient, dataset_id: str, who: str) 
         assert download.text == unknown_file.text.replace("no_such_dataset", dataset_id)
 
 
-def test_ledger_never_holds_a_token(env: Env, client: TestClient) -> None:
-    for who in ("gov_a", "anonymous"):
+def test_downloads_stay_out_of_the_ledger_and_no_token_is_kept(env: Env, client: TestClient) -> None:
+    ledger = Ledger(env.store.backend)
+    before = [e.body for e in ledger.entries()]
+    for who in ("gov_a", "anonymous", "other_c"):
         assert client.get(f"/datasets/{OPEN}/v/2/files/datapackage.json", headers=_auth(env, who)).status_code == 200
     report = client.get(f"/datasets/{OPEN}/v/2/files/validation/report.html", headers=_auth(env, "gov_a"))
     assert report.status_code == 200 and "Validation report" in report.text
     assert "sandbox" in report.headers["content-security-policy"]
-    entries = _downloads(env)
+    assert (
+        client.get(f"/datasets/{RESTRICTED}/v/1/files/datapackage.json", headers=_auth(env, "gov_a")).status_code == 200
+    )
+    assert [e.body for e in ledger.entries()] == before  # the audit chain did not grow
+    assert not any(e["event"] == "download_served" for e in before)
+    assert ledger.verify() == []
+
+    entries = _downloads(env, client)
     assert {e["file"] for e in entries} >= {"datapackage.json", "validation/report.html"}
-    stored = json.dumps([e.body for e in Ledger(env.store.backend).entries()])
+    mine = entries[-5:]
+    assert [e["recipient"] for e in mine] == ["agency_a", "anonymous", "other_c", "agency_a", "agency_a"]
+    assert [e["via"] for e in mine] == ["header", "anonymous", "header", "header", "header"]
+    assert all(e["address"] == "testclient" for e in mine if e["recipient"] != "anonymous")
+    assert "address" not in mine[1]  # an anonymous reader's address is not kept
+    stored = b"".join(env.store.backend.get_bytes(k) for k in env.store.backend.list(accesslog.PREFIX))
+    stored += json.dumps(before).encode()
     for token in env.tokens.values():
         if token:
-            assert token not in stored
-    assert "dsh_" not in stored
-    assert Ledger(env.store.backend).verify() == []
+            assert token.encode() not in stored
+    assert b"dsh_" not in stored
 
 
 def test_cookie_login_and_logout(env: Env, client: TestClient) -> None:
@@ -343,12 +362,12 @@ def test_language_switch_is_kept_in_a_cookie(client: TestClient) -> None:
 def test_hostile_requests_fail_cleanly(
     env: Env, client: TestClient, caplog: pytest.LogCaptureFixture, path: str, status: int
 ) -> None:
-    before = len(_downloads(env))
+    before = len(_downloads(env, client))
     with caplog.at_level(logging.WARNING, logger="datashare.catalog"):
         response = client.get(path)
     assert response.status_code == status, response.text[:300]
     assert any("refused with" in r.getMessage() for r in caplog.records)
-    assert len(_downloads(env)) == before
+    assert len(_downloads(env, client)) == before
     assert "agency_" not in response.text and "Traceback" not in response.text
 
 
@@ -427,7 +446,7 @@ def test_backend_without_local_path_streams_a_copy(env: Env) -> None:
     assert client.get(url, headers=_auth(env, "gov_b")).status_code == 404
     response = client.get(url, headers=_auth(env, "gov_a"))
     assert response.status_code == 200 and hashlib.sha256(response.content).hexdigest() == part["sha256"]
-    assert _downloads(env)[-1]["recipient"] == "agency_a"
+    assert _downloads(env, client)[-1]["recipient"] == "agency_a"
 
 
 def test_s3_store_redirects_to_a_presigned_url_after_the_check(env: Env, s3_server, s3_bucket: str) -> None:
@@ -453,8 +472,12 @@ def test_s3_store_redirects_to_a_presigned_url_after_the_check(env: Env, s3_serv
     assert location.startswith(s3_server.endpoint_url) and "Expires=" in location
     with urllib.request.urlopen(location, timeout=10) as fetched:
         assert hashlib.sha256(fetched.read()).hexdigest() == part["sha256"]
-    served = [e.body for e in Ledger(s3).entries() if e.body["event"] == "download_served"]
+    assert not [e for e in Ledger(s3).entries() if e.body["event"] == "download_served"]
+    # A recipient's download is written to the store before the redirect is answered: no flush needed.
+    today = datetime.now(UTC).date()
+    served = list(accesslog.read(s3, today - timedelta(days=1), today))
     assert served[-1]["recipient"] == "agency_a" and served[-1]["file"] == part["path"]
+    assert all(k.startswith(f"{accesslog.PREFIX}/") for k in s3.list("_access/downloads"))
     assert client.get(f"/api/v1/datasets/{RESTRICTED}", headers=_auth(env, "gov_a")).status_code == 200
 
 

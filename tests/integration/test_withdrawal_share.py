@@ -208,3 +208,84 @@ def test_withdrawal_keeps_the_grants_on_the_view(
         share.query(f"SELECT has_table_privilege('{public_role()}', 'datashare.\"{t}\"', 'SELECT')")[0][0] is False
         for t in tables
     )
+
+
+def test_restricted_dataset_lives_in_its_readers_databases_through_runs_withdrawals_and_audience_changes(
+    project: Callable[..., Path], postgres_db: str, tmp_path: Path, monkeypatch, capsys: pytest.CaptureFixture
+) -> None:
+    import shutil
+
+    import psycopg
+    import yaml
+
+    from datashare import sqlroles
+    from datashare.access import load_registry
+    from datashare.connections import connection_env_value
+    from datashare.sqlshare import share_state
+    from datashare.sqlshare_places import agency_database
+
+    repo = Path(__file__).resolve().parents[2]
+    home = tmp_path / "home"
+    (home / "dags" / "datasets").mkdir(parents=True)
+    shutil.copytree(repo / "expectations", home / "expectations")
+    shutil.copytree(repo / "config", home / "config")
+    spec_file = home / "dags" / "datasets" / f"{DATASET}.yaml"
+    base = yaml.safe_load((repo / "dags" / "datasets" / f"{DATASET}.yaml").read_text(encoding="utf-8"))
+
+    def classify(sharing: str, recipients: list[str]) -> None:
+        spec = dict(base, classification={"sharing": sharing, "importance": "other"}, recipients=recipients)
+        spec_file.write_text(yaml.safe_dump(spec, allow_unicode=True), encoding="utf-8")
+
+    hanoi, hcmc, outsider = "sonnmt_hanoi", "sonnmt_hcmc", "bo_xay_dung"
+    classify("restricted", [hanoi, hcmc])
+    monkeypatch.setenv("DATASHARE_HOME", str(home))
+    unit = f"sqlite:///{tmp_path / 'unit.sqlite'}"
+    monitoring.generate(unit, stations=2, days=2)
+    project(CONN, unit)
+    monkeypatch.setenv("AIRFLOW_CONN_DATASHARE_SHARE", connection_env_value(postgres_db))
+    main_url = sa.make_url(postgres_db)
+    main_db = main_url.database
+    db_of = {code: agency_database(main_db, code) for code in (hanoi, hcmc)}
+
+    def where() -> dict[str, list[int]]:
+        return share_state(dataset_id=DATASET, target_url=postgres_db).databases
+
+    def rows_in(database: str) -> int:
+        return Share(main_url.set(database=database).render_as_string(False), f"datashare.{DATASET}").rows()
+
+    v1, v2 = _release_days(unit, 2)
+    assert where() == {db_of[hanoi]: [1, 2], db_of[hcmc]: [1, 2]}
+    assert rows_in(db_of[hanoi]) == rows_in(db_of[hcmc]) == v2["rows"]
+    registry = load_registry(home / "config" / "recipients.yaml")
+    password = sqlroles.issue_sql_login(recipient=registry.get(outsider), target_url=postgres_db)
+    outsider_url = main_url.set(drivername="postgresql", username=sqlroles.recipient_role(outsider), password=password)
+    with psycopg.connect(outsider_url.render_as_string(False)) as conn:  # another government agency
+        names = conn.execute("SELECT relname FROM pg_class WHERE relname LIKE %s", (f"{DATASET}%",)).fetchall()
+        notes = conn.execute("SELECT count(*) FROM pg_description WHERE description LIKE '%không khí%'").fetchone()
+        assert names == [] and notes == (0,)
+    with pytest.raises(psycopg.OperationalError, match="CONNECT privilege"):
+        psycopg.connect(outsider_url.set(database=db_of[hanoi]).render_as_string(False))
+
+    # A withdrawal moves the view back in every reader's database.
+    out = _withdraw(2, "Trạm gửi nhầm dữ liệu", capsys)
+    assert f"view {DATASET} now serves v1" in out
+    assert where() == {db_of[hanoi]: [1], db_of[hcmc]: [1]} and rows_in(db_of[hcmc]) == v1["rows"]
+
+    # A recipient leaves the spec: the next run takes the dataset out of its database, without a new release.
+    classify("restricted", [hanoi])
+    again = run_dataset(DATASET)
+    assert not again["created"] and again["sql"]["published"] and again["sql"]["version"] == 1
+    assert where() == {db_of[hanoi]: [1]}
+
+    # Reclassified as shared: it moves into the share's own database, read through the government group.
+    classify("shared", [])
+    shared = run_dataset(DATASET)
+    assert shared["sql"]["published"] and where() == {main_db: [1]} and rows_in(main_db) == v1["rows"]
+    with psycopg.connect(outsider_url.render_as_string(False)) as conn:
+        assert conn.execute(f"SELECT count(*) FROM datashare.{DATASET}").fetchone() == (v1["rows"],)
+
+    # Restricted to a recipient that is not active any more: nobody may read it, so it leaves the share.
+    classify("restricted", ["no_such_agency"])
+    gone = run_dataset(DATASET)
+    assert not gone["sql"]["published"] and "no active recipient" in gone["sql"]["reason"]
+    assert where() == {}

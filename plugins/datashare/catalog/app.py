@@ -2,9 +2,11 @@
 
 ``create_app`` does no I/O: the release store, specs and registry are read on the first request, so
 the Airflow plugin that mounts the app imports fast and a missing store does not break Airflow.
-Every refusal (400, 401, 404, 422) is logged and answered in the caller's language, as HTML for
+Every refusal (400, 401, 404, 422, 429) is logged and answered in the caller's language, as HTML for
 pages and as JSON under ``/api`` and for ``/dcat.jsonld``; the answer never names a dataset the
-caller may not read.
+caller may not read. Oversized header fields (431) and URLs (414) are refused by an ASGI middleware
+before anything parses them, and rate limits answer 429 with ``Retry-After``
+(:mod:`datashare.catalog.limits`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from datashare.catalog import i18n
 from datashare.catalog.auth import TOKEN_COOKIE, Caller, identify
+from datashare.catalog.limits import Limits, LimitSettings, RequestSizeLimit
 from datashare.catalog.service import MAX_PARAM, BadRequest, Catalog, CatalogError, NotFound, Reader
 from datashare.settings import Settings
 
@@ -86,9 +89,11 @@ def _wants_json(request: Request) -> bool:
     return path.startswith("/api/") or path.endswith(".jsonld") or path == "/openapi.json"
 
 
-def _error(request: Request, status: int, key: str, detail: str) -> Response:
+def _error(request: Request, status: int, key: str, detail: str, retry_after: int | None = None) -> Response:
     """An error answer as JSON or as a page; a refused cookie token is cleared so the next visit is anonymous."""
     headers: dict[str, str] = {}
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
     if _wants_json(request):
@@ -105,7 +110,7 @@ def _error(request: Request, status: int, key: str, detail: str) -> Response:
 async def _on_catalog_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, CatalogError)
     log.warning("%s %r refused with %s: %s", request.method, request.url.path, exc.status, exc.detail)
-    return _error(request, exc.status, exc.key, exc.detail)
+    return _error(request, exc.status, exc.key, exc.detail, getattr(exc, "retry_after", None))
 
 
 async def _on_validation_error(request: Request, exc: Exception) -> Response:
@@ -149,8 +154,12 @@ async def _guard(request: Request, call_next: Callable[[Request], Awaitable[Resp
     return response
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The catalog app; ``settings`` default to the environment's (read now, used on the first request)."""
+def create_app(settings: Settings | None = None, limits: LimitSettings | None = None) -> FastAPI:
+    """The catalog app; ``settings`` and ``limits`` default to the environment's (read now).
+
+    A malformed ``DATASHARE_CATALOG_*`` variable is a :class:`~datashare.exceptions.ConfigError` here,
+    never a silent default.
+    """
     from datashare.catalog import api, dcat, pages
 
     app = FastAPI(
@@ -165,11 +174,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
         openapi_url="/openapi.json",
     )
-    app.state.catalog = Catalog(settings or Settings.from_env())
+    limit_settings = limits or LimitSettings.from_env()
+    app.state.catalog = Catalog(settings or Settings.from_env(), Limits(limit_settings))
     app.add_exception_handler(CatalogError, _on_catalog_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.middleware("http")(_guard)
+    app.add_middleware(RequestSizeLimit, limits=limit_settings)  # added last: runs first, before any parsing
     app.include_router(api.router)
     app.include_router(dcat.router)
     app.include_router(pages.router)

@@ -1,9 +1,11 @@
 """Sending a release file that passed the access check, and recording that it was sent.
 
-Every served download appends a ``download_served`` ledger entry (dataset, version, file, recipient
-code or ``anonymous``; never the token) before any byte leaves. A local store sends the file from
-disk; an object store that can presign redirects to a short-lived URL; any other backend is copied
-to a temporary file and streamed.
+:func:`record_download` is what every kind of download calls before it answers: it spends one of the
+caller's downloads (429 with ``Retry-After`` past the limit, see :mod:`datashare.catalog.limits`) and
+writes an entry to the access log (:mod:`datashare.accesslog`: dataset, version, file, recipient code or
+``anonymous``; never the token), not to the audit ledger, which anonymous traffic must not grow.
+:func:`send` then answers with the file: a local store sends it from disk; an object store that can
+presign redirects to a short-lived URL; any other backend is copied to a temporary file and streamed.
 """
 
 from __future__ import annotations
@@ -13,14 +15,38 @@ import logging
 import os
 import tempfile
 from pathlib import Path
+from typing import Protocol
 
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from starlette.background import BackgroundTask
 
+from datashare.accesslog import AccessLogUnavailable
 from datashare.catalog.auth import Caller
-from datashare.catalog.service import Catalog, ServedFile
+from datashare.catalog.service import Catalog, CatalogError, ServedFile
 
 log = logging.getLogger(__name__)
+
+
+class Unavailable(CatalogError):
+    """The download could not be recorded, so it is not served: 503, worth a retry."""
+
+    status = 503
+    key = "unavailable"
+
+    def __init__(self) -> None:
+        super().__init__("The download cannot be recorded right now, so it was not served; try again shortly.")
+
+
+class DownloadRecord(Protocol):
+    """What a download names: a release file, or anything another download kind serves of a release."""
+
+    @property
+    def dataset_id(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+
 
 PRESIGN_EXPIRES_S = 300
 FILE_HEADERS = {
@@ -43,16 +69,35 @@ def _headers(served: ServedFile) -> dict[str, str]:
     return headers
 
 
-def send(catalog: Catalog, caller: Caller, served: ServedFile) -> Response:
-    """Record the download in the ledger, then answer with the file (or a presigned redirect)."""
-    catalog.ledger.append(
-        "download_served",
-        dataset_id=served.dataset_id,
-        version=served.version,
-        file=served.name,
-        recipient=caller.code,
-    )
+def record_download(catalog: Catalog, caller: Caller, served: DownloadRecord) -> None:
+    """Admit a download under the caller's rate limit, then record it in the access log.
+
+    Raises :class:`~datashare.catalog.limits.RateLimited` (429) past the limit, before anything is
+    recorded or sent. A recipient's download is written to the store before this returns; if the store
+    refuses, :class:`Unavailable` (503) and the file must not be sent. An anonymous one is batched.
+    """
+    catalog.limits.downloads.spend(caller.key)
+    details = {"address": caller.address} if caller.recipient is not None else {}
+    try:
+        catalog.access_log.record(
+            flush=caller.recipient is not None,
+            dataset_id=served.dataset_id,
+            version=served.version,
+            file=served.name,
+            recipient=caller.code,
+            via=caller.via,
+            **details,
+        )
+    except AccessLogUnavailable as exc:
+        log.error("Download of %s v%s %s by %s not served: %s", served.dataset_id, served.version, served.name,
+                  caller.code, exc)  # fmt: skip
+        raise Unavailable() from exc
     log.info("Serving %s v%s %s to %s", served.dataset_id, served.version, served.name, caller.code)
+
+
+def send(catalog: Catalog, caller: Caller, served: ServedFile) -> Response:
+    """Record the download (:func:`record_download`), then answer with the file (or a presigned redirect)."""
+    record_download(catalog, caller, served)
     backend = catalog.store.backend
     presign = getattr(backend, "presigned_url", None)
     if callable(presign):

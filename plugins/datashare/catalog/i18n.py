@@ -112,6 +112,16 @@ STRINGS: dict[str, tuple[str, str]] = {
         "There is no such dataset, release or file, or you may not see it.",
     ),
     "bad_request": ("Yêu cầu không hợp lệ", "Bad request"),
+    "too_many_requests": ("Quá nhiều yêu cầu", "Too many requests"),
+    "unavailable": ("Tạm thời không phục vụ được", "Temporarily unavailable"),
+    "unavailable_text": (
+        "Không ghi nhận được lượt tải nên tệp chưa được gửi. Vui lòng thử lại sau ít phút.",
+        "The download could not be recorded, so the file was not sent. Please try again in a few minutes.",
+    ),
+    "too_many_requests_text": (
+        "Bạn đã gửi quá nhiều yêu cầu loại này trong thời gian ngắn. Vui lòng thử lại sau.",
+        "You sent too many requests of this kind in a short time. Please try again later.",
+    ),
     "unauthorized": ("Chưa xác thực", "Not authenticated"),
     "language": ("Ngôn ngữ", "Language"),
     "switch_lang": ("English", "Tiếng Việt"),

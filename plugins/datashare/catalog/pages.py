@@ -17,7 +17,14 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from datashare.catalog import i18n
 from datashare.catalog.app import base_path, get_caller, get_catalog, get_lang, get_reader, lang_of
-from datashare.catalog.auth import MAX_TOKEN_CHARS, TOKEN_COOKIE, Caller, check_token, presented_token
+from datashare.catalog.auth import (
+    MAX_TOKEN_CHARS,
+    TOKEN_COOKIE,
+    Caller,
+    check_token,
+    client_address,
+    presented_token,
+)
 from datashare.catalog.downloads import send
 from datashare.catalog.service import MAX_PARAM, Catalog, Reader, Unauthorized
 
@@ -64,8 +71,9 @@ def render(
 def render_error(
     request: Request, status: int, key: str, lang: i18n.Lang, headers: dict[str, str], detail: str
 ) -> HTMLResponse:
-    """The error page: a fixed text per status; only malformed-input answers add the (input-free) detail."""
-    text_key = {404: "not_found_text", 401: "invalid_token"}.get(status, "bad_request")
+    """The error page: a fixed text per status; malformed-input and rate-limit answers add the (input-free) detail."""
+    texts = {404: "not_found_text", 401: "invalid_token", 429: "too_many_requests_text", 503: "unavailable_text"}
+    text_key = texts.get(status, "bad_request")
     return render(
         request,
         "error.html",
@@ -75,7 +83,7 @@ def render_error(
         status_code=status,
         heading=key,
         text=text_key,
-        detail=detail if status in (400, 422) else None,
+        detail=detail if status in (400, 422, 429) else None,
     )
 
 
@@ -138,7 +146,7 @@ def release_page(
 def download(
     dataset_id: str, version: Version, name: str, reader: ReaderDep, caller: CallerDep, catalog: CatalogDep
 ) -> Response:
-    """A release file, after the access check; recorded in the ledger."""
+    """A release file, after the access check and the caller's download limit; recorded in the access log."""
     return send(catalog, caller, reader.file(dataset_id, version, name))
 
 
@@ -157,7 +165,7 @@ def login(
     """Check a token and keep it in an HttpOnly cookie; a bad token gets the form again with 401."""
     lang = lang_of(request)
     try:
-        recipient = check_token(catalog, token.strip())
+        recipient = check_token(catalog, token.strip(), address=client_address(request, catalog))
     except Unauthorized:
         log.warning("Refused a sign-in with an invalid token")
         return render(request, "login.html", lang, status=401, error=True)

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from datashare.access import Recipient, Registry, Tokens, can_read, load_registry
 from datashare.catalog import i18n
@@ -35,6 +35,10 @@ from datashare.exceptions import ConfigError, ReleaseError
 from datashare.settings import Settings
 from datashare.spec import IDENTIFIER, DatasetSpec, Sharing, load_specs
 from datashare.store import Ledger, Release, ReleaseStore
+
+if TYPE_CHECKING:
+    from datashare.accesslog import AccessLog
+    from datashare.catalog.limits import Limits
 
 log = logging.getLogger(__name__)
 
@@ -108,11 +112,26 @@ class ServedFile:
 class Catalog:
     """Specs, registry and release store of one deployment; caches what is immutable or unchanged on disk."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, limits: Limits | None = None) -> None:
         self.settings = settings
         self._specs: tuple[tuple[Any, ...], dict[str, DatasetSpec]] | None = None
         self._registry: tuple[Any, Registry] | None = None
         self._releases: dict[tuple[str, int], Release] = {}
+        self._limits = limits
+
+    @cached_property
+    def limits(self) -> Limits:
+        """Per-caller rate limits of this catalog (``DATASHARE_CATALOG_*`` unless given)."""
+        from datashare.catalog.limits import Limits
+
+        return self._limits or Limits()
+
+    @cached_property
+    def access_log(self) -> AccessLog:
+        """The download log beside the releases (``_access/downloads``), buffered in this process."""
+        from datashare.accesslog import AccessLog
+
+        return AccessLog(self.store.backend)
 
     @cached_property
     def store(self) -> ReleaseStore:
