@@ -115,11 +115,11 @@ def _nothing_new(ctx: RunContext, extracted: Extracted) -> bool:
 
 def stage_transform(ctx: RunContext, extracted: Extracted | dict[str, Any]) -> Transformed:
     """Apply the transforms and the schema contract."""
-    from datashare.transform import transform
-
     extracted = Extracted.of(extracted)
     if _nothing_new(ctx, extracted):
         return Transformed(file=None, rows=0)
+    from datashare.transform import transform
+
     with ctx.task_scratch() as scratch:
         sources = [ctx.local(f) for f in extracted.files]
         result = transform(ctx.spec, sources, scratch / "transform.parquet")
@@ -136,12 +136,12 @@ def stage_transform(ctx: RunContext, extracted: Extracted | dict[str, Any]) -> T
 
 def stage_validate(ctx: RunContext, transformed: Transformed | dict[str, Any]) -> Validated:
     """Run the suite; quarantine rows that break row-level rules within the threshold; store the report either way."""
-    from datashare.quarantine import quarantine_and_revalidate
-    from datashare.validation import validate_parquet
-
     transformed = Transformed.of(transformed)
     if transformed.file is None:
         return Validated(skipped=True)
+    from datashare.quarantine import quarantine_and_revalidate
+    from datashare.validation import validate_parquet
+
     with ctx.task_scratch() as scratch:
         out_dir = scratch / "validation"
         suite = ctx.settings.expectations_dir / f"{ctx.spec.suite_name}.json"
