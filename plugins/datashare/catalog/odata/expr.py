@@ -34,7 +34,7 @@ from datashare.catalog.odata.model import FILTER_FUNCTIONS, EntityModel
 MAX_CHARS = 8000
 MAX_TOKENS = 2000
 MAX_DEPTH = 50
-MAX_IN_ITEMS = 1000
+MAX_IN_ITEMS = 500
 MAX_ORDERBY = 8
 INT64 = (-(2**63), 2**63 - 1)
 VIETNAM = dt.timezone(dt.timedelta(hours=7))
