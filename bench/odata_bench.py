@@ -265,7 +265,11 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("units").setLevel(logging.WARNING)
-    result = measure(args.repeat)
+    return write(measure(args.repeat))
+
+
+def write(result: dict[str, Any]) -> int:
+    """Write ``bench/results/<date>-odata.{json,md}`` and print the table."""
     result["date"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = RESULTS / f"{dt.date.today().isoformat()}-odata"

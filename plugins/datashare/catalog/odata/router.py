@@ -302,11 +302,12 @@ def odata(request: Request, path: str = "") -> Response:
 
 
 def query_failure(request: Request, exc: Exception) -> ODataError:
-    """A query DuckDB refused: the caller's values (400), the load (503), else a logged 500; re-raises others."""
+    """An unexpected failure as an OData error: the caller's values (400), the load (503), else a logged 500."""
     import duckdb
 
     if not isinstance(exc, duckdb.Error):
-        raise exc
+        log.exception("OData %s %r failed", request.method, request.url.path)
+        return ODataError(500, "InternalError", "The request failed on the server; the error is logged.")
     log.warning("OData %s %r: the query failed: %s", request.method, request.url.path, str(exc)[:500])
     if isinstance(exc, duckdb.InvalidInputException | duckdb.ConversionException | duckdb.OutOfRangeException):
         return bad_request(
@@ -331,7 +332,7 @@ def _dispatch(request: Request, root: Root, rest: list[str], caller: Caller) -> 
                     "name": spec.id,
                     "kind": "EntitySet",
                     "url": spec.id,
-                    "title": release.manifest["datashare"]["title"]["vi"],
+                    "title": _title(spec, release),
                 }
                 for spec, release in sets
             ],
@@ -362,6 +363,12 @@ def _dispatch(request: Request, root: Root, rest: list[str], caller: Caller) -> 
     if len(rest) > 1:
         raise not_found()
     return _collection(request, root, spec, release, model, raw, caller)
+
+
+def _title(spec: DatasetSpec, release: Release) -> str:
+    """The dataset's title as the release recorded it (Vietnamese), for the service document."""
+    title = release.manifest["datashare"].get("title") or {}
+    return str(title.get("vi") or spec.title.vi)
 
 
 def _only(raw: dict[str, str], allowed: tuple[str, ...], what: str) -> None:
