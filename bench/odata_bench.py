@@ -48,8 +48,8 @@ WORK = Path(os.environ.get("DATASHARE_BENCH_DIR", Path(tempfile.gettempdir()) / 
 RESULTS = REPO / "bench" / "results"
 DATASET = "air_quality_hourly"
 PROVINCE_MONTH = (
-    "province_code eq '01' and observed_at ge 2024-03-01T00:00:00%2B07:00"
-    " and observed_at lt 2024-04-01T00:00:00%2B07:00"
+    "province_code%20eq%20'01'%20and%20observed_at%20ge%202024-03-01T00:00:00%2B07:00"
+    "%20and%20observed_at%20lt%202024-04-01T00:00:00%2B07:00"
 )
 
 
@@ -82,6 +82,14 @@ def _release(unit: Unit, rows: int) -> Path:
     return root
 
 
+def _die_with_parent() -> None:
+    """In the server child: end with the bench process, even if it is killed (Linux ``PR_SET_PDEATHSIG``)."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+
+
 class Server:
     """The catalog in a child process, with its RSS sampled in a thread."""
 
@@ -101,7 +109,7 @@ class Server:
             "import uvicorn; from datashare.catalog.app import create_app; "
             f"uvicorn.run(create_app(), host='127.0.0.1', port={self.port}, log_level='warning')"
         )
-        self.proc = subprocess.Popen([sys.executable, "-c", code], env=env)
+        self.proc = subprocess.Popen([sys.executable, "-c", code], env=env, preexec_fn=_die_with_parent)
         self.ps = psutil.Process(self.proc.pid)
         self.url = f"http://127.0.0.1:{self.port}/odata/"
         deadline = time.monotonic() + 60

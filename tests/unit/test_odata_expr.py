@@ -201,3 +201,40 @@ def test_skiptoken_round_trip_and_tampering() -> None:
     wrong_type = SkipToken(1, options.digest(), ["not a time", None], 41, 100)
     with pytest.raises(ODataError):
         decode_skiptoken(encode_skiptoken(wrong_type), options, MODEL)
+
+
+def test_engine_renders_odata_json_and_reads_only_its_folder(tmp_path: Any) -> None:
+    import json
+
+    import duckdb
+
+    from datashare.catalog.odata.engine import Engine, PageStream
+
+    root = tmp_path / "cache"
+    (root / ".spill").mkdir(parents=True)
+    inside, outside = root / "t" / "v1.parquet", tmp_path / "elsewhere.parquet"
+    inside.parent.mkdir()
+    rows = """VALUES (1, 'Hà Nội', 'nan'::DOUBLE, TIMESTAMP '2026-11-01 07:00:00', DATE '2026-11-01', true, 0),
+                     (2, NULL, 'inf'::DOUBLE, TIMESTAMP '2026-11-01 07:00:00.25', NULL, NULL, 1),
+                     (3, 'a"b\\c', '-inf'::DOUBLE, NULL, NULL, false, 2),
+                     (9007199254740993, 'x', 0.1, NULL, NULL, NULL, 3)"""
+    for target in (inside, outside):
+        duckdb.execute(
+            f'COPY (SELECT * FROM ({rows}) t("id", "name", "x", "at", "day", "ok", "$row")) '
+            f"TO '{target}' (FORMAT parquet)"
+        )
+    engine = Engine(root, memory_limit="128MB", threads=1)
+    options = QueryOptions()
+    text = b"".join(PageStream(engine, inside, MODEL, options, 10, ieee754=True).rows())
+    got = json.loads(b"[" + text + b"]")
+    assert [r["x"] for r in got] == ["NaN", "INF", "-INF", 0.1]
+    assert [r["at"] for r in got] == ["2026-11-01T07:00:00+07:00", "2026-11-01T07:00:00.250000+07:00", None, None]
+    assert got[0]["name"] == "Hà Nội" and got[2]["name"] == 'a"b\\c' and got[0]["day"] == "2026-11-01"
+    assert got[3]["id"] == "9007199254740993"  # IEEE754Compatible: Int64 as a string, exact
+    plain = json.loads(b"[" + b"".join(PageStream(engine, inside, MODEL, options, 10, ieee754=False).rows()) + b"]")
+    assert plain[3]["id"] == 9007199254740993 and plain[0]["ok"] is True
+    # doubles are totally ordered, as $orderby orders them: NaN above INF, and equal to itself
+    assert engine.count(inside, QueryOptions(filter=parse_filter("x gt 0", MODEL))) == 3
+    assert engine.count(inside, QueryOptions(filter=parse_filter("x eq NaN or x eq -INF", MODEL))) == 2
+    with pytest.raises(duckdb.Error):
+        engine.count(outside, options)  # the query database reads nothing outside the cache folder

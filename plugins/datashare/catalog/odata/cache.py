@@ -106,6 +106,7 @@ class QueryCache:
                 }
             )
             try:
+                con.execute("SET enable_progress_bar = false")
                 if sources:
                     source = f"SELECT {columns} FROM read_parquet($files)"
                     params: dict[str, object] = {"files": [str(s) for s in sources]}

@@ -29,10 +29,14 @@ from datashare.catalog.odata.sql import ROW, after, order_by, quote, where
 BATCH_ROWS = 8192
 
 
-def json_value(prop: Property, *, ieee754: bool) -> str:
-    """SQL rendering one property as its OData JSON value."""
+def json_value(prop: Property, *, ieee754: bool, special: bool = True) -> str:
+    """SQL rendering one property as its OData JSON value.
+
+    ``special``: the column holds NaN or an infinity somewhere, which JSON numbers cannot carry (OData
+    writes them as the strings ``"NaN"``, ``"INF"``, ``"-INF"``); without them a plain number is cheaper.
+    """
     column = quote(prop.name)
-    if prop.type == DBL:
+    if prop.type == DBL and special:
         return (
             f"CASE WHEN isnan({column}) THEN '\"NaN\"'::JSON WHEN {column} = 'inf'::DOUBLE THEN '\"INF\"'::JSON "
             f"WHEN {column} = '-inf'::DOUBLE THEN '\"-INF\"'::JSON ELSE to_json({column}) END"
@@ -64,6 +68,7 @@ class Engine:
         import duckdb
 
         self._lock = threading.Lock()
+        self._specials: dict[Path, frozenset[str]] = {}
         self._db = duckdb.connect(
             config={
                 "threads": threads,
@@ -76,8 +81,27 @@ class Engine:
         root = str(cache_root.resolve())
         self._db.execute(f"SET allowed_directories = ['{root}']")
         self._db.execute("SET preserve_insertion_order = true")
+        self._db.execute("SET enable_progress_bar = false")  # cursors inherit it; no bar in the server's log
         self._db.execute("SET enable_external_access = false")
         self._db.execute("SET lock_configuration = true")
+
+    def specials(self, path: Path, model: EntityModel) -> frozenset[str]:
+        """Double columns of a cache file that hold NaN or an infinity (one scan per file, remembered)."""
+        known = self._specials.get(path)
+        if known is None:
+            doubles = [p.name for p in model.properties if p.type == DBL]
+            known = frozenset()
+            if doubles:
+                tests = ", ".join(f"coalesce(bool_or(NOT isfinite({quote(n)})), FALSE)" for n in doubles)
+                cursor = self._cursor()
+                try:
+                    flags = cursor.sql(f"SELECT {tests} FROM read_parquet(?)", params=[str(path)]).fetchall()[0]
+                finally:
+                    cursor.close()
+                known = frozenset(n for n, flag in zip(doubles, flags, strict=True) if flag)
+            with self._lock:
+                self._specials[path] = known
+        return known
 
     def _cursor(self) -> Any:
         with self._lock:  # cursor() on one connection from many threads
@@ -103,7 +127,8 @@ class PageStream:
         self, engine: Engine, path: Path, model: EntityModel, options: QueryOptions, limit: int, *, ieee754: bool
     ) -> None:
         selected = [p for p in model.properties if options.select is None or p.name in options.select]
-        pairs = ", ".join(f"'{p.name}', {json_value(p, ieee754=ieee754)}" for p in selected)
+        specials = engine.specials(path, model)
+        pairs = ", ".join(f"'{p.name}', {json_value(p, ieee754=ieee754, special=p.name in specials)}" for p in selected)
         order_columns = ", ".join(f'{quote(i.prop.name)} AS "$o{n}"' for n, i in enumerate(options.orderby))
         condition, params = where(options.filter)
         token = options.skiptoken
