@@ -534,3 +534,53 @@ def test_paging_keeps_the_release_it_started_on(env: Env, monkeypatch: pytest.Mo
         url = page.get("@odata.nextLink")
     assert [served(r) for r in rows] == before
     assert get(env, f"{OPEN}/$count").text == str(len(env.read(OPEN, 4)))
+
+
+@pytest.mark.parametrize("kind", ["local", "s3"])
+def test_a_file_changed_in_the_store_is_never_served(
+    kind: str,
+    request: pytest.FixtureRequest,
+    project: Callable[..., Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Bytes of a release file changed after the release: the service refuses to read it (500), serves no row."""
+    from fastapi.testclient import TestClient
+
+    if kind == "s3":
+        s3 = request.getfixturevalue("s3_server")
+        bucket = request.getfixturevalue("s3_bucket")
+        monkeypatch.setenv("DATASHARE_RELEASE_ROOT", f"s3://{bucket}/releases")
+        monkeypatch.setenv("DATASHARE_S3_ENDPOINT_URL", s3.endpoint_url)
+        monkeypatch.setenv("DATASHARE_STAGING_DIR", str(tmp_path / "staging"))
+    monkeypatch.setenv("DATASHARE_ODATA_CACHE_DIR", str(tmp_path / "odata-cache"))
+    unit = f"sqlite:///{tmp_path / 'unit.sqlite'}"
+    monitoring.generate(unit, stations=2, days=1)
+    project("monre_monitoring", unit)
+    release = run_dataset(OPEN)
+    key = f"{OPEN}/v1/data/part-00000.parquet"
+    table = pq.read_table(io.BytesIO(_read_object(kind, key, tmp_path, request)))
+    changed = table.set_column(table.schema.get_field_index("pm25"), "pm25", pa.array([999.0] * table.num_rows))
+    sink = io.BytesIO()
+    pq.write_table(changed, sink)
+    _write_object(kind, key, sink.getvalue(), tmp_path, request)
+    client = TestClient(create_app(Settings.from_env()))
+    response = client.get(f"/odata/{OPEN}?$filter=pm25 eq 999")
+    assert response.status_code == 500 and response.json()["error"]["code"] == "InternalError"
+    assert "999" not in response.text and release["rows"] > 0
+    assert not list((tmp_path / "odata-cache").glob("*/*.parquet"))  # no copy was kept
+
+
+def _read_object(kind: str, key: str, tmp_path: Path, request: pytest.FixtureRequest) -> bytes:
+    if kind == "local":
+        return (tmp_path / "releases" / key).read_bytes()
+    s3, bucket = request.getfixturevalue("s3_server"), request.getfixturevalue("s3_bucket")
+    return s3.client.get_object(Bucket=bucket, Key=f"releases/{key}")["Body"].read()
+
+
+def _write_object(kind: str, key: str, data: bytes, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    if kind == "local":
+        (tmp_path / "releases" / key).write_bytes(data)
+        return
+    s3, bucket = request.getfixturevalue("s3_server"), request.getfixturevalue("s3_bucket")
+    s3.client.put_object(Bucket=bucket, Key=f"releases/{key}", Body=data)

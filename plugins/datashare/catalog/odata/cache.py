@@ -8,8 +8,8 @@ sorted once by key, with a ``"$row"`` column and small row groups, the page afte
 after n rows, so a page costs the same at row 10 and at row 10 million, in memory and time.
 
 It is also how releases in S3 are read at all: DuckDB's httpfs extension cannot be installed
-offline, so the files are downloaded once per release (each checked against its sha256 in the
-manifest), sorted into the cache file, and deleted.
+offline, so the files are downloaded once per release, sorted into the cache file, and deleted.
+On either backend each file is checked against its sha256 in the manifest first.
 
 The file is built on the first query of a release, under a file lock so that concurrent requests
 and processes build it once; it is written to a temporary name, its row count checked against the
@@ -39,8 +39,8 @@ from datashare.store import Release
 
 log = logging.getLogger(__name__)
 
-ROW_GROUP_ROWS = 65_536
-"""Small enough that a page reads little past what it returns, large enough to compress well."""
+ROW_GROUP_ROWS = 16_384
+"""Small enough that a small page (Prefer: odata.maxpagesize) decompresses little it does not return."""
 
 
 class CacheError(Exception):
@@ -132,7 +132,11 @@ class QueryCache:
             shutil.rmtree(scratch, ignore_errors=True)
 
     def _sources(self, reader: Reader, release: Release, scratch: Path) -> list[Path]:
-        """Local paths of the release's data files: in place, or downloaded and checked."""
+        """Local paths of the release's data files (in place, or downloaded), each checked against its sha256.
+
+        Checked on both backends: the copy is built once and then served many times, so a file changed
+        in the store after its release is refused here rather than served (``datashare verify`` names it).
+        """
         backend = reader.catalog.store.backend
         paths = []
         for index, entry in enumerate(release.files):
@@ -141,12 +145,12 @@ class QueryCache:
             if local is None:
                 local = scratch / f"part-{index:05d}.parquet"
                 backend.download(served.key, local)
-                digest = _sha256(local)
-                if digest != entry["sha256"]:
-                    raise CacheError(
-                        f"{release.dataset_id} v{release.version}: {entry['path']} has sha256 {digest}, "
-                        f"the manifest says {entry['sha256']}"
-                    )
+            digest = _sha256(local)
+            if digest != entry["sha256"]:
+                raise CacheError(
+                    f"{release.dataset_id} v{release.version}: {entry['path']} has sha256 {digest}, "
+                    f"the manifest says {entry['sha256']}"
+                )
             paths.append(local)
         return paths
 

@@ -82,6 +82,7 @@ class Engine:
         self._db.execute(f"SET allowed_directories = ['{root}']")
         self._db.execute("SET preserve_insertion_order = true")
         self._db.execute("SET enable_progress_bar = false")  # cursors inherit it; no bar in the server's log
+        self._db.execute("SET parquet_metadata_cache = true")  # cache files are immutable: parse each footer once
         self._db.execute("SET enable_external_access = false")
         self._db.execute("SET lock_configuration = true")
 

@@ -58,7 +58,7 @@ from datashare.store import Release
 log = logging.getLogger(__name__)
 
 PREFIX = "/odata"
-PAGE_SIZE = int(os.environ.get("DATASHARE_ODATA_PAGE_SIZE", "20000"))
+PAGE_SIZE = int(os.environ.get("DATASHARE_ODATA_PAGE_SIZE", "50000"))
 MAX_PAGE_SIZE = 100_000
 ODATA_HEADERS = {"OData-Version": "4.0", "Cache-Control": "private, no-store"}
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
