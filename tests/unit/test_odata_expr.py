@@ -238,3 +238,61 @@ def test_engine_renders_odata_json_and_reads_only_its_folder(tmp_path: Any) -> N
     assert engine.count(inside, QueryOptions(filter=parse_filter("x eq NaN or x eq -INF", MODEL))) == 2
     with pytest.raises(duckdb.Error):
         engine.count(outside, options)  # the query database reads nothing outside the cache folder
+
+
+PAGING_SCRIPT = r"""
+import json, resource, sys
+from pathlib import Path
+import duckdb
+from datashare.catalog.odata.engine import Engine, PageStream
+from datashare.catalog.odata.model import EntityModel, Property
+from datashare.catalog.odata.options import QueryOptions, SkipToken
+
+root, rows = Path(sys.argv[1]), int(sys.argv[2])
+(root / ".spill").mkdir(parents=True)
+(root / "t").mkdir()
+path = root / "t" / "v1.parquet"
+duckdb.execute(
+    f"COPY (SELECT i AS id, 'trạm ' || (i % 97) AS name, i * 0.5 AS x, i AS \"$row\" FROM range({rows}) r(i)) "
+    f"TO '{path}' (FORMAT parquet, ROW_GROUP_SIZE 16384)"
+)
+model = EntityModel("t", 1, (Property("id", "Edm.Int64", False, "", ""), Property("name", "Edm.String", True, "", ""),
+                             Property("x", "Edm.Double", True, "", "")), ("id",), "", "", "", "")
+engine = Engine(root, memory_limit="256MB", threads=2)
+token, seen, expected_next, peaks = None, 0, 0, {}
+while True:
+    options = QueryOptions(skiptoken=token)
+    stream = PageStream(engine, path, model, options, 20000, ieee754=False)
+    ids = [r["id"] for r in json.loads(b"[" + b"".join(stream.rows()) + b"]")]
+    if ids != list(range(expected_next, expected_next + len(ids))):
+        print(json.dumps({"error": f"out of order after {seen}"})); sys.exit(1)
+    seen += len(ids); expected_next += len(ids)
+    if seen >= rows // 10 and "tenth" not in peaks:
+        peaks["tenth"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if not stream.end.more:
+        break
+    token = SkipToken(1, "", [], stream.end.last_row, seen)
+peaks["end"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"rows": seen, **peaks}))
+"""
+
+
+def test_paging_a_large_copy_is_in_order_and_flat_in_memory(tmp_path: Any) -> None:
+    """400 k rows in 16 k-row groups, read page after page with two threads: every row once, in order; the
+    process's peak memory after all of them is within 32 MiB of its peak after the first tenth."""
+    import json
+    import subprocess
+    import sys
+
+    rows = 400_000
+    out = subprocess.run(
+        [sys.executable, "-c", PAGING_SCRIPT, str(tmp_path / "cache"), str(rows)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["rows"] == rows
+    assert (result["end"] - result["tenth"]) / 1024 < 32, result
