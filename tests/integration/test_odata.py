@@ -370,6 +370,10 @@ def test_metadata_describes_types_keys_and_both_languages(env: Env) -> None:
     assert notes[("Core.Description", "en")] == "PM2.5 one-hour mean"
     assert notes[("Measures.Unit", None)] == "µg/Nm³"
     assert RESTRICTED not in response.text
+    both = get(env, "$metadata", Accept="application/json;q=1.0, application/xml;q=0.9")
+    assert both.headers["Content-Type"].startswith("application/xml")  # XML whenever acceptable
+    assert get(env, "$metadata", Accept="application/json").json()["$EntityContainer"] == "Datashare.Container"
+    assert get(env, "$metadata", Accept="text/html").status_code == 406
     as_json = get(env, "$metadata?$format=json").json()
     assert as_json["Datashare"][OPEN]["$Key"] == ["station_code", "observed_at"]
     assert as_json["Datashare"][OPEN]["pm25"]["@Core.Description#en"] == "PM2.5 one-hour mean"

@@ -164,9 +164,9 @@ def negotiate(request: Request, format_option: str | None, *, metadata_document:
         ranges = _media_ranges(request.headers.get("accept", "")) or [("*/*", {})]
         explicit = False
     ranges = [(kind, params) for kind, params in ranges if params.get("q", "1") not in ("0", "0.0", "0.00", "0.000")]
+    if metadata_document and any(kind in ("application/xml", "text/xml", "application/*", "*/*") for kind, _ in ranges):
+        return Format("xml")  # CSDL XML whenever acceptable: what OData 4.0 clients (Excel, Power BI) parse
     for kind, params in ranges:
-        if metadata_document and kind in ("application/xml", "text/xml", "application/*", "*/*"):
-            return Format("xml")
         if kind in ("application/json", "application/*", "*/*"):
             metadata = params.get("odata.metadata", "minimal")
             if metadata not in ("minimal", "none", "full"):
