@@ -296,3 +296,23 @@ def test_paging_a_large_copy_is_in_order_and_flat_in_memory(tmp_path: Any) -> No
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["rows"] == rows
     assert (result["end"] - result["tenth"]) / 1024 < 32, result
+
+
+def test_cache_keeps_to_its_budget_least_recently_used_first(tmp_path: Any) -> None:
+    import os
+
+    from datashare.catalog.odata.cache import QueryCache
+
+    cache = QueryCache(tmp_path, max_bytes=2500, memory_limit="64MB", threads=1)
+    files = []
+    for i, name in enumerate(("old", "used", "new")):
+        path = tmp_path / "ds" / f"{name}.parquet"
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"x" * 1000)
+        os.utime(path, (1000 + i, 1000 + i))
+        files.append(path)
+    os.utime(files[1], (5000, 5000))  # read recently
+    cache._evict(keep=files[2])
+    assert [p.exists() for p in files] == [False, True, True]
+    cache._evict(keep=files[2])  # within budget now: nothing more goes
+    assert files[1].exists()
