@@ -33,7 +33,7 @@ test: setup
 test-fast: setup
 	$(BIN)/pytest -m "not airflow"
 
-## bench: release pipeline vs naive path vs database floors, 5 M and 20 M rows (~30 min; writes bench/results/)
+## bench: release pipeline vs naive path vs database floors, 5 M and 20 M rows, then OData on 1 M rows (~40 min; writes bench/results/; BENCH_ARGS=--odata-only for the OData section alone)
 bench: setup
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 

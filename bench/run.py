@@ -15,9 +15,10 @@ PostgreSQL and 1 M rows in its MariaDB (:mod:`bench.sources`), then measures, ea
 
 Writes ``bench/results/<date>.json``, ``<date>.png``, ``<date>.md`` and refreshes ``performance.png``
 (the chart the README shows). Medians of ``--repeat`` runs; the naive path and the incremental run
-are measured once.
+are measured once. Then the OData section (:mod:`bench.odata_bench`: a 1 M-row release queried and
+paged through the catalog) writes ``<date>-odata.{json,md}``; ``--odata-only`` runs it alone.
 
-    .venv/bin/python bench/run.py [--scales 5m,20m] [--repeat 3] [--no-naive] [--no-mariadb]
+    .venv/bin/python bench/run.py [--scales 5m,20m] [--repeat 3] [--no-naive] [--no-mariadb] [--no-odata | --odata-only]
 """
 
 from __future__ import annotations
@@ -399,9 +400,13 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (medians)")
     parser.add_argument("--no-naive", action="store_true", help="skip the naive path")
     parser.add_argument("--no-mariadb", action="store_true", help="skip MariaDB")
+    parser.add_argument("--no-odata", action="store_true", help="skip the OData section")
+    parser.add_argument("--odata-only", action="store_true", help="run only the OData section")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("units").setLevel(logging.WARNING)
+    if args.odata_only:
+        return odata_section(args.repeat)
     started = time.perf_counter()
     WORK.mkdir(parents=True, exist_ok=True)
     (WORK / "children.log").write_text("")
@@ -437,7 +442,15 @@ def main() -> int:
     for t in results["targets"]:
         if not t["met"]:
             log.warning("target missed: %s = %.3f (limit %s)", t["target"], t["value"], t["limit"])
-    return 0
+    return 0 if args.no_odata else odata_section(args.repeat)
+
+
+def odata_section(repeat: int) -> int:
+    """The OData section: ``bench/results/<date>-odata.{json,md}``."""
+    import odata_bench
+
+    wait_quiet()
+    return odata_bench.write(odata_bench.measure(repeat))
 
 
 if __name__ == "__main__":

@@ -58,7 +58,9 @@ UNITS: dict[str, Unit] = {
     "pg_5m": Unit("bench_aq_5m", "postgresql", stations=200, days=1042),
     "pg_20m": Unit("bench_aq_20m", "postgresql", stations=800, days=1042),
     "maria_1m": Unit("bench_aq_1m", "mariadb", stations=40, days=1042),
+    "pg_1m": Unit("bench_aq_odata_1m", "postgresql", stations=40, days=1042),
 }
+"""``pg_1m`` feeds the OData section (bench/odata_bench.py)."""
 
 
 def _admin(unit: Unit) -> sa.Engine:
