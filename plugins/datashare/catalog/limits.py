@@ -7,6 +7,7 @@ api-server, whose server settings are not ours (and uvicorn with httptools accep
 |---|---|---|
 | ``DATASHARE_CATALOG_MAX_HEADER_BYTES`` | ``16384`` | all request header lines together (431) |
 | ``DATASHARE_CATALOG_MAX_URL_BYTES`` | ``4096`` | path and query string as sent (414) |
+| ``DATASHARE_CATALOG_MAX_ODATA_URL_BYTES`` | ``32768`` | the same under ``/odata`` (Power BI sends long filters) |
 | ``DATASHARE_CATALOG_MAX_BODY_BYTES`` | ``16384`` | request body: only the sign-in form has one (413) |
 | ``DATASHARE_CATALOG_TOKEN_FAILURES`` | ``10/600`` | failed tokens per client address: 10, then 1 per 60 s (429) |
 | ``DATASHARE_CATALOG_DOWNLOADS`` | ``120/60`` | downloads per caller: 120, then 2 per second (429) |
@@ -95,6 +96,8 @@ class LimitSettings:
 
     max_header_bytes: int = 16_384
     max_url_bytes: int = 4_096
+    max_odata_url_bytes: int = 32_768
+    """OData clients (Power BI's query folding) send long ``$filter`` URLs; the OData parser bounds their depth."""
     max_body_bytes: int = 16_384
     token_failures: Rate = Rate(10, 600)
     downloads: Rate = Rate(120, 60)
@@ -130,6 +133,7 @@ class LimitSettings:
         return cls(
             max_header_bytes=size("DATASHARE_CATALOG_MAX_HEADER_BYTES", defaults.max_header_bytes),
             max_url_bytes=size("DATASHARE_CATALOG_MAX_URL_BYTES", defaults.max_url_bytes),
+            max_odata_url_bytes=size("DATASHARE_CATALOG_MAX_ODATA_URL_BYTES", defaults.max_odata_url_bytes),
             max_body_bytes=size("DATASHARE_CATALOG_MAX_BODY_BYTES", defaults.max_body_bytes),
             token_failures=rate("DATASHARE_CATALOG_TOKEN_FAILURES", defaults.token_failures),
             downloads=rate("DATASHARE_CATALOG_DOWNLOADS", defaults.downloads),
@@ -253,6 +257,13 @@ class RequestSizeLimit:
         self.app = app
         self.limits = limits
 
+    def _url_limit(self, scope: Scope) -> int:
+        root = str(scope.get("root_path", "")).rstrip("/")
+        path = str(scope.get("path", ""))
+        inside = path.removeprefix(root) if root and path.startswith(root) else path
+        odata = inside == "/odata" or inside.startswith("/odata/")
+        return self.limits.max_odata_url_bytes if odata else self.limits.max_url_bytes
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -263,8 +274,8 @@ class RequestSizeLimit:
         declared = next((v for k, v in scope.get("headers", ()) if k.lower() == b"content-length"), b"0")
         if header_bytes > limits.max_header_bytes:
             await self._refuse(scope, send, 431, "header", header_bytes, limits.max_header_bytes)
-        elif url_bytes > limits.max_url_bytes:
-            await self._refuse(scope, send, 414, "url", url_bytes, limits.max_url_bytes)
+        elif url_bytes > (url_limit := self._url_limit(scope)):
+            await self._refuse(scope, send, 414, "url", url_bytes, url_limit)
         elif not declared.isdigit() or int(declared) > limits.max_body_bytes:
             await self._refuse(
                 scope, send, 413, "body", int(declared) if declared.isdigit() else -1, limits.max_body_bytes

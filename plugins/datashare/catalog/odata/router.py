@@ -39,7 +39,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from datashare.catalog.app import base_path
-from datashare.catalog.auth import Caller, check_token, identify
+from datashare.catalog.auth import Caller, check_token, client_address, identify
 from datashare.catalog.odata.cache import CacheError, QueryCache
 from datashare.catalog.odata.engine import Engine, PageStream
 from datashare.catalog.odata.errors import ODataError, bad_request, not_found, not_implemented
@@ -116,7 +116,8 @@ def caller_of(request: Request, catalog: Catalog) -> Caller:
         user, _, password = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")
     except (binascii.Error, UnicodeDecodeError):
         raise Unauthorized() from None
-    return Caller(recipient=check_token(catalog, password or user), via="header")
+    address = client_address(request, catalog)  # failed tokens count against the same per-address limit
+    return Caller(recipient=check_token(catalog, password or user, address=address), via="header")
 
 
 # -- content negotiation --------------------------------------------------------------------------
