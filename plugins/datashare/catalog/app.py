@@ -151,7 +151,7 @@ async def _guard(request: Request, call_next: Callable[[Request], Awaitable[Resp
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The catalog app; ``settings`` default to the environment's (read now, used on the first request)."""
-    from datashare.catalog import api, dcat, pages
+    from datashare.catalog import api, dcat, feeds, formats, pages
 
     app = FastAPI(
         title="Datashare catalog",
@@ -173,4 +173,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api.router)
     app.include_router(dcat.router)
     app.include_router(pages.router)
+    app.include_router(formats.router)
+    app.include_router(feeds.router)
     return app
