@@ -382,6 +382,10 @@ def stage_record(ctx: RunContext, committed: dict[str, Any], published: dict[str
     )
     ctx.store.save_run(ctx.spec.id, ctx.run_key, summary)
     shutil.rmtree(ctx.staging, ignore_errors=True)
+    if committed["created"]:
+        from datashare.webhooks import notify_release
+
+        summary["webhooks"] = notify_release(ctx.store, ctx.spec, release, settings=ctx.settings)
     return summary
 
 

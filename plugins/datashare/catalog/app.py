@@ -151,7 +151,7 @@ async def _guard(request: Request, call_next: Callable[[Request], Awaitable[Resp
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The catalog app; ``settings`` default to the environment's (read now, used on the first request)."""
-    from datashare.catalog import api, dcat, feeds, formats, pages
+    from datashare.catalog import api, dcat, feeds, formats, pages, subscriptions
 
     app = FastAPI(
         title="Datashare catalog",
@@ -171,6 +171,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.middleware("http")(_guard)
     app.include_router(api.router)
+    app.include_router(subscriptions.router)
     app.include_router(dcat.router)
     app.include_router(pages.router)
     app.include_router(formats.router)
