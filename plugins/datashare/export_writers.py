@@ -8,8 +8,9 @@ What each format does with values that spreadsheets would misread, and says so i
 (:mod:`datashare.exports`) rather than changing anything silently:
 
 - **CSV** (UTF-8 with a BOM, comma, CRLF, header row of column names): null is an empty field, an
-  empty string is ``""``; dates ``YYYY-MM-DD``, timestamps ``YYYY-MM-DDTHH:MM:SS[.ffffff]`` as stored
-  (the column description says which time zone; ``Z`` when the data carries UTC); booleans
+  empty string is ``""``; dates ``YYYY-MM-DD``, timestamps ``YYYY-MM-DDTHH:MM:SS`` as stored (with
+  ``.ffffff`` on the whole column when any value has a fraction of a second; the column description
+  says which time zone, ``Z`` when the data carries UTC); booleans
   ``true``/``false``. A text value that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage
   return would run as a formula when Excel opens the file (CSV injection), and no quoting prevents it:
   such values get a leading apostrophe ``'`` (OWASP's advice), counted per column in the note.
@@ -81,15 +82,40 @@ def batches(paths: Sequence[Path], batch_rows: int = BATCH_ROWS) -> Iterator[pa.
 # -- CSV ----------------------------------------------------------------------------------------------
 
 
-def _csv_column(column: pa.Array, name: str, stats: WriteStats) -> pa.Array:
-    """A column as the CSV shows it: ISO text for times, escaped text for formula-like strings."""
+def fractional_timestamps(paths: Sequence[Path], schema: pa.Schema) -> set[str]:
+    """Timestamp columns holding a value with a fraction of a second (read column by column, batch by batch)."""
+    names = [f.name for f in schema if pa.types.is_timestamp(f.type)]
+    found: set[str] = set()
+    for path in paths:
+        todo = [n for n in names if n not in found]
+        if not todo:
+            break
+        parquet = pq.ParquetFile(path)
+        try:
+            for batch in parquet.iter_batches(batch_size=BATCH_ROWS * 4, columns=todo):
+                for name in todo:
+                    column = batch.column(name)
+                    if pc.any(pc.not_equal(column, pc.floor_temporal(column, unit="second"))).as_py():
+                        found.add(name)
+        finally:
+            parquet.close()
+    return found
+
+
+def _csv_column(column: pa.Array, name: str, stats: WriteStats, fractional: set[str]) -> pa.Array:
+    """A column as the CSV shows it: ISO text for times, escaped text for formula-like strings.
+
+    A timestamp column shows fractions of a second on every value when any value has one, and on
+    none otherwise, so that one format parses the whole column.
+    """
     kind = column.type
     if pa.types.is_timestamp(kind):
+        unit = kind.unit if name in fractional else "s"
         if kind.tz is not None:
-            text = pc.strftime(pc.cast(column, pa.timestamp(kind.unit, "UTC")), format="%Y-%m-%dT%H:%M:%S")
-            return pc.binary_join_element_wise(pc.replace_substring_regex(text, r"\.0+$", ""), "Z", "")
-        text = pc.strftime(column, format="%Y-%m-%dT%H:%M:%S")
-        return pc.replace_substring_regex(text, r"\.0+$", "")
+            utc = pc.cast(column, pa.timestamp(kind.unit, "UTC"))
+            text = pc.strftime(pc.cast(utc, pa.timestamp(unit, "UTC")), format="%Y-%m-%dT%H:%M:%S")
+            return pc.binary_join_element_wise(text, "Z", "")
+        return pc.strftime(pc.cast(column, pa.timestamp(unit)), format="%Y-%m-%dT%H:%M:%S")
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         risky = pc.fill_null(pc.match_substring_regex(column, FORMULA_START), False)
         count = pc.sum(risky).as_py() or 0
@@ -105,6 +131,7 @@ def write_csv(paths: Sequence[Path], target: Path) -> WriteStats:
     import pyarrow.csv as pcsv
 
     schema = release_schema(paths)
+    fractional = fractional_timestamps(paths, schema)
     stats = WriteStats()
     out_schema: pa.Schema | None = None
     options = pcsv.WriteOptions(include_header=True, quoting_style="needed", quoting_header="none", eol="\r\n")
@@ -113,7 +140,7 @@ def write_csv(paths: Sequence[Path], target: Path) -> WriteStats:
         writer: Any = None
         try:
             for batch in batches(paths):
-                columns = [_csv_column(batch.column(i), f.name, stats) for i, f in enumerate(schema)]
+                columns = [_csv_column(batch.column(i), f.name, stats, fractional) for i, f in enumerate(schema)]
                 if out_schema is None:
                     out_schema = pa.schema([pa.field(f.name, c.type) for f, c in zip(schema, columns, strict=True)])
                     writer = pcsv.CSVWriter(sink, out_schema, write_options=options)

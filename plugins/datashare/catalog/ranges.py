@@ -49,12 +49,11 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
             raise Unsatisfiable()
         return max(0, size - length), size - 1
     start = int(first)
-    end = int(last) if last else size - 1
-    if end < start:
+    if last and int(last) < start:
         return None  # invalid specifier: ignored
     if start >= size:
         raise Unsatisfiable()
-    return start, min(end, size - 1)
+    return start, min(int(last) if last else size - 1, size - 1)
 
 
 def _tags(header: str) -> list[str]:
