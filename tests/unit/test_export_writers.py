@@ -15,7 +15,7 @@ import pytest
 
 from datashare.export_writers import BOM, write_csv, write_xlsx, write_zip
 
-HOSTILE = ["=HYPERLINK(\"http://x\")", "+84 912 345 678", "-", "@SUM(A1)", "\tTab", "\rCR", "Hà Nội", "", None]
+HOSTILE = ['=HYPERLINK("http://x")', "+84 912 345 678", "-", "@SUM(A1)", "\tTab", "\rCR", "Hà Nội", "", None]
 
 
 def _table(n_batches: int = 1) -> pa.Table:
@@ -86,7 +86,8 @@ def test_csv_reads_with_pandas_without_options(tmp_path: Path) -> None:
     frame = pd.read_csv(target)
     assert list(frame.columns) == table.column_names  # the BOM is not glued to the first name
     assert len(frame) == table.num_rows
-    assert frame["integer"].dropna().astype("int64").tolist() == [v for v in table["integer"].to_pylist() if v is not None]
+    integers = [v for v in table["integer"].to_pylist() if v is not None]
+    assert frame["integer"].dropna().astype("int64").tolist() == integers
     assert pd.to_datetime(frame["at"]).tolist()[:2] == table["at"].to_pylist()[:2]
     assert pd.to_datetime(frame["day"]).dt.date.tolist()[:1] == table["day"].to_pylist()[:1]
 
@@ -114,7 +115,7 @@ def test_timezone_aware_timestamps_are_utc_with_z(tmp_path: Path) -> None:
     assert (tmp_path / "tz.csv").read_text(encoding="utf-8-sig").splitlines()[1] == '"2026-01-01T07:00:00Z"'
 
 
-def _notes(book, sheet, stats) -> None:  # noqa: ANN001
+def _notes(book, sheet, stats) -> None:
     sheet.write_string(0, 0, f"rows {stats.rows}")
 
 
@@ -126,7 +127,8 @@ def test_xlsx_has_typed_exact_cells_and_reports_excel_limits(tmp_path: Path) -> 
     table = table.set_column(0, "text", pa.array([*HOSTILE[:-1], long_text], pa.string()))
     target = tmp_path / "out.xlsx"
     created = dt.datetime(2026, 11, 1, 12)
-    stats = write_xlsx(_parquet(tmp_path, table), target, sheet_name="Dữ liệu - Data", created=created, add_notes=_notes)
+    paths = _parquet(tmp_path, table)
+    stats = write_xlsx(paths, target, sheet_name="Dữ liệu - Data", created=created, add_notes=_notes)
     assert stats.rows == table.num_rows
     assert stats.truncated == {"text": 1} and stats.as_text == {"integer": 1, "day": 1}
     assert stats.formula_escaped == {}
