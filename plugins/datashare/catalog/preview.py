@@ -28,7 +28,7 @@ from datashare.store import Release, ReleaseStore
 log = logging.getLogger(__name__)
 
 PREVIEW_ROWS = 20
-MAX_HEADER_CHARS = 40
+MAX_HEADER_CHARS = 48
 MAX_CELL_CHARS = 200
 MAX_COPY_BYTES = 256 * 1024 * 1024
 _CACHE_MAX = 256
