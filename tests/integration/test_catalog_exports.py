@@ -524,3 +524,35 @@ def test_open_dataset_page_previews_its_first_rows_escaped(env: Env, client: Tes
     assert "Xem trước dữ liệu" in vietnamese and "Mã trạm quan trắc<br><code>station_code</code>" in vietnamese
     restricted = client.get(f"/datasets/{RESTRICTED}", headers=_auth(env, "gov_a")).text
     assert 'id="preview"' not in restricted  # only open data is previewed
+
+
+def test_s3_store_makes_exports_in_the_bucket_and_redirects(env: Env, client: TestClient, s3_server, s3_bucket) -> None:
+    import urllib.request
+
+    from datashare.s3 import S3Backend
+
+    s3 = S3Backend(s3_bucket, "releases", endpoint_url=s3_server.endpoint_url)
+    local = env.store.backend
+    for key in local.list(""):
+        if not key.startswith("_exports/"):  # the bucket makes its own
+            s3.put_file(key, local.local_path(key))
+    app = create_app(env.settings)
+    app.state.catalog.store = ReleaseStore(s3)
+    remote = TestClient(app)
+    url = f"/datasets/{OPEN}/v/2/exports/{OPEN}-v2.csv"
+    made_locally = client.get(url).content
+    head = remote.head(url)
+    assert head.status_code == 200 and head.headers["content-length"] == str(len(made_locally))
+    assert head.headers["etag"] == f'"{hashlib.sha256(made_locally).hexdigest()}"'  # same bytes from either store
+    response = remote.get(url, follow_redirects=False)
+    assert response.status_code == 307 and "location" in response.headers
+    with urllib.request.urlopen(response.headers["location"], timeout=10) as fetched:
+        assert fetched.read() == made_locally
+    assert s3.exists(f"_exports/{OPEN}/v2/g1/{OPEN}-v2.csv")
+    restricted = f"/datasets/{RESTRICTED}/v/1/exports/{RESTRICTED}-v1.zip"
+    refused = remote.get(restricted, follow_redirects=False)
+    assert refused.status_code == 404 and "location" not in refused.headers
+    granted = remote.get(restricted, headers=_auth(env, "gov_a"), follow_redirects=False)
+    assert granted.status_code == 307
+    served = [e.body for e in Ledger(s3).entries() if e.body["event"] == "download_served"]
+    assert served[-1]["recipient"] == "agency_a" and served[-1]["file"] == f"exports/{RESTRICTED}-v1.zip"
