@@ -14,16 +14,19 @@ what the subscriber cannot (server-side request forgery). So:
   not global; the unspecified address and multicast never are;
 - the connection goes to the address that was checked (the name is not resolved twice), with the
   host name kept for ``Host``, TLS SNI and certificate checks; redirects are not followed; no proxy
-  from the environment is used.
+  from the environment is used; the whole exchange has one deadline (a receiver sending its answer a
+  byte at a time is cut off), and the answer's body is not read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import ipaddress
 import os
 import socket
 import ssl
+import threading
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -193,12 +196,22 @@ def post(url: str, body: bytes, headers: dict[str, str], *, timeout_s: float = 1
         return Answer(status=None, error=str(exc), seconds=time.monotonic() - started)
     kind = _PinnedHTTPS if target.scheme == "https" else _PinnedHTTP
     connection = kind(target.host, target.port, address, timeout_s)
+
+    def expire() -> None:  # a receiver trickling bytes would reset a per-read timeout for ever
+        sock = connection.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    deadline = threading.Timer(timeout_s, expire)
+    deadline.daemon = True
+    deadline.start()
     try:
         connection.request("POST", target.path, body=body, headers={**headers, "Content-Length": str(len(body))})
-        response = connection.getresponse()
-        response.read(64 * 1024)  # drained, not kept: the log records the status only
+        response = connection.getresponse()  # the status is what the log keeps; the body is not read
         return Answer(status=response.status, error=None, seconds=time.monotonic() - started)
     except (OSError, http.client.HTTPException) as exc:
         return Answer(status=None, error=f"{type(exc).__name__}: {exc}"[:300], seconds=time.monotonic() - started)
     finally:
+        deadline.cancel()
         connection.close()

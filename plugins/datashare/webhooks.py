@@ -365,6 +365,7 @@ class Webhooks:
             delivery["cancelled"] = "the agency may no longer read the dataset"
             self._save(key, delivery)
             return "cancelled"
+        secret = self.secret(sub)  # no key: stop here, before the attempt is claimed
         n = len(delivery["attempts"]) + 1
         if not self._claim(key, n):
             return "pending"  # another run is making this attempt
@@ -376,7 +377,7 @@ class Webhooks:
             "X-Datashare-Event": delivery["event"],
             "X-Datashare-Delivery": delivery["id"],
             "X-Datashare-Timestamp": str(timestamp),
-            "X-Datashare-Signature": signature(self.secret(sub), timestamp, body),
+            "X-Datashare-Signature": signature(secret, timestamp, body),
         }
         answer = netguard.post(sub.url, body, headers, timeout_s=TIMEOUT_S)
         ok = answer.status is not None and 200 <= answer.status < 300

@@ -556,3 +556,26 @@ def test_s3_store_makes_exports_in_the_bucket_and_redirects(env: Env, client: Te
     assert granted.status_code == 307
     served = [e.body for e in Ledger(s3).entries() if e.body["event"] == "download_served"]
     assert served[-1]["recipient"] == "agency_a" and served[-1]["file"] == f"exports/{RESTRICTED}-v1.zip"
+
+
+def test_a_tampered_source_makes_no_export(env: Env, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import dataclasses
+    import shutil
+
+    copy = tmp_path / "releases"
+    shutil.copytree(env.settings.release_uri, copy, ignore=shutil.ignore_patterns("_exports"))
+    release = env.store.release(OPEN, 1)
+    part = copy / release.prefix / release.files[0]["path"]
+    data = bytearray(part.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    part.write_bytes(bytes(data))
+    client = TestClient(create_app(dataclasses.replace(env.settings, release_uri=str(copy))))
+    ledger = Ledger(ReleaseStore.open(str(copy)).backend)
+    before = len(ledger.entries())
+    with caplog.at_level(logging.ERROR, logger="datashare.catalog"):
+        answer = client.get(f"/datasets/{OPEN}/v/1/exports/{OPEN}-v1.csv")
+    assert answer.status_code == 503 and "download the Parquet files instead" in answer.text
+    assert "sha256" not in answer.text.lower() and str(copy) not in answer.text  # the reason is for operators
+    assert any("does not match its SHA-256" in r.getMessage() for r in caplog.records)
+    assert not list(copy.glob("_exports/**/*.csv"))
+    assert len(ledger.entries()) == before  # nothing was served, so nothing is recorded

@@ -80,3 +80,40 @@ def test_signature_covers_timestamp_and_body() -> None:
     assert not verify_signature("whsec_x", body, "1800000001", signed, now=1_800_000_100)  # other timestamp
     assert not verify_signature("whsec_x", body, "1800000000", signed, now=1_800_000_400)  # replayed too late
     assert not verify_signature("whsec_x", body, "18e8", signed, now=1_800_000_100)
+
+
+def test_a_receiver_answering_byte_by_byte_is_cut_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+    import threading
+    import time
+
+    from datashare.netguard import post
+
+    monkeypatch.setenv("DATASHARE_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8")
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    stop = threading.Event()
+
+    def trickle() -> None:
+        conn, _ = server.accept()
+        conn.recv(65536)
+        for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 1000:
+            if stop.is_set():
+                break
+            try:
+                conn.sendall(bytes([byte]))
+            except OSError:
+                break
+            time.sleep(0.2)  # each byte well inside a per-read timeout
+        conn.close()
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    started = time.monotonic()
+    answer = post(f"http://127.0.0.1:{server.getsockname()[1]}/hook", b"{}", {}, timeout_s=1.0)
+    elapsed = time.monotonic() - started
+    stop.set()
+    server.close()
+    assert answer.status is None and answer.error
+    assert elapsed < 5

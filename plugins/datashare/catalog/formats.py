@@ -10,6 +10,7 @@ sheet answers 409 with the reason in both languages.
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request
@@ -19,8 +20,9 @@ from datashare.catalog.app import get_caller, get_catalog, get_reader
 from datashare.catalog.auth import Caller
 from datashare.catalog.downloads import send
 from datashare.catalog.service import Catalog, CatalogError, NotFound, Reader, ServedFile
-from datashare.exceptions import ExportRefused
+from datashare.exceptions import ExportRefused, ReleaseError
 
+log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
 
 
@@ -29,6 +31,19 @@ class TooLargeForExcel(CatalogError):
 
     status = 409
     key = "xlsx_too_large"
+
+
+class ExportUnavailable(CatalogError):
+    """The file cannot be made now; the operator has the reason in the log (never the caller)."""
+
+    status = 503
+    key = "export_unavailable"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Tệp này tạm thời không tạo được; hãy tải các tệp Parquet. / "
+            "This file cannot be made at the moment; download the Parquet files instead."
+        )
 
 
 @router.api_route("/datasets/{dataset_id}/v/{version}/exports/{filename}", methods=["GET", "HEAD"])
@@ -53,6 +68,9 @@ def download_export(
         export = Exporter(catalog.store).get(release, fmt)
     except ExportRefused as exc:
         raise TooLargeForExcel(str(exc)) from None
+    except ReleaseError as exc:  # a source file that fails its checksum, a store that cannot be written
+        log.error("Cannot make %s of %s v%s: %s", filename, release.dataset_id, release.version, exc)
+        raise ExportUnavailable() from None
     links = [f'<{reader.file_url(release.dataset_id, release.version, "datapackage.json")}>; rel="describedby"']
     if fmt == "csv":
         links.insert(0, f'<{reader.export_url(release, "provenance")}>; rel="describedby"; type="text/plain"')

@@ -144,6 +144,11 @@ STRINGS: dict[str, tuple[str, str]] = {
         "Một trang tính Excel không chứa được phiên bản này.",
         "An Excel sheet cannot hold this release.",
     ),
+    "export_unavailable": ("Tạm thời không có", "Not available at the moment"),
+    "export_unavailable_text": (
+        "Không tạo được tệp này lúc này; bộ phận vận hành đã được ghi nhận lỗi.",
+        "This file cannot be made at the moment; the operators have the error in their log.",
+    ),
     "preview": ("Xem trước dữ liệu", "Data preview"),
     "preview_intro": ("Các dòng đầu tiên của phiên bản mới nhất", "The first rows of the latest release"),
     "null_value": ("trống", "empty"),

@@ -65,7 +65,9 @@ def render_error(
     request: Request, status: int, key: str, lang: i18n.Lang, headers: dict[str, str], detail: str
 ) -> HTMLResponse:
     """The error page: a fixed text per status; only malformed-input answers add the (input-free) detail."""
-    text_key = {404: "not_found_text", 401: "invalid_token", 409: f"{key}_text"}.get(status, "bad_request")
+    text_key = {404: "not_found_text", 401: "invalid_token", 409: f"{key}_text", 503: f"{key}_text"}.get(
+        status, "bad_request"
+    )
     return render(
         request,
         "error.html",
@@ -75,7 +77,7 @@ def render_error(
         status_code=status,
         heading=key,
         text=text_key,
-        detail=detail if status in (400, 409, 422) else None,
+        detail=detail if status in (400, 409, 422, 503) else None,
     )
 
 
