@@ -177,10 +177,16 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Pa
 
 
 class _Hook(BaseHTTPRequestHandler):
+    """Answers 204; ``/broken`` always 500; a path starting ``/flaky`` 500 the first time it is hit, then 204."""
+
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.server.received.append({"path": self.path, "type": self.headers["Content-Type"], "body": body})
-        self.send_response(500 if self.path == "/broken" else 204)
+        hits = sum(1 for r in self.server.received if r["path"] == self.path)
+        self.server.received.append(
+            {"path": self.path, "type": self.headers["Content-Type"], "body": body, "headers": dict(self.headers)}
+        )
+        failing = self.path == "/broken" or (self.path.startswith("/flaky") and hits == 0)
+        self.send_response(500 if failing else 204)
         self.end_headers()
 
     def log_message(self, *args: Any) -> None:  # keep the test output quiet

@@ -438,6 +438,52 @@ def _date(text: str) -> Any:
         raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
 
 
+def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    """Make (or find cached) the CSV, XLSX and zip of a release, e.g. ahead of the first download."""
+    from datashare.exports import FORMATS, Exporter, copy_to
+    from datashare.store import newest_available
+
+    store = _store(settings)
+    if args.version is not None:
+        release = store.release(args.dataset, args.version)
+    else:
+        release = newest_available(store, args.dataset, store.withdrawn(args.dataset))
+        if release is None:
+            print(f"error: {args.dataset} has no release to export", file=sys.stderr)
+            return 2
+    exporter = Exporter(store)
+    status = 0
+    for fmt in FORMATS if args.format == "all" else [args.format]:
+        try:
+            made = exporter.get(release, fmt)
+        except DatashareError as exc:
+            print(f"{fmt:<11} not made: {exc}")
+            status = 1
+            continue
+        where = store.backend.describe(made.key)
+        if args.output:
+            args.output.mkdir(parents=True, exist_ok=True)
+            where = str(copy_to(made, store, args.output / made.filename))
+        print(f"{fmt:<11} {where}\n  sha256    {made.sha256}  ({made.bytes:,} bytes)")
+    return status
+
+
+def cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
+    """Retry due webhook deliveries, or list the subscriptions (no secrets)."""
+    from datashare.webhooks import Webhooks
+
+    hooks = Webhooks(_store(settings), settings)
+    if args.action == "deliver":
+        counts = hooks.deliver_pending()
+        print(json.dumps(counts, sort_keys=True) if counts else "No delivery was due.")
+        return 0
+    for sub in hooks.subscriptions():
+        state = f"deleted {sub.deleted_at}" if sub.deleted_at else "active"
+        datasets = ",".join(sub.datasets) if sub.datasets is not None else "*"
+        print(f"{sub.id}  {sub.recipient:<20} {state:<28} {datasets:<30} {sub.url}")
+    return 0
+
+
 def _positive_int(text: str) -> int:
     """An argparse type: a whole number of at least 1."""
     if not text.isdigit() or int(text) < 1:
@@ -510,6 +556,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_specs)
     p = sub.add_parser("pools", help="Airflow pools (JSON for `airflow pools import`)")
     p.set_defaults(func=cmd_pools)
+    p = sub.add_parser("export", help="make the CSV, XLSX and zip of a release ahead of the first download")
+    p.add_argument("dataset")
+    p.add_argument("--version", type=_positive_int, help="release number (default: the newest not withdrawn)")
+    p.add_argument("--format", choices=["all", "csv", "xlsx", "zip", "provenance"], default="all")
+    p.add_argument("--output", type=Path, help="also copy the files into this folder")
+    p.set_defaults(func=cmd_export)
+    p = sub.add_parser("webhooks", help="retry due webhook deliveries (deliver) or list subscriptions (list)")
+    p.add_argument("action", choices=["deliver", "list"])
+    p.set_defaults(func=cmd_webhooks)
     p = sub.add_parser("serve", help="serve the data catalog: pages, JSON API, DCAT-AP, checked downloads")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8765, help="port (default 8765)")

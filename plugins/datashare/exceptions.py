@@ -66,3 +66,11 @@ class PublishBusy(PublishError):
 
 class ConfigError(DatashareError):
     """A connection or setting needed by the run is missing or malformed."""
+
+
+class ExportRefused(DatashareError):
+    """A download format cannot hold a release (e.g. more rows than an Excel sheet); says which other to use."""
+
+
+class WebhookError(DatashareError):
+    """A webhook subscription was refused (bad or forbidden URL, too many subscriptions) or cannot be delivered."""

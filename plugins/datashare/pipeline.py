@@ -443,6 +443,10 @@ def stage_record(ctx: RunContext, committed: Committed | dict[str, Any], publish
     ctx.store.save_run(ctx.spec.id, ctx.run_key, summary)
     faults.point("record.saved")
     ctx.staging.remove()
+    if committed.created:
+        from datashare.webhooks import notify_release
+
+        summary["webhooks"] = notify_release(ctx.store, ctx.spec, release, settings=ctx.settings)
     return summary
 
 

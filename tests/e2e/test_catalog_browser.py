@@ -1,4 +1,4 @@
-"""The catalog in a real headless Chromium: list -> dataset -> download, sign-in form, language switch.
+"""The catalog in a real headless Chromium: list -> dataset -> downloads (Parquet, CSV), sign-in, language switch.
 
 The app runs under uvicorn on a free loopback port; Selenium drives Debian's ``chromium`` through
 ``chromedriver`` (both from apt; nothing is downloaded at run time). Screenshots go to
@@ -211,6 +211,28 @@ def test_list_dataset_download_and_language(server: str, browser: Any, deploymen
     link.click()
     arrived = _wait_for_file(browser.downloads, f"{OPEN}-v{release.version}-{part['path'].replace('/', '-')}")
     assert hashlib.sha256(arrived.read_bytes()).hexdigest() == part["sha256"]
+
+    # The whole release as CSV, opened back with pandas as a person's script would: equal to the Parquet file.
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    csv_link = browser.find_element(By.CSS_SELECTOR, 'a.export[data-format="csv"]')
+    assert csv_link.get_attribute("href").endswith(
+        f"/datasets/{OPEN}/v/{release.version}/exports/{OPEN}-v{release.version}.csv"
+    )
+    csv_link.click()
+    csv_file = _wait_for_file(browser.downloads, f"{OPEN}-v{release.version}.csv")
+    assert csv_file.read_bytes().startswith(b"\xef\xbb\xbf")
+    frame = pd.read_csv(csv_file, dtype={"station_code": "string", "station_name": "string", "province_code": "string"})
+    parquet = pq.read_table(arrived).to_pandas()
+    assert list(frame.columns) == list(parquet.columns) and len(frame) == len(parquet) == release.rows
+    assert frame["station_name"].tolist() == parquet["station_name"].tolist()  # Vietnamese, NFC, unchanged
+    assert frame["province_code"].tolist() == parquet["province_code"].tolist()  # codes keep their leading zero
+    assert pd.to_datetime(frame["observed_at"]).tolist() == parquet["observed_at"].tolist()
+    pd.testing.assert_series_equal(frame["pm25"], parquet["pm25"], check_dtype=False)
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#preview-table tbody tr")) == 20  # open data: first rows shown
+    browser.execute_script("document.getElementById('preview').scrollIntoView()")
+    _shot(browser, "catalog-dataset-preview-vi")
 
     _navigate(browser, browser.find_element(By.ID, "lang-switch"))
     assert browser.find_element(By.TAG_NAME, "h1").text == "Hourly automatic air-quality observations"

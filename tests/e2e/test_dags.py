@@ -24,7 +24,8 @@ pytestmark = pytest.mark.airflow
 
 REPO = Path(__file__).resolve().parents[2]
 DATASET = "air_quality_hourly"
-AUDIT_DAG = "datashare_audit"  # the one DAG that is not a dataset: dags/datashare_audit.py
+AUDIT_DAG = "datashare_audit"  # DAGs that are not datasets: dags/datashare_audit.py
+WEBHOOKS_DAG = "datashare_webhooks"  # and dags/datashare_webhooks.py
 
 
 def _dagbag(dags: Path = REPO / "dags"):
@@ -37,12 +38,13 @@ def test_dagbag_integrity(airflow_db: Path) -> None:
     bag = _dagbag()
     assert bag.import_errors == {}
     specs = sorted(p.stem for p in (REPO / "dags" / "datasets").glob("*.yaml"))
-    assert sorted(bag.dag_ids) == sorted([*specs, AUDIT_DAG])  # one DAG per spec, plus the auditor's
-    audit = bag.get_dag(AUDIT_DAG)
-    assert "datashare" in audit.tags and audit.owner != "airflow"
-    assert all(t.retries >= 1 and t.retry_exponential_backoff for t in audit.tasks)
+    assert sorted(bag.dag_ids) == sorted([*specs, AUDIT_DAG, WEBHOOKS_DAG])  # a DAG per spec, and two services
+    for service in (AUDIT_DAG, WEBHOOKS_DAG):
+        dag = bag.get_dag(service)
+        assert "datashare" in dag.tags and dag.owner != "airflow"
+        assert all(t.retries >= 1 and t.retry_exponential_backoff for t in dag.tasks)
     for dag_id, dag in bag.dags.items():
-        if dag_id == AUDIT_DAG:
+        if dag_id in (AUDIT_DAG, WEBHOOKS_DAG):
             continue
         assert dag.tags and "datashare" in dag.tags, dag_id
         spec = load_spec(REPO / "dags" / "datasets" / f"{dag_id}.yaml")
@@ -81,7 +83,7 @@ def test_malformed_spec_is_reported_and_other_dags_still_load(
     with caplog.at_level(logging.ERROR, logger="datashare.factory"):
         bag = _dagbag()
     assert bag.import_errors == {}
-    assert sorted(bag.dag_ids) == sorted([DATASET, AUDIT_DAG])
+    assert sorted(bag.dag_ids) == sorted([DATASET, AUDIT_DAG, WEBHOOKS_DAG])
     message = caplog.text
     assert "broken_dataset.yaml" in message and "retention.sql_versions" in message
 

@@ -164,7 +164,7 @@ def create_app(settings: Settings | None = None, limits: LimitSettings | None = 
     A malformed ``DATASHARE_CATALOG_*`` variable is a :class:`~datashare.exceptions.ConfigError` here,
     never a silent default.
     """
-    from datashare.catalog import api, dcat, pages
+    from datashare.catalog import api, dcat, feeds, formats, pages, subscriptions
     from datashare.catalog.odata import router as odata
 
     app = FastAPI(
@@ -187,7 +187,10 @@ def create_app(settings: Settings | None = None, limits: LimitSettings | None = 
     app.middleware("http")(_guard)
     app.add_middleware(RequestSizeLimit, limits=limit_settings)  # added last: runs first, before any parsing
     app.include_router(api.router)
+    app.include_router(subscriptions.router)
     app.include_router(dcat.router)
     app.include_router(odata.router)
     app.include_router(pages.router)
+    app.include_router(formats.router)
+    app.include_router(feeds.router)
     return app

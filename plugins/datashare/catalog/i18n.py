@@ -132,6 +132,43 @@ STRINGS: dict[str, tuple[str, str]] = {
     "minutes": ("phút", "minutes"),
     "importance": ("mức độ quan trọng", "importance"),
     "rows_unit": ("dòng", "rows"),
+    "whole_release": ("Cả phiên bản trong một tệp", "The whole release in one file"),
+    "parquet_files": ("Tệp Parquet (từng phần, kèm mã băm)", "Parquet files (parts, with checksums)"),
+    "export_csv": ("CSV (Excel, LibreOffice, pandas)", "CSV (Excel, LibreOffice, pandas)"),
+    "export_xlsx": ("Excel (XLSX)", "Excel (XLSX)"),
+    "export_zip": (
+        "ZIP: tệp Parquet, datapackage.json và báo cáo kiểm tra",
+        "ZIP: Parquet files, datapackage.json and the validation report",
+    ),
+    "export_provenance": ("Nguồn gốc của tệp CSV", "Provenance of the CSV file"),
+    "export_made_once": (
+        "Tệp được tạo ở lần tải đầu tiên (phiên bản lớn có thể mất vài phút), sau đó được giữ lại.",
+        "Made on the first download (a few minutes for a large release), then kept.",
+    ),
+    "xlsx_unavailable": (
+        "Không có: phiên bản này nhiều dòng hơn một trang tính Excel chứa được; hãy dùng CSV hoặc Parquet.",
+        "Not available: this release has more rows than an Excel sheet holds; use CSV or Parquet.",
+    ),
+    "xlsx_too_large": ("Quá lớn cho Excel", "Too large for Excel"),
+    "xlsx_too_large_text": (
+        "Một trang tính Excel không chứa được phiên bản này.",
+        "An Excel sheet cannot hold this release.",
+    ),
+    "export_unavailable": ("Tạm thời không có", "Not available at the moment"),
+    "export_unavailable_text": (
+        "Không tạo được tệp này lúc này; bộ phận vận hành đã được ghi nhận lỗi.",
+        "This file cannot be made at the moment; the operators have the error in their log.",
+    ),
+    "preview": ("Xem trước dữ liệu", "Data preview"),
+    "preview_intro": ("Các dòng đầu tiên của phiên bản mới nhất", "The first rows of the latest release"),
+    "null_value": ("trống", "empty"),
+    "feed": ("Theo dõi (nguồn tin Atom)", "Follow (Atom feed)"),
+    "feed_title": ("các phiên bản mới", "new releases"),
+    "feed_subtitle": (
+        "Các phiên bản dữ liệu đã kiểm tra, mới nhất trước",
+        "Validated data releases, newest first",
+    ),
+    "feed_catalog": ("Nguồn tin Atom của danh mục", "Catalog Atom feed"),
 }
 
 

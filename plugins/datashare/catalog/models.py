@@ -58,6 +58,20 @@ class FileInfo(Model):
     url: str = Field(description="Download URL; the same access rule applies.")
 
 
+class ExportInfo(Model):
+    """The whole release as one file in a format people open, made on first request and cached."""
+
+    format: Literal["csv", "xlsx", "zip", "provenance"] = Field(
+        description="csv: UTF-8 with BOM; xlsx: typed cells and a provenance sheet; zip: Parquet files, "
+        "datapackage.json and the validation report; provenance: the CSV's provenance note."
+    )
+    name: str = Field(description="File name, e.g. air_quality_hourly-v2.csv.")
+    media_type: str = Field(description="IANA media type.")
+    url: str = Field(description="Download URL; the same access rule applies; HEAD and Range supported.")
+    available: bool = Field(description="False when the format cannot hold the release (XLSX over Excel's rows).")
+    note: str | None = Field(default=None, description="Why the format is not available (Vietnamese / English).")
+
+
 class ValidationInfo(Model):
     """The validation summary sealed in the release's manifest."""
 
@@ -79,6 +93,7 @@ class ReleaseSummary(Model):
     bytes: int = Field(description="Total size of the data files.")
     verdict: Verdict
     files: list[FileInfo] = Field(description="Data files with their checksums.")
+    exports: list[ExportInfo] = Field(default_factory=list, description="The release as one CSV, XLSX or zip file.")
     url: str = Field(description="The release's page.")
     report_url: str = Field(description="The validation report (HTML).")
 

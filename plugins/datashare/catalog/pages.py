@@ -71,8 +71,9 @@ def render(
 def render_error(
     request: Request, status: int, key: str, lang: i18n.Lang, headers: dict[str, str], detail: str
 ) -> HTMLResponse:
-    """The error page: a fixed text per status; malformed-input and rate-limit answers add the (input-free) detail."""
-    texts = {404: "not_found_text", 401: "invalid_token", 429: "too_many_requests_text", 503: "unavailable_text"}
+    """The error page: a fixed text per status; malformed-input, conflict and rate-limit answers add the detail."""
+    texts = {404: "not_found_text", 401: "invalid_token", 429: "too_many_requests_text", 409: f"{key}_text",
+             503: f"{key}_text"}  # fmt: skip
     text_key = texts.get(status, "bad_request")
     return render(
         request,
@@ -83,7 +84,7 @@ def render_error(
         status_code=status,
         heading=key,
         text=text_key,
-        detail=detail if status in (400, 422, 429) else None,
+        detail=detail if status in (400, 409, 422, 429, 503) else None,
     )
 
 
@@ -128,8 +129,15 @@ def index(
 
 @router.get("/datasets/{dataset_id}", response_class=HTMLResponse)
 def dataset_page(request: Request, dataset_id: str, lang: Lang, reader: ReaderDep, caller: CallerDep) -> HTMLResponse:
-    """A dataset: description, schema, releases, downloads, SQL view."""
-    return render(request, "dataset.html", lang, caller=caller, ds=reader.dataset(dataset_id))
+    """A dataset: description, schema, releases, downloads, SQL view; open data also shows its first rows."""
+    from datashare.catalog.preview import preview_of
+
+    ds = reader.dataset(dataset_id)
+    preview = None
+    if ds.classification.sharing == "open" and ds.releases:  # the only data meant for anyone
+        latest = reader.catalog.release(ds.id, ds.releases[0].version)
+        preview = preview_of(reader.catalog.store, reader.catalog.settings.release_uri, latest, ds.columns)
+    return render(request, "dataset.html", lang, caller=caller, ds=ds, preview=preview)
 
 
 @router.get("/datasets/{dataset_id}/v/{version}", response_class=HTMLResponse)
@@ -142,12 +150,19 @@ def release_page(
     return render(request, "release.html", lang, caller=caller, ds=ds, release=release)
 
 
-@router.get("/datasets/{dataset_id}/v/{version}/files/{name:path}")
+@router.api_route("/datasets/{dataset_id}/v/{version}/files/{name:path}", methods=["GET", "HEAD"])
 def download(
-    dataset_id: str, version: Version, name: str, reader: ReaderDep, caller: CallerDep, catalog: CatalogDep
+    request: Request,
+    dataset_id: str,
+    version: Version,
+    name: str,
+    reader: ReaderDep,
+    caller: CallerDep,
+    catalog: CatalogDep,
 ) -> Response:
-    """A release file, after the access check and the caller's download limit; recorded in the access log."""
-    return send(catalog, caller, reader.file(dataset_id, version, name))
+    """A release file, after the access check and the caller's download limit (HEAD, Range and ETag supported);
+    recorded in the access log."""
+    return send(catalog, caller, reader.file(dataset_id, version, name), request)
 
 
 @router.get("/login", response_class=HTMLResponse)

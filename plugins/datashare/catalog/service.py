@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +24,7 @@ from datashare.catalog.models import (
     DatasetDetail,
     DatasetPage,
     DatasetSummary,
+    ExportInfo,
     FileInfo,
     LocalText,
     ReleaseDetail,
@@ -49,6 +50,10 @@ MEDIA_TYPES = {
     ".parquet": "application/vnd.apache.parquet",
     ".json": "application/json",
     ".html": "text/html; charset=utf-8",
+    ".csv": "text/csv; charset=utf-8",
+    ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ".zip": "application/zip",
+    ".txt": "text/plain; charset=utf-8",
 }
 EXTRA_FILES = ("datapackage.json", "validation/report.html", "validation/result.json")
 """Files of a release besides its data files; served only if present in the store."""
@@ -107,6 +112,10 @@ class ServedFile:
     key: str
     media_type: str
     sha256: str | None
+    filename: str | None = None
+    """Name offered to the browser; by default ``<id>-v<N>-<name>``."""
+    headers: dict[str, str] = field(default_factory=dict)
+    """Extra answer headers (e.g. a ``Link`` to the release's provenance)."""
 
 
 class Catalog:
@@ -271,6 +280,10 @@ class Reader:
             raise NotFound()
         return release
 
+    def visible_release(self, dataset_id: str, version: int) -> Release:
+        """A release the caller may see (readable dataset, committed, not withdrawn); else :class:`NotFound`."""
+        return self._release(self.spec(dataset_id), version)
+
     # -- links -------------------------------------------------------------------------------
 
     def dataset_url(self, dataset_id: str) -> str:
@@ -380,9 +393,35 @@ class Reader:
             "bytes": sum(int(f["bytes"]) for f in release.files),
             "verdict": verdict_of(release),
             "files": self._data_files(release),
+            "exports": self.exports(release),
             "url": self.release_url(release.dataset_id, release.version),
             "report_url": self.file_url(release.dataset_id, release.version, "validation/report.html"),
         }
+
+    def export_url(self, release: Release, fmt: str) -> str:
+        """Where the whole release is downloaded in ``fmt`` (csv, xlsx, zip, provenance)."""
+        from datashare.exports import export_names
+
+        filename = export_names(release.dataset_id, release.version)[fmt]
+        return f"{self.release_url(release.dataset_id, release.version)}/exports/{filename}"
+
+    def exports(self, release: Release) -> list[ExportInfo]:
+        """The release as one file per format; an XLSX too large for Excel says why instead."""
+        from datashare.exports import FORMATS, MEDIA_TYPES, export_names, xlsx_refusal
+
+        names = export_names(release.dataset_id, release.version)
+        refusal = xlsx_refusal(release)
+        return [
+            ExportInfo(
+                format=fmt,  # type: ignore[arg-type]
+                name=names[fmt],
+                media_type=MEDIA_TYPES[fmt],
+                url=self.export_url(release, fmt),
+                available=not (fmt == "xlsx" and refusal),
+                note=refusal if fmt == "xlsx" else None,
+            )
+            for fmt in FORMATS
+        ]
 
     def release(self, dataset_id: str, version: int) -> ReleaseDetail:
         """One visible release of a readable dataset."""
