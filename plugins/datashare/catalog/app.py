@@ -10,7 +10,7 @@ caller may not read.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Query, Request
@@ -59,7 +59,12 @@ def get_reader(
     caller: Annotated[Caller, Depends(get_caller)],
 ) -> Reader:
     """The catalog as this caller sees it."""
-    return catalog.reader(caller.recipient, base_path(request))
+    return catalog.reader(caller.recipient, base_path(request), origin_of(request))
+
+
+def origin_of(request: Request) -> str:
+    """scheme://host of the request, for links that travel outside the site (citations, DCAT)."""
+    return f"{request.url.scheme}://{request.url.netloc}"
 
 
 def lang_of(request: Request) -> i18n.Lang:
@@ -86,9 +91,9 @@ def _wants_json(request: Request) -> bool:
     return path.startswith("/api/") or path.endswith(".jsonld") or path == "/openapi.json"
 
 
-def _error(request: Request, status: int, key: str, detail: str) -> Response:
+def _error(request: Request, status: int, key: str, detail: str, extra: Mapping[str, str] | None = None) -> Response:
     """An error answer as JSON or as a page; a refused cookie token is cleared so the next visit is anonymous."""
-    headers: dict[str, str] = {}
+    headers: dict[str, str] = dict(extra or {})
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
     if _wants_json(request):
@@ -121,7 +126,19 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
         log.warning("%s %r refused with 404: no such route", request.method, request.url.path)
         return _error(request, 404, "not_found", NotFound().detail)
     log.warning("%s %r refused with %s: %s", request.method, request.url.path, exc.status_code, exc.detail)
-    return _error(request, exc.status_code, "bad_request", str(exc.detail))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:  # say what is allowed; HEAD answers wherever GET does (see head.py)
+        allowed = [m.strip() for m in headers.get("Allow", "").split(",") if m.strip()]
+        if "GET" in allowed and "HEAD" not in allowed:
+            allowed.append("HEAD")
+        headers["Allow"] = ", ".join(allowed)
+    return _error(
+        request,
+        exc.status_code,
+        "method_not_allowed" if exc.status_code == 405 else "bad_request",
+        str(exc.detail),
+        headers,
+    )
 
 
 # -- middleware -----------------------------------------------------------------------------------
@@ -151,7 +168,7 @@ async def _guard(request: Request, call_next: Callable[[Request], Awaitable[Resp
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The catalog app; ``settings`` default to the environment's (read now, used on the first request)."""
-    from datashare.catalog import api, dcat, pages
+    from datashare.catalog import api, contract, dcat, head, pages
 
     app = FastAPI(
         title="Datashare catalog",
@@ -172,5 +189,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.middleware("http")(_guard)
     app.include_router(api.router)
     app.include_router(dcat.router)
+    app.include_router(api.files_router)
     app.include_router(pages.router)
+    app.openapi = lambda: contract.openapi(app)  # type: ignore[method-assign]
+    app.add_middleware(head.AnswerHead)
     return app

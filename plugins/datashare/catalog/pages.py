@@ -15,11 +15,10 @@ from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from datashare.catalog import i18n
+from datashare.catalog import i18n, metadata
 from datashare.catalog.app import base_path, get_caller, get_catalog, get_lang, get_reader, lang_of
 from datashare.catalog.auth import MAX_TOKEN_CHARS, TOKEN_COOKIE, Caller, check_token, presented_token
-from datashare.catalog.downloads import send
-from datashare.catalog.service import MAX_PARAM, Catalog, Reader, Unauthorized
+from datashare.catalog.service import MAX_PARAM, Catalog, NotFound, Reader, Unauthorized
 
 log = logging.getLogger(__name__)
 
@@ -95,11 +94,20 @@ def index(
     q: Annotated[str, Query(max_length=MAX_PARAM)] = "",
     sector: Annotated[str, Query(pattern=SECTOR_PATTERN)] = "",
     classification: Annotated[Sharing, Query()] = "",
+    province: Annotated[str, Query(pattern=r"^([0-9]{2})?$")] = "",
+    year: Annotated[str, Query(pattern=r"^((19|20|21)[0-9]{2})?$")] = "",
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> HTMLResponse:
-    """The dataset list, with search and filters."""
-    result = reader.datasets(q=q or None, sector=sector or None, sharing=classification or None, page=page)
-    query = {"q": q, "sector": sector, "classification": classification}
+    """The dataset list, with search, facets and filters."""
+    result = reader.datasets(
+        q=q or None,
+        sector=sector or None,
+        sharing=classification or None,
+        province=province or None,
+        year=int(year) if year else None,
+        page=page,
+    )
+    query = {"q": q, "sector": sector, "classification": classification, "province": province, "year": year}
     pages = max(1, -(-result.total // result.per_page))
 
     def page_url(n: int) -> str:
@@ -115,6 +123,10 @@ def index(
         pages=pages,
         prev_url=page_url(page - 1) if page > 1 else None,
         next_url=page_url(page + 1) if page < pages else None,
+        facet_url=lambda name, value: (
+            f"{base_path(request)}/?"
+            + urlencode({**{k: v for k, v in query.items() if v and k != name}, **({name: value} if value else {})})
+        ),
     )
 
 
@@ -130,16 +142,32 @@ def release_page(
 ) -> HTMLResponse:
     """One release: files, checksums, manifest and report links, validation summary."""
     release = reader.release(dataset_id, version)
-    ds = reader.summary(reader.spec(dataset_id))
+    ds = reader.dataset(dataset_id)
     return render(request, "release.html", lang, caller=caller, ds=ds, release=release)
 
 
-@router.get("/datasets/{dataset_id}/v/{version}/files/{name:path}")
-def download(
-    dataset_id: str, version: Version, name: str, reader: ReaderDep, caller: CallerDep, catalog: CatalogDep
-) -> Response:
-    """A release file, after the access check; recorded in the ledger."""
-    return send(catalog, caller, reader.file(dataset_id, version, name))
+@router.get("/licences/{licence_id}", response_class=HTMLResponse)
+def licence_page(
+    request: Request,
+    licence_id: Annotated[str, Path(max_length=100, pattern=r"^[A-Za-z0-9.+-]{1,100}$")],
+    lang: Lang,
+    reader: ReaderDep,
+    caller: CallerDep,
+) -> HTMLResponse:
+    """The terms of a licence that some readable dataset uses, in both languages."""
+    used = {s.licence for s in reader.visible_specs().values()}
+    if licence_id not in used:
+        raise NotFound()
+    datasets = sorted((s for s in reader.visible_specs().values() if s.licence == licence_id), key=lambda s: s.id)
+    return render(
+        request,
+        "licence.html",
+        lang,
+        caller=caller,
+        licence=metadata.licence(licence_id),
+        datasets=datasets,
+        reader=reader,
+    )
 
 
 @router.get("/login", response_class=HTMLResponse)
