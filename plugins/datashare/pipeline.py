@@ -141,6 +141,7 @@ def stage_validate(ctx: RunContext, transformed: dict[str, Any]) -> dict[str, An
         "out_dir": out_dir,
         "title_vi": ctx.spec.title.vi,
         "title_en": ctx.spec.title.en,
+        "personal_data": {c.name: c.personal_data.value for c in ctx.spec.columns if c.personal_data.value != "none"},
     }
     path = Path(transformed["path"])
     threshold = ctx.spec.quarantine.max_share
