@@ -23,7 +23,7 @@ from datashare.spec import IDENTIFIER
 
 SECTOR_PATTERN = r"^([a-z][a-z0-9_]{0,47})?$"
 PROVINCE_PATTERN = r"^([0-9]{2})?$"
-DATA_FILE_PATTERN = r"^data/[A-Za-z0-9._-]{1,200}$"
+DATA_FILE_PATTERN = r"^[A-Za-z0-9._-]{1,200}$"
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": Problem, "description": "Malformed id or parameter."},
@@ -32,8 +32,21 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": Problem, "description": "A parameter has the wrong type or shape."},
 }
 
+
+def _page_or_json(description: str) -> dict[str, Any]:
+    """An error of a file route: an HTML page for browsers that follow a link, else JSON (the same text)."""
+    return {
+        "description": description,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/Problem"}},
+            "text/html": {"schema": {"type": "string"}},
+        },
+    }
+
+
+FILE_ERRORS: dict[int | str, dict[str, Any]] = {code: _page_or_json(e["description"]) for code, e in ERRORS.items()}
 router = APIRouter(prefix="/api/v1", tags=["catalog"], responses=ERRORS)
-files_router = APIRouter(tags=["downloads"], responses=ERRORS)
+files_router = APIRouter(tags=["downloads"], responses=FILE_ERRORS)
 ReaderDep = Annotated[Reader, Depends(get_reader)]
 CallerDep = Annotated[Caller, Depends(get_caller)]
 CatalogDep = Annotated[Catalog, Depends(get_catalog)]
@@ -165,7 +178,7 @@ def result(
 
 
 @files_router.api_route(
-    "/datasets/{dataset_id}/v/{version}/files/{name:path}",
+    "/datasets/{dataset_id}/v/{version}/files/data/{file}",
     methods=["GET", "HEAD"],
     summary="A data file of a release (Parquet)",
     response_class=Response,
@@ -176,10 +189,10 @@ def data_file(
     request: Request,
     dataset_id: DatasetId,
     version: VersionNo,
-    name: Annotated[
+    file: Annotated[
         str,
         Path(
-            description="Path of the file in the release, as listed in its files, e.g. data/part-00000.parquet.",
+            description="Name of the file under data/, as listed in the release's files, e.g. part-00000.parquet.",
             max_length=MAX_PARAM,
             json_schema_extra={"pattern": DATA_FILE_PATTERN},
         ),
@@ -188,6 +201,16 @@ def data_file(
     caller: CallerDep,
 ) -> Response:
     """The file, after the access check; every GET is recorded (dataset, version, file, recipient)."""
+    return _file(request, dataset_id, version, f"data/{file}", reader, caller)
+
+
+@files_router.api_route(
+    "/datasets/{dataset_id}/v/{version}/files/{name:path}", methods=["GET", "HEAD"], include_in_schema=False
+)
+def other_file(
+    request: Request, dataset_id: str, version: VersionNo, name: str, reader: ReaderDep, caller: CallerDep
+) -> Response:
+    """Any other path under files/: answered only for a name in the release's own list (else 404)."""
     return _file(request, dataset_id, version, name, reader, caller)
 
 

@@ -87,8 +87,11 @@ def get_lang(
 
 
 def _wants_json(request: Request) -> bool:
+    """JSON for the API, DCAT and OpenAPI; for files, JSON unless a browser asks for HTML; pages otherwise."""
     path = request.url.path.removeprefix(base_path(request))
-    return path.startswith("/api/") or path.endswith(".jsonld") or path == "/openapi.json"
+    if path.startswith("/api/") or path.endswith(".jsonld") or path == "/openapi.json":
+        return True
+    return "/files/" in path and "text/html" not in request.headers.get("accept", "")
 
 
 def _error(request: Request, status: int, key: str, detail: str, extra: Mapping[str, str] | None = None) -> Response:
