@@ -126,9 +126,8 @@ def _content(media_type: str, description: str) -> dict[int | str, dict[str, Any
     }
 
 
-@files_router.api_route(
+@files_router.get(
     "/datasets/{dataset_id}/v/{version}/files/datapackage.json",
-    methods=["GET", "HEAD"],
     summary="Manifest of a release (Frictionless Data Package)",
     response_class=Response,
     responses={
@@ -137,6 +136,16 @@ def _content(media_type: str, description: str) -> dict[int | str, dict[str, Any
     },
     operation_id="get_manifest",
 )
+@files_router.head(
+    "/datasets/{dataset_id}/v/{version}/files/datapackage.json",
+    summary="Manifest of a release (Frictionless Data Package)",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/json": {"schema": {"type": "object"}}}, "description": "datapackage.json"},
+        307: {"description": "Redirect to a short-lived URL of the object store (S3 stores)."},
+    },
+    operation_id="head_manifest",
+)
 def manifest(
     request: Request, dataset_id: DatasetId, version: VersionNo, reader: ReaderDep, caller: CallerDep
 ) -> Response:
@@ -144,13 +153,19 @@ def manifest(
     return _file(request, dataset_id, version, "datapackage.json", reader, caller)
 
 
-@files_router.api_route(
+@files_router.get(
     "/datasets/{dataset_id}/v/{version}/files/validation/report.html",
-    methods=["GET", "HEAD"],
     summary="Validation report of a release (self-contained HTML)",
     response_class=Response,
     responses=_content("text/html", "The bilingual report for auditors."),
     operation_id="get_report",
+)
+@files_router.head(
+    "/datasets/{dataset_id}/v/{version}/files/validation/report.html",
+    summary="Validation report of a release (self-contained HTML)",
+    response_class=Response,
+    responses=_content("text/html", "The bilingual report for auditors."),
+    operation_id="head_report",
 )
 def report(
     request: Request, dataset_id: DatasetId, version: VersionNo, reader: ReaderDep, caller: CallerDep
@@ -159,9 +174,8 @@ def report(
     return _file(request, dataset_id, version, "validation/report.html", reader, caller)
 
 
-@files_router.api_route(
+@files_router.get(
     "/datasets/{dataset_id}/v/{version}/files/validation/result.json",
-    methods=["GET", "HEAD"],
     summary="Great Expectations result of a release",
     response_class=Response,
     responses={
@@ -170,6 +184,16 @@ def report(
     },
     operation_id="get_validation_result",
 )
+@files_router.head(
+    "/datasets/{dataset_id}/v/{version}/files/validation/result.json",
+    summary="Great Expectations result of a release",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/json": {"schema": {"type": "object"}}}, "description": "GX result"},
+        307: {"description": "Redirect to a short-lived URL of the object store (S3 stores)."},
+    },
+    operation_id="head_validation_result",
+)
 def result(
     request: Request, dataset_id: DatasetId, version: VersionNo, reader: ReaderDep, caller: CallerDep
 ) -> Response:
@@ -177,13 +201,19 @@ def result(
     return _file(request, dataset_id, version, "validation/result.json", reader, caller)
 
 
-@files_router.api_route(
+@files_router.get(
     "/datasets/{dataset_id}/v/{version}/files/data/{file}",
-    methods=["GET", "HEAD"],
     summary="A data file of a release (Parquet)",
     response_class=Response,
     responses=_content("application/vnd.apache.parquet", "The file; Repr-Digest carries its SHA-256."),
     operation_id="get_data_file",
+)
+@files_router.head(
+    "/datasets/{dataset_id}/v/{version}/files/data/{file}",
+    summary="A data file of a release (Parquet)",
+    response_class=Response,
+    responses=_content("application/vnd.apache.parquet", "The file; Repr-Digest carries its SHA-256."),
+    operation_id="head_data_file",
 )
 def data_file(
     request: Request,
