@@ -415,7 +415,9 @@ def test_schema_driven_fuzzer_finds_no_failure(served: str, tmp_path: Path) -> N
         "--report-dir", str(tmp_path),
         "--generation-database", "none",
     ]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, timeout=FUZZ_SECONDS * 4, check=False)
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=FUZZ_SECONDS * 4, check=False, cwd=tmp_path
+    )  # its caches stay in tmp_path
     summary = done.stdout[-3000:]
     print(summary)
     assert done.returncode == 0, summary + done.stderr[-2000:]
