@@ -127,4 +127,5 @@ def test_report_and_history_have_landmarks_and_load_nothing(land_run: dict) -> N
         assert all(a.get("aria-labelledby") for t, a in tags if t == "section")
         assert not any(t in ("script", "link", "img", "iframe") for t in names)
         assert "http://" not in text and "https://" not in text
+        assert '"Segoe UI"' in text and "&#34;" not in text.split("</style>")[0]  # the stylesheet is not escaped
     assert "first" in history_page and "v1" in history_page
