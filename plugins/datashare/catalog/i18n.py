@@ -143,6 +143,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "2025": ("mã từ 1/7/2025", "code from July 2025"),
     "now_part_of": ("nay thuộc", "now part of"),
     "merged_from": ("gồm", "merged from"),
+    "unchanged_2025": ("giữ nguyên tên và mã từ 1/7/2025", "same name and code from July 2025"),
     "unconfirmed": ("ánh xạ chưa xác nhận", "mapping unconfirmed"),
     "cite": ("Trích dẫn bộ dữ liệu", "Cite this dataset"),
     "cite_intro": (
