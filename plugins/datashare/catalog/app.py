@@ -123,6 +123,20 @@ async def _on_validation_error(request: Request, exc: Exception) -> Response:
     return _error(request, 422, "bad_request", f"Invalid request: {problems[:500]}")
 
 
+def _allowed(request: Request, first: str) -> str:
+    """Every method some route answers on this path (Starlette names only the first route's); HEAD with GET."""
+    from starlette.routing import Match
+
+    methods = {m.strip() for m in first.split(",") if m.strip()}
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    if "GET" in methods:
+        methods.add("HEAD")  # see head.py
+    return ", ".join(sorted(methods))
+
+
 async def _on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 404:
@@ -130,11 +144,8 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
         return _error(request, 404, "not_found", NotFound().detail)
     log.warning("%s %r refused with %s: %s", request.method, request.url.path, exc.status_code, exc.detail)
     headers = dict(exc.headers or {})
-    if exc.status_code == 405:  # say what is allowed; HEAD answers wherever GET does (see head.py)
-        allowed = [m.strip() for m in headers.get("Allow", "").split(",") if m.strip()]
-        if "GET" in allowed and "HEAD" not in allowed:
-            allowed.append("HEAD")
-        headers["Allow"] = ", ".join(allowed)
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed(request, headers.get("Allow", ""))
     return _error(
         request,
         exc.status_code,
