@@ -19,6 +19,7 @@ or its newest visible release changes.
 
 from __future__ import annotations
 
+import bisect
 import re
 import unicodedata
 from collections import Counter
@@ -104,6 +105,8 @@ class Document:
     """Word -> weight of the best field it occurs in."""
     titles: tuple[str, ...]
     """Folded titles, for the phrase bonus."""
+    sorted_words: tuple[str, ...] = ()
+    """The words in order, so the words a query word starts are found by bisection."""
 
 
 def build_document(spec: DatasetSpec, names: Names, coverage: Coverage | None) -> Document:
@@ -149,6 +152,7 @@ def build_document(spec: DatasetSpec, names: Names, coverage: Coverage | None) -
         years=years,
         weights=weights,
         titles=(fold(spec.title.vi), fold(spec.title.en)),
+        sorted_words=tuple(sorted(weights)),
     )
 
 
@@ -158,9 +162,11 @@ def score(doc: Document, words: Sequence[str], phrase: str) -> float | None:
     for word in words:
         best = doc.weights.get(word, 0.0)
         if len(word) >= MIN_PREFIX:
-            for candidate, weight in doc.weights.items():
-                if weight * PREFIX_FACTOR > best and candidate.startswith(word):
-                    best = weight * PREFIX_FACTOR
+            words_in_order = doc.sorted_words
+            i = bisect.bisect_right(words_in_order, word)  # longer words starting with ``word`` follow it
+            while i < len(words_in_order) and words_in_order[i].startswith(word):
+                best = max(best, doc.weights[words_in_order[i]] * PREFIX_FACTOR)
+                i += 1
         if best == 0.0:
             return None
         total += best
