@@ -215,7 +215,9 @@ def test_pages_show_names_not_codes(env: Env, client: TestClient) -> None:
     assert "Source cursor" in client.get(f"/datasets/{OPEN}/v/1?lang=en").text
     terms = client.get("/licences/CC-BY-4.0?lang=en")
     assert terms.status_code == 200 and "https://creativecommons.org/licenses/by/4.0/" in terms.text
-    assert client.get("/licences/LicenseRef-restricted-government-use").status_code == 404  # no visible user
+    restricted = client.get("/licences/LicenseRef-restricted-government-use?lang=vi")  # terms are public
+    assert restricted.status_code == 200 and "Luật Dữ liệu 2024" in restricted.text and "Law on Data" in restricted.text
+    assert client.get("/licences/LicenseRef-nothing").status_code == 404
     assert client.get("/licences/..%2Fx").status_code in (404, 422)
 
 

@@ -154,9 +154,12 @@ def licence_page(
     reader: ReaderDep,
     caller: CallerDep,
 ) -> HTMLResponse:
-    """The terms of a licence that some readable dataset uses, in both languages."""
-    used = {s.licence for s in reader.visible_specs().values()}
-    if licence_id not in used:
+    """The terms of a licence in both languages, with the datasets under it that the caller may read.
+
+    Terms are public (a restricted dataset's terms say who may use it); the list names readable datasets only.
+    """
+    known = set(metadata.LICENCES) | {s.licence for s in reader.catalog.specs().values()}
+    if licence_id not in known:
         raise NotFound()
     datasets = sorted((s for s in reader.visible_specs().values() if s.licence == licence_id), key=lambda s: s.id)
     return render(
