@@ -6,8 +6,9 @@ run released; ``release_withdrawn`` entries mark withdrawn versions. The ledger 
 entry, so the history is built in one pass: every entry is read once, then all pages are rendered
 from memory and written to ``<id>/_history/index.html``, ``page-2.html``, ... (newest run first).
 
-Pages reuse the report's inline style and escaping (:mod:`datashare.report`): no script, no link to
-another host, bilingual with Vietnamese first. Links are relative, so the store can be copied or
+Pages use the report's template machinery and its one stylesheet (:mod:`datashare.report`): no
+script, no link to another host, bilingual with Vietnamese first, with landmarks (``header``,
+``main``, labelled ``nav`` pagers) for screen readers. Links are relative, so the store can be copied or
 served from anywhere. The pages depend only on the ledger: the same ledger gives the same bytes.
 """
 
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from datashare.report import _CSS, _bi, _e
+from datashare.report import _bi, _e, render_audit
 from datashare.store import Ledger, ReleaseStore
 
 log = logging.getLogger(__name__)
@@ -28,16 +29,6 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 50
 FOLDER = "_history"
 _PAGER_WINDOW = 3  # page links shown either side of the current one
-
-_EXTRA_CSS = """
-nav.pager { margin: 1rem 0; display: flex; flex-wrap: wrap; gap: .3rem; align-items: center; }
-nav.pager > a, nav.pager > span { padding: .15rem .5rem; border: 1px solid #d1d9e0; border-radius: .3rem;
-                              text-decoration: none; color: #0969da; }
-nav.pager > span.current { background: #0969da; color: #fff; border-color: #0969da; }
-nav.pager > span.gap { border: none; color: #59636e; }
-td.when { white-space: nowrap; }
-.withdrawn { color: #9a6700; font-weight: 600; }
-"""
 
 
 @dataclass(frozen=True)
@@ -168,7 +159,7 @@ def _row_html(dataset_id: str, row: HistoryRow) -> str:
     )
 
 
-def _pager(page: int, pages: int) -> str:
+def _pager(page: int, pages: int, where: tuple[str, str]) -> str:
     if pages <= 1:
         return ""
     shown = sorted({1, pages, *range(max(1, page - _PAGER_WINDOW), min(pages, page + _PAGER_WINDOW) + 1)})
@@ -183,7 +174,8 @@ def _pager(page: int, pages: int) -> str:
         last = p
     if page < pages:
         parts.append(f'<a href="{page_name(page + 1)}" rel="next">{_bi("Cũ hơn", "Older")} »</a>')
-    return f'<nav class="pager">{"".join(parts)}</nav>'
+    label = _e(f"Trang ({where[0]}) / Pages ({where[1]})")
+    return f'<nav class="pager" aria-label="{label}">{"".join(parts)}</nav>'
 
 
 _HEADERS = [
@@ -210,40 +202,21 @@ def render_page(
         (("Trang", "Page"), f"{page} / {pages}"),
         (("Theo sổ cái đến", "Ledger as of"), _e(as_of) or "–"),
     ]
-    facts_html = "\n".join(f"<dt>{_bi(*label)}</dt><dd>{value}</dd>" for label, value in facts)
-    head = "".join(f"<th>{_bi(vi, en)}</th>" for vi, en in _HEADERS)
-    if rows:
-        body = "\n".join(_row_html(dataset_id, r) for r in rows)
-    else:
-        body = f'<tr><td colspan="{len(_HEADERS)}">{_bi("Chưa có lần kiểm tra nào", "No validation run yet")}</td></tr>'
-    pager = _pager(page, pages)
-    return f"""<!DOCTYPE html>
-<html lang="vi">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Lịch sử kiểm tra dữ liệu / Validation history: {_e(dataset_id)} ({page}/{pages})</title>
-<style>{_CSS}{_EXTRA_CSS}</style>
-</head>
-<body>
-<header>
-<h1>{_bi("Lịch sử kiểm tra dữ liệu", "Validation history")}</h1>
-</header>
-<dl class="facts">
-{facts_html}
-</dl>
-{pager}
-<table>
-<thead><tr>{head}</tr></thead>
-<tbody>
-{body}
-</tbody>
-</table>
-{pager}
-<footer>{_bi(*_FOOTER)}</footer>
-</body>
-</html>
-"""
+    from markupsafe import Markup
+
+    body = [Markup(_row_html(dataset_id, r)) for r in rows]  # fragments escaped by _e/_bi
+    return render_audit(
+        "history.html",
+        dataset_id=dataset_id,
+        page=page,
+        pages=pages,
+        facts=[(label, Markup(value)) for label, value in facts],  # fragments escaped by _e/_bi
+        headers=_HEADERS,
+        rows=body,
+        pager_top=Markup(_pager(page, pages, ("trên", "top"))),  # fragments escaped by _e/_bi
+        pager_bottom=Markup(_pager(page, pages, ("dưới", "bottom"))),  # fragments escaped by _e/_bi
+        footer=_FOOTER,
+    )
 
 
 def render_history(

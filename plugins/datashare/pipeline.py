@@ -152,6 +152,9 @@ def stage_validate(ctx: RunContext, transformed: Transformed | dict[str, Any]) -
             "title_vi": ctx.spec.title.vi,
             "title_en": ctx.spec.title.en,
             "parameters": suite_parameters(ctx),
+            "personal_data": {
+                c.name: c.personal_data.value for c in ctx.spec.columns if c.personal_data.value != "none"
+            },
         }
         given = ctx.local(transformed.file)
         threshold = ctx.spec.quarantine.max_share

@@ -84,14 +84,20 @@ def quarantine_and_revalidate(
     if share > threshold:
         from dataclasses import replace
 
-        return path, replace(outcome, quarantine=info)
+        from datashare.validation import _write_text
+
+        failed_outcome = replace(outcome, quarantine=info)
+        from datashare.report import render_report
+
+        _write_text(failed_outcome.report_path, render_report(failed_outcome))  # the report shows the figures
+        return path, failed_outcome
     assert ctx.scratch is not None, "quarantine runs inside the validate stage's scratch"
     folder = ctx.scratch / "quarantine"
     folder.mkdir(parents=True, exist_ok=True)
     split = split_rows(path, indices, folder / "kept.parquet", folder / "rows.parquet")
     key = f"_quarantine/{ctx.spec.id}/{ctx.run_key}"
     ctx.store.backend.put_file(f"{key}/rows.parquet", split.rejected)
-    info["location"] = ctx.store.backend.describe(key)
+    info["key"] = f"{key}/rows.parquet"  # a store key, never a server path: the report and manifest travel
     log.warning(
         "%s: quarantined %s rows (%.3f%%, threshold %.3f%%): %s",
         ctx.spec.id, bad_rows, 100 * share, 100 * threshold, info["by_rule"],
@@ -104,4 +110,6 @@ def quarantine_and_revalidate(
         )
         deliver_quietly(message)
     shutil.rmtree(args["out_dir"], ignore_errors=True)
-    return split.kept, validate_parquet([split.kept], suite, quarantine=info, **args)
+    personal = {c.name: c.personal_data.value for c in ctx.spec.columns if c.personal_data.value != "none"}
+    rerun_args = {**args, "personal_data": args.get("personal_data") or personal}
+    return split.kept, validate_parquet([split.kept], suite, quarantine=info, prior=outcome, **rerun_args)

@@ -1,18 +1,30 @@
 """How validation reads to people: rules in plain words, and the bilingual HTML report for auditors.
 
-Vietnamese first, English second. Inline CSS only: no script, no link, no image, no font, no URL of
-any kind, so the page reads the same offline, years later, from inside a release. Every value that
-comes from data or configuration is HTML-escaped (a station name can be hostile). Given the same
-outcome the page is byte-identical, apart from the validation time it displays.
+Vietnamese first, English second. The report and the validation history are Jinja2 templates
+(``plugins/datashare/templates``) with autoescape on (a station name can be hostile) and one shared
+stylesheet inlined into each page: no script, no link, no image, no font, no URL of any kind, so a
+page reads the same offline, years later, from inside a release. Landmarks (``header``, ``nav``,
+``main``, labelled sections) let a screen reader move through it.
+
+The report shows each rule's result on all rows checked and on the rows published (they differ
+when rows were quarantined), how many rows each rule sent to quarantine, and a sample of the
+offending values with personal data masked as the spec says; a digit run as long as a citizen ID
+is masked whatever the column. It names no server path: quarantined rows are named by their key in
+the release store. Given the same outcome the page is byte-identical, apart from the validation
+time it displays.
 """
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import math
+import re
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -199,52 +211,52 @@ def _json_text(value: Any) -> str:
 
 # --- HTML ---------------------------------------------------------------------------------------
 
-_CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "Noto Sans", Arial, sans-serif;
-       margin: 2rem auto; max-width: 80rem; padding: 0 1rem; color: #1f2328; line-height: 1.45; }
-h1 { font-size: 1.6rem; margin-bottom: .2rem; }
-h2 { font-size: 1.2rem; margin-top: 2rem; }
-.en { color: #59636e; font-weight: normal; }
-.verdict { display: inline-block; font-size: 1.4rem; font-weight: bold; padding: .4rem 1rem;
-           border-radius: .4rem; margin: .6rem 0; }
-.verdict.pass { background: #dafbe1; color: #116329; border: 2px solid #1a7f37; }
-.verdict.fail { background: #ffebe9; color: #a40e26; border: 2px solid #cf222e; }
-dl.facts { display: grid; grid-template-columns: max-content auto; gap: .25rem 1.5rem; }
-dl.facts dt { font-weight: 600; }
-dl.facts dd { margin: 0; }
-table { border-collapse: collapse; width: 100%; font-size: .92rem; }
-th, td { border: 1px solid #d1d9e0; padding: .35rem .5rem; text-align: left; vertical-align: top; }
-th { background: #f6f8fa; }
-tr.fail td { background: #fff5f5; }
-td.num { text-align: right; white-space: nowrap; }
-.ok { color: #116329; font-weight: 600; }
-.bad { color: #a40e26; font-weight: 600; }
-code { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; font-size: .85rem;
-       background: #f6f8fa; padding: 0 .2rem; border-radius: .2rem; word-break: break-all; }
-.rule-en { color: #59636e; }
-.rule-id { color: #59636e; font-size: .8rem; }
-ul.samples { margin: 0; padding-left: 1rem; }
-footer { margin-top: 2rem; color: #59636e; font-size: .85rem; }
-@media print { body { margin: 0; max-width: none; } tr { break-inside: avoid; } }
-"""
-
+TEMPLATES = Path(__file__).with_name("templates")
+MASKED_MODES = frozenset({"pseudonymise", "mask", "drop", "keep"})
+"""Personal-data handlings whose sample values the report masks (``keep`` too: a report travels further)."""
+_LONG_DIGITS = re.compile(r"\d{9,}")
+"""A run of digits as long as an ID number (9-digit old ID, 12-digit citizen ID), masked in any column."""
 
 _FOOTER = (
-    "Tỷ lệ lỗi tính trên các giá trị không trống; tối đa 10 giá trị lỗi mẫu cho mỗi quy tắc. "
-    "Kết quả đầy đủ của Great Expectations nằm trong result.json bên cạnh báo cáo này.",
-    "Unexpected % is of non-null values; at most 10 sample values per rule. "
+    "Tỷ lệ lỗi tính trên các giá trị không trống; tối đa 10 giá trị lỗi mẫu cho mỗi quy tắc, dữ liệu cá nhân "
+    "đã được che. Kết quả đầy đủ của Great Expectations nằm trong result.json bên cạnh báo cáo này.",
+    "Unexpected % is of non-null values; at most 10 sample values per rule, personal data masked. "
     "The full Great Expectations result is in result.json next to this report.",
 )
 
 
+@functools.cache
+def _env() -> Any:
+    """The Jinja2 environment of the audit pages (autoescape on, undefined names fail)."""
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+    return Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined)
+
+
+@functools.cache
+def audit_css() -> str:
+    """The one stylesheet of the report and the history, inlined into each page."""
+    return (TEMPLATES / "audit.css").read_text(encoding="utf-8")
+
+
+def render_audit(template: str, **context: Any) -> str:
+    """An audit page from its template, with the shared stylesheet and helpers."""
+    return _env().get_template(template).render(css=audit_css(), number=_count, percent=_percent, **context)
+
+
 def _e(value: Any) -> str:
-    """HTML-escape anything, quotes included."""
+    """HTML-escape anything, quotes included (for fragments built outside the templates)."""
     return html.escape("" if value is None else str(value), quote=True)
 
 
 def _bi(vi: str, en: str) -> str:
-    """A bilingual label: Vietnamese, then English in a quieter tone."""
-    return f'{_e(vi)} <span class="en">/ {_e(en)}</span>'
+    """A bilingual label: Vietnamese, then English in a quieter tone (escaped)."""
+    return f'{_e(vi)} <span class="en" lang="en">/ {_e(en)}</span>'
+
+
+def _count(value: Any) -> str:
+    """A count with thousands separated (1,234): the report is read in both languages."""
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
 
 
 def _value_text(value: Any) -> str:
@@ -258,113 +270,111 @@ def _percent(value: float | None) -> str:
     if value is None:
         return "–"
     if 0 < value < 0.01:
-        return "&lt;0.01%"
+        return "<0.01%"
     return f"{value:.2f}%"
 
 
-def _rule_row(number: int, rule: RuleResult) -> str:
-    """One table row: what the rule says, what it found."""
-    if rule.error:
-        verdict = f'<span class="bad">Lỗi / Error</span><br><code>{_e(rule.error)}</code>'
-    elif rule.success:
-        verdict = '<span class="ok">Đạt / Passed</span>'
-    else:
-        verdict = '<span class="bad">Không đạt / Failed</span>'
-    items = "".join(f"<li><code>{_e(_value_text(v))}</code></li>" for v in rule.sample)
-    samples = f'<ul class="samples">{items}</ul>' if items else ""
-    observed = "" if rule.observed_value is None else f"<code>{_e(_value_text(rule.observed_value))}</code>"
-    count = "–" if rule.unexpected_count is None else str(rule.unexpected_count)
-    return (
-        f'<tr class="{"pass" if rule.success else "fail"}">'
-        f'<td class="num">{number}</td>'
-        f"<td>{_e(rule.description_vi)}<br>"
-        f'<span class="rule-en">{_e(rule.description_en)}</span><br>'
-        f'<span class="rule-id">{_e(rule.rule)}</span></td>'
-        f"<td>{_e(rule.column or '')}</td>"
-        f"<td>{verdict}</td>"
-        f'<td class="num">{count}</td>'
-        f'<td class="num">{_percent(rule.unexpected_percent)}</td>'
-        f"<td>{observed}</td>"
-        f"<td>{samples}</td>"
-        "</tr>"
-    )
+def _mask_text(text: str) -> str:
+    """First 3 and last 2 characters kept, the rest starred (the citizen-ID convention of the transforms)."""
+    if len(text) <= 5:
+        return "*" * len(text)
+    return text[:3] + "*" * (len(text) - 5) + text[-2:]
 
 
-def _quarantine_section(quarantine: Mapping[str, Any] | None) -> str:
-    """Rows set aside before validation, per rule; empty when none were."""
+def mask_sample(value: Any, personal: bool) -> str:
+    """A sample value as the report shows it: masked when its column holds personal data; long digit runs always."""
+    if value is None:
+        return "null"
+    if personal:
+        return json.dumps(_mask_text(str(value)), ensure_ascii=False)
+    text = _value_text(value)
+    return _LONG_DIGITS.sub(lambda m: _mask_text(m.group(0)), text)
+
+
+@dataclass(frozen=True)
+class RuleRow:
+    """One rule as the report's table shows it."""
+
+    checked: RuleResult
+    """The rule on all rows checked (before any quarantine)."""
+    published: RuleResult | None
+    """The rule on the rows published; None when nothing was published."""
+    quarantined: int | None
+    """Rows this rule sent to quarantine; None when no quarantine was attempted."""
+    observed: str | None
+    samples: tuple[str, ...]
+
+
+def rule_rows(outcome: ValidationOutcome) -> list[RuleRow]:
+    """Each rule on all rows checked and on the rows published, its quarantined rows and masked samples."""
+    personal = {c for c, mode in (outcome.personal_data or {}).items() if mode in MASKED_MODES}
+    checked = outcome.all_rows or outcome.rules
+    current = {r.rule: r for r in outcome.rules}
+    quarantine = outcome.quarantine or {}
+    by_rule = quarantine.get("by_rule") or {}
+    set_aside = bool(quarantine) and not quarantine.get("over_threshold")
+    rows = []
+    for rule in checked:
+        published = current.get(rule.rule) if outcome.success else None
+        columns = set((rule.column or "").split(","))
+        hidden = bool(columns & personal)
+        observed = None
+        if rule.observed_value is not None:
+            observed = mask_sample(rule.observed_value, hidden) if hidden else _value_text(rule.observed_value)
+        rows.append(
+            RuleRow(
+                checked=rule,
+                published=published,
+                quarantined=int(by_rule.get(rule.rule, 0)) if set_aside else None,
+                observed=observed,
+                samples=tuple(mask_sample(v, hidden) for v in rule.sample),
+            )
+        )
+    return rows
+
+
+def _quarantine_view(quarantine: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The quarantine figures as the report shows them; None when no row broke a row-level rule."""
     if not quarantine or not quarantine.get("rows"):
-        return ""
-    share = f"{100 * float(quarantine['share']):.3f}%"
-    limit = f"{100 * float(quarantine['threshold']):.3f}%"
-    items = "".join(
-        f"<tr><td><code>{_e(rule)}</code></td><td>{_e(count)}</td></tr>"
-        for rule, count in sorted(quarantine.get("by_rule", {}).items())
-    )
-    intro = _bi(
-        f"{quarantine['rows']} dòng ({share}, ngưỡng {limit}) vi phạm quy tắc theo dòng: đã cách ly, không công bố.",
-        f"{quarantine['rows']} rows ({share}, threshold {limit}) broke row-level rules: quarantined, not published.",
-    )
-    head = f"<tr><th>{_bi('Quy tắc', 'Rule')}</th><th>{_bi('Số dòng', 'Rows')}</th></tr>"
-    where = f"<p><code>{_e(quarantine.get('location', ''))}</code></p>"
-    return f"<h2>{_bi('Dòng bị cách ly', 'Quarantined rows')}</h2>\n<p>{intro}</p>\n<table>{head}{items}</table>{where}"
+        return None
+    return {
+        "rows": int(quarantine["rows"]),
+        "share": f"{100 * float(quarantine['share']):.3f}%",
+        "threshold": f"{100 * float(quarantine['threshold']):.3f}%",
+        "over_threshold": bool(quarantine.get("over_threshold")),
+        "by_rule": sorted((str(r), int(n)) for r, n in (quarantine.get("by_rule") or {}).items()),
+        "key": quarantine.get("key"),
+    }
 
 
 def render_report(outcome: ValidationOutcome) -> str:
     """The whole report page of one validation outcome."""
-    verdict_class, verdict = ("pass", "ĐẠT / PASSED") if outcome.success else ("fail", "KHÔNG ĐẠT / FAILED")
     when = outcome.validated_at.strftime("%Y-%m-%d %H:%M:%S UTC") if outcome.validated_at else "–"
     titles = " / ".join(t for t in (outcome.title_vi, outcome.title_en) if t)
-    facts = [
-        (("Bộ dữ liệu", "Dataset"), f"<code>{_e(outcome.dataset_id)}</code>"),
-        (("Tên", "Title"), _e(titles) or "–"),
-        (("Lần chạy", "Run"), f"<code>{_e(outcome.run_id)}</code>"),
-        (("Thời điểm kiểm tra", "Validated at"), _e(when)),
-        (("Bộ quy tắc", "Suite"), f"<code>{_e(outcome.suite_name)}</code>"),
-        (("Số dòng đã kiểm tra", "Rows checked"), _e(outcome.rows)),
-        (("Quy tắc đạt", "Rules passed"), f"{outcome.passed} / {outcome.evaluated}"),
-        (("Quy tắc không đạt", "Rules failed"), _e(outcome.failed)),
-        (("Phiên bản Great Expectations", "Great Expectations version"), _e(outcome.gx_version)),
-    ]
-    facts_html = "\n".join(f"<dt>{_bi(*label)}</dt><dd>{value}</dd>" for label, value in facts)
-    failed = [r for r in outcome.rules if not r.success]
-    failed_html = ""
-    if failed:
-        items = "".join(f"<li>{_bi(r.description_vi, r.description_en)}</li>" for r in failed)
-        failed_html = f"<h2>{_bi('Quy tắc không đạt', 'Failed rules')}</h2>\n<ul>{items}</ul>"
-    headers = [
-        ("#", "#"), ("Quy tắc", "Rule"), ("Cột", "Column"), ("Kết quả", "Result"),
-        ("Số giá trị lỗi", "Unexpected"), ("Tỷ lệ lỗi", "Unexpected %"),
-        ("Giá trị đo được", "Observed"), ("Giá trị lỗi mẫu", "Sample values"),
+    checked_rows = outcome.rows_checked if outcome.rows_checked is not None else outcome.rows
+    quarantine = outcome.quarantine or {}
+    set_aside = int(quarantine.get("rows") or 0) if not quarantine.get("over_threshold") else 0
+    facts: Sequence[tuple[tuple[str, str], str]] = [
+        (("Bộ dữ liệu", "Dataset"), outcome.dataset_id),
+        (("Tên", "Title"), titles or "–"),
+        (("Lần chạy", "Run"), outcome.run_id),
+        (("Thời điểm kiểm tra", "Validated at"), when),
+        (("Bộ quy tắc", "Suite"), outcome.suite_name),
+        (("Số dòng đã kiểm tra", "Rows checked"), _count(checked_rows)),
+        (("Số dòng bị cách ly", "Rows quarantined"), _count(set_aside)),
+        (("Số dòng công bố", "Rows published"), _count(outcome.rows) if outcome.success else "0"),
+        (("Quy tắc đạt (trên các dòng công bố)", "Rules passed (on the rows published)"),
+         f"{outcome.passed} / {outcome.evaluated}"),
+        (("Quy tắc không đạt", "Rules failed"), _count(outcome.failed)),
+        (("Phiên bản Great Expectations", "Great Expectations version"), outcome.gx_version),
     ]  # fmt: skip
-    head_html = "".join(f"<th>{_e(vi)}</th>" if vi == en else f"<th>{_bi(vi, en)}</th>" for vi, en in headers)
-    rows_html = "\n".join(_rule_row(i, r) for i, r in enumerate(outcome.rules, start=1))
-    quarantine_html = _quarantine_section(outcome.quarantine)
-    return f"""<!DOCTYPE html>
-<html lang="vi">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Kết quả kiểm tra dữ liệu / Validation report: {_e(outcome.dataset_id)}</title>
-<style>{_CSS}</style>
-</head>
-<body>
-<header>
-<h1>{_bi("Kết quả kiểm tra dữ liệu", "Validation report")}</h1>
-<p class="verdict {verdict_class}">{verdict}</p>
-</header>
-<dl class="facts">
-{facts_html}
-</dl>
-{failed_html}
-{quarantine_html}
-<h2>{_bi("Các quy tắc đã kiểm tra", "Rules checked")}</h2>
-<table>
-<thead><tr>{head_html}</tr></thead>
-<tbody>
-{rows_html}
-</tbody>
-</table>
-<footer>{_bi(*_FOOTER)}</footer>
-</body>
-</html>
-"""
+    failed = [r for r in (outcome.all_rows or outcome.rules) if not r.success]
+    return render_audit(
+        "report.html",
+        o=outcome,
+        facts=facts,
+        failed=failed,
+        quarantine=_quarantine_view(outcome.quarantine),
+        rows=rule_rows(outcome),
+        footer=_FOOTER,
+    )

@@ -91,6 +91,17 @@ class Column(Strict):
         return self
 
 
+class Keywords(Strict):
+    """Words people search for, in each language (the catalog's search and the DCAT keywords)."""
+
+    vi: list[Annotated[str, Field(min_length=1, max_length=80)]] = Field(
+        default_factory=list, description="Vietnamese keywords (Unicode NFC), e.g. bụi mịn."
+    )
+    en: list[Annotated[str, Field(min_length=1, max_length=80)]] = Field(
+        default_factory=list, description="English keywords, e.g. fine particulate matter."
+    )
+
+
 class Partitions(Strict):
     """Key ranges extracted in parallel by mapped tasks (Airflow dynamic task mapping)."""
 
@@ -304,6 +315,9 @@ class DatasetSpec(Strict):
     schedule: str | None = Field(description="Cron expression or preset (@daily); null: only on demand.")
     licence: str = Field(min_length=1, description="Licence of the published data, e.g. CC-BY-4.0.")
     tags: list[str] = Field(default_factory=list, description="Extra Airflow tags.")
+    keywords: Keywords = Field(
+        default_factory=Keywords, description="Search words in each language; shown in the catalog and DCAT."
+    )
 
     @field_validator("schedule")
     @classmethod

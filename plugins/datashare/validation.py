@@ -111,6 +111,12 @@ class ValidationOutcome:
     """When the suite ran (UTC); shown in the report, kept out of :meth:`summary` on purpose."""
     quarantine: dict[str, Any] | None = None
     """Rows set aside before this validation: rows, share, threshold and counts per rule."""
+    all_rows: tuple[RuleResult, ...] | None = None
+    """The rules on all rows checked, when this outcome is the re-run on the rows kept after a quarantine."""
+    rows_checked: int | None = None
+    """Rows checked before the quarantine (None: no quarantine, ``rows`` were checked)."""
+    personal_data: dict[str, str] | None = None
+    """Personal-data handling per column (spec names), so the report masks those samples."""
 
     @property
     def failed_rules(self) -> list[str]:
@@ -199,12 +205,16 @@ def validate_parquet(
     collect_indices: bool = False,
     quarantine: dict[str, Any] | None = None,
     parameters: Mapping[str, Any] | None = None,
+    prior: ValidationOutcome | None = None,
+    personal_data: Mapping[str, str] | None = None,
 ) -> ValidationOutcome:
     """Run the suite over the Parquet files and write ``result.json`` and ``report.html`` to ``out_dir``.
 
     ``collect_indices`` keeps the positions of failing rows of row-level rules (for quarantine);
     ``quarantine`` describes rows already set aside, shown in the report and the summary;
-    ``parameters`` gives the values of the suite's ``{"$PARAMETER": name}`` bounds (freshness, row counts).
+    ``parameters`` gives the values of the suite's ``{"$PARAMETER": name}`` bounds (freshness, row counts);
+    ``prior`` is the run on all rows when this one re-checks the rows kept after a quarantine (the report
+    shows both); ``personal_data`` maps columns to their spec handling so the report masks their samples.
 
     Returns the outcome whatever the verdict; raises :class:`SuiteError` for a broken suite file and
     :class:`ContractError` for a Parquet file that cannot be read or does not match the others.
@@ -267,6 +277,9 @@ def validate_parquet(
         title_en=title_en,
         validated_at=validated_at,
         quarantine=quarantine,
+        all_rows=prior.rules if prior is not None else None,
+        rows_checked=prior.rows if prior is not None else None,
+        personal_data=dict(personal_data) if personal_data else None,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_text(outcome.result_path, json.dumps(result, sort_keys=True, indent=2, ensure_ascii=False) + "\n")

@@ -89,6 +89,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
     )
     (datasets / f"{RESTRICTED}.yaml").write_text(yaml.safe_dump(spec, allow_unicode=True), encoding="utf-8")
     (home / "config").mkdir()
+    shutil.copy(REPO / "config" / "units.yaml", home / "config")
     (home / "config" / "recipients.yaml").write_text(
         "recipients:\n  - code: agency_a\n    name: {vi: Sở A, en: Department A}\n"
         "    contact: {name: Desk A, email: a@example.gov.vn}\n",
@@ -201,7 +202,7 @@ def test_list_dataset_download_and_language(server: str, browser: Any, deploymen
 
     _navigate(browser, browser.find_element(By.CSS_SELECTOR, f'a[href="/datasets/{OPEN}"]'))
     assert browser.find_element(By.TAG_NAME, "h1").text == "Quan trắc chất lượng không khí tự động theo giờ"
-    assert browser.find_element(By.ID, "sql-view").text == f"datashare.{OPEN}"
+    assert browser.find_element(By.ID, "sql-view").text == OPEN  # the name the embedded SQLite share knows
     _shot(browser, "catalog-dataset-vi")
 
     release = deployment["store"].latest(OPEN)
@@ -263,3 +264,96 @@ def test_sign_in_form_reveals_granted_datasets(server: str, browser: Any, deploy
         json.loads(p.read_text()) for p in sorted((deployment["tmp"] / "releases" / "_ledger").glob("[0-9]*.json"))
     ]
     assert all(deployment["token"] not in json.dumps(e) for e in entries)
+
+
+def _rows(driver: Any) -> list[str]:
+    from selenium.webdriver.common.by import By
+
+    return [
+        r.get_attribute("data-dataset") for r in driver.find_elements(By.CSS_SELECTOR, "#datasets tr[data-dataset]")
+    ]
+
+
+def _search(driver: Any, words: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    box = driver.find_element(By.NAME, "q")
+    box.clear()
+    box.send_keys(words)
+    _navigate(driver, driver.find_element(By.CSS_SELECTOR, "form.search button[type=submit]"))
+
+
+def test_search_in_vietnamese_with_and_without_marks_then_switch_language(server: str, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(server + "/?lang=vi")
+    _search(browser, "bụi mịn Hà Nội")
+    assert _rows(browser) == [OPEN]
+    assert browser.find_element(By.NAME, "q").get_attribute("value") == "bụi mịn Hà Nội"
+    _shot(browser, "catalog-search-vi")
+    for words in ("bui min ha noi", "BỤI MỊN HANOI", "PM2.5 Hà Nội 2026"):
+        _search(browser, words)
+        assert _rows(browser) == [OPEN], words
+    _search(browser, "bụi mịn Đà Nẵng")  # every word must match: no station in Đà Nẵng here
+    assert _rows(browser) == [] and browser.find_element(By.ID, "no-results").text == "Không có bộ dữ liệu nào phù hợp."
+
+    _search(browser, "bui min")
+    facet = browser.find_element(By.XPATH, "//nav[@class='facets']//a[contains(., 'Hà Nội')]")
+    _navigate(browser, facet)
+    assert "province=01" in browser.current_url and _rows(browser) == [OPEN]
+    sectors = [o.text for o in browser.find_elements(By.CSS_SELECTOR, "select[name=sector] option")]
+    assert sectors == ["Tất cả", "Quan trắc môi trường"]  # names, not codes
+
+    _navigate(browser, browser.find_element(By.ID, "lang-switch"))
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Data catalog"
+    assert browser.find_element(By.NAME, "q").get_attribute("value") == "bui min"  # the search is kept
+    assert _rows(browser) == [OPEN]
+    sectors = [o.text for o in browser.find_elements(By.CSS_SELECTOR, "select[name=sector] option")]
+    assert sectors == ["All", "Environmental monitoring"]
+    _shot(browser, "catalog-search-en")
+    _navigate(browser, browser.find_element(By.CSS_SELECTOR, f'#datasets a[href="/datasets/{OPEN}"]'))
+    assert browser.find_element(By.ID, "sector").text == "Environmental monitoring"
+    assert "Hà Nội" in browser.find_element(By.ID, "spatial").text
+    assert browser.find_element(By.ID, "citation").text.startswith("Ministry of Agriculture and Environment")
+    _shot(browser, "catalog-dataset-metadata-en")
+
+
+def _axe_script() -> str:
+    candidates = [
+        os.environ.get("DATASHARE_AXE_JS", ""),
+        str(REPO / "var" / "axe" / "node_modules" / "axe-core" / "axe.min.js"),
+    ]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return Path(candidate).read_text(encoding="utf-8")
+    _require("axe-core is not installed: npm install --prefix var/axe axe-core (or set DATASHARE_AXE_JS)")
+    return ""
+
+
+def _axe(driver: Any, script: str) -> list[dict[str, Any]]:
+    driver.execute_script(script)
+    result = driver.execute_async_script("const done = arguments[0]; axe.run(document).then(r => done(r.violations));")
+    return [{"id": v["id"], "nodes": [n["target"] for n in v["nodes"]][:3]} for v in result]
+
+
+def test_pages_report_and_history_pass_axe(server: str, browser: Any, deployment: dict[str, Any]) -> None:
+    from datashare.history import build_history
+
+    script = _axe_script()
+    store = deployment["store"]
+    release = store.latest(OPEN)
+    history = build_history(store, OPEN)
+    pages = [
+        server + "/",
+        server + "/?q=b%E1%BB%A5i+m%E1%BB%8Bn",
+        server + f"/datasets/{OPEN}",
+        server + f"/datasets/{OPEN}/v/{release.version}?lang=en",
+        server + "/licences/CC-BY-4.0",
+        store.backend.local_path(f"{release.prefix}/validation/report.html").as_uri(),
+        store.backend.local_path(history.index_key).as_uri(),
+    ]
+    for url in pages:
+        browser.get(url)
+        assert _axe(browser, script) == [], url
+    browser.get(pages[-2])
+    _shot(browser, "validation-report")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import shutil
 import unicodedata
 from collections.abc import Iterator
@@ -264,7 +265,7 @@ def test_revoked_cookie_is_refused_and_cleared(env: Env, client: TestClient) -> 
 
 def test_dataset_page_shows_schema_releases_and_sql_view(env: Env, client: TestClient) -> None:
     page = client.get(f"/datasets/{RESTRICTED}", headers=_auth(env, "gov_a")).text
-    assert f"datashare.{RESTRICTED}" in page
+    assert f'<code id="sql-view">{RESTRICTED}</code>' in page  # the embedded SQLite share has no schemas
     assert "Giữ nguyên (chỉ dữ liệu dùng riêng)" in page  # station_name keeps personal data: restricted only
     assert "Thời điểm quan trắc" in page
     open_page = client.get(f"/datasets/{OPEN}").text
@@ -295,8 +296,9 @@ def test_withdrawn_release_is_hidden(env: Env, client: TestClient) -> None:
     ("query", "found"),
     [
         ({"q": unicodedata.normalize("NFD", "KHÔNG KHÍ")}, {OPEN, SHARED, RESTRICTED}),
-        ({"q": "CHAT LUONG khong khi tu dong"}, {OPEN}),  # accents and case do not matter
-        ({"q": "hourly automatic"}, {OPEN}),
+        ({"q": "CHAT LUONG khong khi tu dong"}, {OPEN, SHARED, RESTRICTED}),  # accents and case do not matter
+        ({"q": "hourly automatic"}, {OPEN, SHARED, RESTRICTED}),  # the copies share the description
+        ({"q": "khong khi restricted"}, {RESTRICTED}),
         ({"q": "zzz"}, set()),
         ({"classification": "restricted"}, {RESTRICTED}),
         ({"sector": "environment_monitoring"}, {OPEN, SHARED}),
@@ -306,6 +308,8 @@ def test_withdrawn_release_is_hidden(env: Env, client: TestClient) -> None:
 def test_search_and_filters(env: Env, client: TestClient, query: dict, found: set) -> None:
     items = client.get("/api/v1/datasets", params=query, headers=_auth(env, "gov_a")).json()["items"]
     assert {i["id"] for i in items} == found
+    if query.get("q") and len(found) > 1:
+        assert items[0]["id"] == OPEN  # the whole phrase is in its title: ranked first
     page = client.get("/", params=query, headers=_auth(env, "gov_a")).text
     assert {d for d in (OPEN, SHARED, RESTRICTED) if f'data-dataset="{d}"' in page} == found
 
@@ -390,7 +394,7 @@ def test_dcat_lists_open_datasets_only(env: Env, client: TestClient) -> None:
     (dataset,) = doc["dcat:dataset"]
     assert {t["@language"] for t in dataset["dct:title"]} == {"vi", "en"}
     assert dataset["dct:license"]["@id"] == "https://creativecommons.org/licenses/by/4.0/"
-    assert dataset["adms:version"] == "2"  # v3 is withdrawn
+    assert dataset["dcat:version"] == "2"  # v3 is withdrawn
     v2 = env.store.release(OPEN, 2)
     assert dataset["dct:modified"]["@value"] == v2.record["committed_at"]
     dists = dataset["dcat:distribution"]
@@ -417,7 +421,9 @@ def test_openapi_documents_the_api(client: TestClient) -> None:
 def test_pages_are_self_contained(client: TestClient) -> None:
     response = client.get(f"/datasets/{OPEN}")
     html = response.text
-    assert "<script" not in html and "http://" not in html and "https://" not in html
+    assert "<script" not in html and "<link" not in html and " src=" not in html and "url(" not in html
+    # The only absolute URL is the dataset's own, in the citation people copy.
+    assert set(re.findall(r"https?://[^\s<\"}]+", html)) == {"http://testserver/datasets/air_quality_hourly/v/2"}
     assert "default-src 'none'" in response.headers["content-security-policy"]
 
 

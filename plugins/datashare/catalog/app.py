@@ -12,7 +12,7 @@ before anything parses them, and rate limits answer 429 with ``Retry-After``
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Query, Request
@@ -62,7 +62,12 @@ def get_reader(
     caller: Annotated[Caller, Depends(get_caller)],
 ) -> Reader:
     """The catalog as this caller sees it."""
-    return catalog.reader(caller.recipient, base_path(request))
+    return catalog.reader(caller.recipient, base_path(request), origin_of(request))
+
+
+def origin_of(request: Request) -> str:
+    """scheme://host of the request, for links that travel outside the site (citations, DCAT)."""
+    return f"{request.url.scheme}://{request.url.netloc}"
 
 
 def lang_of(request: Request) -> i18n.Lang:
@@ -85,13 +90,23 @@ def get_lang(
 
 
 def _wants_json(request: Request) -> bool:
+    """JSON for the API, DCAT and OpenAPI; for files, JSON unless a browser asks for HTML; pages otherwise."""
     path = request.url.path.removeprefix(base_path(request))
-    return path.startswith("/api/") or path.endswith(".jsonld") or path == "/openapi.json"
+    if path.startswith("/api/") or path.endswith(".jsonld") or path == "/openapi.json":
+        return True
+    return "/files/" in path and "text/html" not in request.headers.get("accept", "")
 
 
-def _error(request: Request, status: int, key: str, detail: str, retry_after: int | None = None) -> Response:
+def _error(
+    request: Request,
+    status: int,
+    key: str,
+    detail: str,
+    extra: Mapping[str, str] | None = None,
+    retry_after: int | None = None,
+) -> Response:
     """An error answer as JSON or as a page; a refused cookie token is cleared so the next visit is anonymous."""
-    headers: dict[str, str] = {}
+    headers: dict[str, str] = dict(extra or {})
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
     if status == 401:
@@ -110,7 +125,7 @@ def _error(request: Request, status: int, key: str, detail: str, retry_after: in
 async def _on_catalog_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, CatalogError)
     log.warning("%s %r refused with %s: %s", request.method, request.url.path, exc.status, exc.detail)
-    return _error(request, exc.status, exc.key, exc.detail, getattr(exc, "retry_after", None))
+    return _error(request, exc.status, exc.key, exc.detail, retry_after=getattr(exc, "retry_after", None))
 
 
 async def _on_validation_error(request: Request, exc: Exception) -> Response:
@@ -120,13 +135,36 @@ async def _on_validation_error(request: Request, exc: Exception) -> Response:
     return _error(request, 422, "bad_request", f"Invalid request: {problems[:500]}")
 
 
+def _allowed(request: Request, first: str) -> str:
+    """Every method some route answers on this path (Starlette names only the first route's); HEAD with GET."""
+    from starlette.routing import Match
+
+    methods = {m.strip() for m in first.split(",") if m.strip()}
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    if "GET" in methods:
+        methods.add("HEAD")  # see head.py
+    return ", ".join(sorted(methods))
+
+
 async def _on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 404:
         log.warning("%s %r refused with 404: no such route", request.method, request.url.path)
         return _error(request, 404, "not_found", NotFound().detail)
     log.warning("%s %r refused with %s: %s", request.method, request.url.path, exc.status_code, exc.detail)
-    return _error(request, exc.status_code, "bad_request", str(exc.detail))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed(request, headers.get("Allow", ""))
+    return _error(
+        request,
+        exc.status_code,
+        "method_not_allowed" if exc.status_code == 405 else "bad_request",
+        str(exc.detail),
+        headers,
+    )
 
 
 # -- middleware -----------------------------------------------------------------------------------
@@ -164,7 +202,7 @@ def create_app(settings: Settings | None = None, limits: LimitSettings | None = 
     A malformed ``DATASHARE_CATALOG_*`` variable is a :class:`~datashare.exceptions.ConfigError` here,
     never a silent default.
     """
-    from datashare.catalog import api, dcat, feeds, formats, pages, subscriptions
+    from datashare.catalog import api, contract, dcat, feeds, formats, head, pages, subscriptions
     from datashare.catalog.odata import router as odata
 
     app = FastAPI(
@@ -185,12 +223,15 @@ def create_app(settings: Settings | None = None, limits: LimitSettings | None = 
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.middleware("http")(_guard)
+    app.add_middleware(head.AnswerHead)
     app.add_middleware(RequestSizeLimit, limits=limit_settings)  # added last: runs first, before any parsing
     app.include_router(api.router)
     app.include_router(subscriptions.router)
     app.include_router(dcat.router)
     app.include_router(odata.router)
+    app.include_router(api.files_router)
     app.include_router(pages.router)
     app.include_router(formats.router)
     app.include_router(feeds.router)
+    app.openapi = lambda: contract.openapi(app)  # type: ignore[method-assign]
     return app

@@ -6,7 +6,6 @@ Vietnamese is the default. ``?lang=en`` (or ``?lang=vi``) switches, and the choi
 
 from __future__ import annotations
 
-import unicodedata
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -24,7 +23,18 @@ STRINGS: dict[str, tuple[str, str]] = {
     ),
     "datasets": ("Bộ dữ liệu", "Datasets"),
     "search": ("Tìm kiếm", "Search"),
-    "search_placeholder": ("Mã, tên hoặc mô tả", "Id, title or description"),
+    "search_placeholder": ("Ví dụ: bụi mịn Hà Nội 2026", "e.g. air quality Hanoi 2026"),
+    "search_help": (
+        "Mọi từ phải khớp; không phân biệt dấu và chữ hoa. Tìm trong tên, từ khóa, mô tả, cột, lĩnh vực, đơn vị, "
+        "tỉnh (tên trước hoặc sau sắp xếp 2025) và năm của dữ liệu.",
+        "Every word must match; accents and case do not matter. Searches titles, keywords, descriptions, columns, "
+        "sectors, units, provinces (pre- or post-2025 names) and the years of the data.",
+    ),
+    "province": ("Tỉnh, thành phố", "Province"),
+    "year": ("Năm", "Year"),
+    "refine": ("Thu hẹp kết quả", "Refine"),
+    "clear_filter": ("Bỏ lọc", "Clear filter"),
+    "results_for": ("Kết quả cho", "Results for"),
     "sector": ("Lĩnh vực", "Sector"),
     "classification": ("Phân loại", "Classification"),
     "all": ("Tất cả", "All"),
@@ -130,7 +140,35 @@ STRINGS: dict[str, tuple[str, str]] = {
     "hours": ("giờ", "hours"),
     "days": ("ngày", "days"),
     "minutes": ("phút", "minutes"),
-    "importance": ("mức độ quan trọng", "importance"),
+    "importance": ("Mức độ quan trọng", "Importance"),
+    "source_cursor": ("Con trỏ nguồn (giá trị lớn nhất đã đọc)", "Source cursor (highest value read)"),
+    "contact": ("Liên hệ", "Contact"),
+    "themes": ("Chủ đề (EU data themes)", "Themes (EU data themes)"),
+    "frequency": ("Tần suất cập nhật", "Update frequency"),
+    "temporal": ("Thời gian của dữ liệu", "Time covered"),
+    "spatial": ("Phạm vi địa lý", "Places covered"),
+    "from_to": ("từ {start} đến {end}", "from {start} to {end}"),
+    "time_column": ("theo cột", "from column"),
+    "pre_2025": ("mã trước 1/7/2025", "pre-July-2025 code"),
+    "2025": ("mã từ 1/7/2025", "code from July 2025"),
+    "now_part_of": ("nay thuộc", "now part of"),
+    "merged_from": ("gồm", "merged from"),
+    "unchanged_2025": ("giữ nguyên tên và mã từ 1/7/2025", "same name and code from July 2025"),
+    "unconfirmed": ("ánh xạ chưa xác nhận", "mapping unconfirmed"),
+    "cite": ("Trích dẫn bộ dữ liệu", "Cite this dataset"),
+    "cite_intro": (
+        "Nghị định 47/2020/NĐ-CP yêu cầu người dùng trích dẫn nguồn dữ liệu.",
+        "Decree 47/2020/NĐ-CP asks users to cite the source of the data.",
+    ),
+    "bibtex": ("BibTeX", "BibTeX"),
+    "version_notes": ("Ghi chú phiên bản", "Version notes"),
+    "keywords": ("Từ khóa", "Keywords"),
+    "terms": ("Điều khoản sử dụng", "Terms of use"),
+    "licence_text": ("Toàn văn giấy phép", "Full licence text"),
+    "datasets_under": ("Bộ dữ liệu theo giấy phép này", "Datasets under this licence"),
+    "sql_view_sqlite": ("trong tệp SQLite của kho SQL", "in the SQL share's SQLite file"),
+    "method_not_allowed": ("Phương thức không được hỗ trợ", "Method not allowed"),
+    "none_found": ("Không có", "None"),
     "rows_unit": ("dòng", "rows"),
     "whole_release": ("Cả phiên bản trong một tệp", "The whole release in one file"),
     "parquet_files": ("Tệp Parquet (từng phần, kèm mã băm)", "Parquet files (parts, with checksums)"),
@@ -183,17 +221,6 @@ def t(key: str, lang: Lang) -> str:
 def other(lang: Lang) -> Lang:
     """The language the switch link leads to."""
     return "en" if lang == "vi" else "vi"
-
-
-def fold(text: str) -> str:
-    """Text for comparison: NFC, case-folded."""
-    return unicodedata.normalize("NFC", text).casefold()
-
-
-def strip_marks(text: str) -> str:
-    """Folded text without diacritics (``đ`` as ``d``), so that ``khong khi`` finds ``không khí``."""
-    decomposed = unicodedata.normalize("NFD", fold(text)).replace("đ", "d")
-    return unicodedata.normalize("NFC", "".join(c for c in decomposed if not unicodedata.combining(c)))
 
 
 def number(value: int | float | None, lang: Lang) -> str:

@@ -34,6 +34,96 @@ class ClassificationInfo(Model):
     importance: Literal["core", "important", "other"] = Field(description="Importance class.")
 
 
+class Named(Model):
+    """A code with its name in both languages."""
+
+    code: str
+    name: LocalText
+
+
+class ContactInfo(Model):
+    """Where to ask about a dataset: the owning unit's functional mailbox or web page (never a person)."""
+
+    name: LocalText
+    email: str | None = None
+    url: str | None = None
+
+
+class Concept(Model):
+    """A concept of a controlled vocabulary (EU data themes, EU frequencies), with its IRI."""
+
+    code: str
+    iri: str
+    name: LocalText
+
+
+class LicenceInfo(Model):
+    """A licence: its SPDX id, its name, its canonical URL (SPDX licences) and our terms page."""
+
+    id: str = Field(description="SPDX id or LicenseRef-.")
+    name: LocalText
+    url: str | None = Field(default=None, description="Canonical URL of an SPDX licence.")
+    terms_url: str = Field(description="The catalog's page with the terms in both languages.")
+
+
+class Province(Model):
+    """A province in one code table."""
+
+    code: str
+    name: str
+    table: Literal["pre_2025", "2025"] = Field(description="Code table: before or from 1 July 2025.")
+
+
+class PlaceInfo(Province):
+    """A province the data covers, with its counterparts in the other code table."""
+
+    related: list[Province] = Field(
+        default_factory=list, description="pre_2025: the 2025 successor; 2025: the old provinces merged into it."
+    )
+    confirmed: bool = Field(description="Whether the old-to-new mapping is confirmed (DOMAIN.md §6).")
+
+
+class CoverageInfo(Model):
+    """What the data of a release covers, read from its own files."""
+
+    time_column: str | None = Field(default=None, description="Column the time range is read from.")
+    start: str | None = Field(default=None, description="First time in the data (ISO 8601, as stored).")
+    end: str | None = Field(default=None, description="Last time in the data.")
+    years: list[int] = Field(default_factory=list)
+    places: list[PlaceInfo] = Field(default_factory=list, description="Provinces, by code and name.")
+
+
+class Citation(Model):
+    """How to cite the dataset (Decree 47/2020/NĐ-CP asks users to cite the source)."""
+
+    text: LocalText
+    bibtex: str
+
+
+class KeywordsInfo(Model):
+    """Search words in each language."""
+
+    vi: list[str] = Field(default_factory=list)
+    en: list[str] = Field(default_factory=list)
+
+
+class FacetValue(Model):
+    """One value of a facet and how many matching datasets have it."""
+
+    value: str
+    name: LocalText
+    count: int
+
+
+class Facets(Model):
+    """Facet counts of a search; each facet is counted under the other facets' filters."""
+
+    sector: list[FacetValue] = Field(default_factory=list)
+    classification: list[FacetValue] = Field(default_factory=list)
+    province: list[FacetValue] = Field(default_factory=list, description="Provinces of 1 July 2025.")
+    year: list[FacetValue] = Field(default_factory=list)
+
+
 class ColumnInfo(Model):
     """One column of the published schema."""
 
@@ -96,6 +186,7 @@ class ReleaseSummary(Model):
     exports: list[ExportInfo] = Field(default_factory=list, description="The release as one CSV, XLSX or zip file.")
     url: str = Field(description="The release's page.")
     report_url: str = Field(description="The validation report (HTML).")
+    notes: LocalText = Field(description="Version notes: what this release is, in words.")
 
 
 class ReleaseDetail(ReleaseSummary):
@@ -108,6 +199,7 @@ class ReleaseDetail(ReleaseSummary):
     data_interval: dict[str, str | None] = Field(default_factory=dict, description="Airflow data interval.")
     source_cursor: str | None = Field(default=None, description="Incremental cursor reached by this release.")
     previous_version: int | None = Field(default=None, description="The release this one chains to.")
+    coverage: CoverageInfo
 
 
 class DatasetSummary(Model):
@@ -117,6 +209,7 @@ class DatasetSummary(Model):
     title: LocalText
     description: LocalText
     sector: str
+    sector_name: LocalText
     classification: ClassificationInfo
     latest_version: int | None = Field(default=None, description="Newest visible release.")
     latest_committed_at: str | None = Field(default=None, description="When it was released (UTC).")
@@ -125,17 +218,29 @@ class DatasetSummary(Model):
     fresh: bool | None = Field(default=None, description="Newest release younger than the target.")
     verdict: Verdict | None = Field(default=None, description="Validation verdict of the newest release.")
     url: str = Field(description="The dataset's page.")
+    score: float | None = Field(default=None, description="Search relevance (higher first); null without a query.")
 
 
 class DatasetDetail(DatasetSummary):
     """A dataset with its schema and releases."""
 
     owner_unit: str
+    owner_unit_name: LocalText
+    contact: ContactInfo
     licence: str
+    licence_info: LicenceInfo
+    themes: list[Concept] = Field(description="EU data themes of the dataset's sector.")
+    frequency: Concept = Field(description="Update frequency (EU frequency vocabulary), from the schedule.")
+    coverage: CoverageInfo = Field(description="What the newest release covers.")
+    citation: Citation
+    keywords: KeywordsInfo
     key: list[str]
     tags: list[str]
     columns: list[ColumnInfo]
-    sql_view: str | None = Field(description="<schema>.<id> in the SQL share, or null when not published over SQL.")
+    sql_view: str | None = Field(
+        description="The view to query in the SQL share in use (<schema>.<id> on PostgreSQL, <id> in the embedded "
+        "SQLite share), or null when not published over SQL."
+    )
     releases: list[ReleaseSummary] = Field(description="Visible releases, newest first.")
 
 
@@ -147,6 +252,8 @@ class DatasetPage(Model):
     page: int
     per_page: int
     sectors: list[str] = Field(description="Sectors of the datasets the caller may read (for filters).")
+    sector_names: list[Named] = Field(default_factory=list, description="The same sectors with their names.")
+    facets: Facets = Field(default_factory=Facets)
 
 
 class Problem(Model):

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from datashare.catalog import i18n
+from datashare.catalog import i18n, metadata
 from datashare.catalog.app import base_path, get_caller, get_catalog, get_lang, get_reader, lang_of
 from datashare.catalog.auth import (
     MAX_TOKEN_CHARS,
@@ -25,8 +25,7 @@ from datashare.catalog.auth import (
     client_address,
     presented_token,
 )
-from datashare.catalog.downloads import send
-from datashare.catalog.service import MAX_PARAM, Catalog, Reader, Unauthorized
+from datashare.catalog.service import MAX_PARAM, Catalog, NotFound, Reader, Unauthorized
 
 log = logging.getLogger(__name__)
 
@@ -104,11 +103,20 @@ def index(
     q: Annotated[str, Query(max_length=MAX_PARAM)] = "",
     sector: Annotated[str, Query(pattern=SECTOR_PATTERN)] = "",
     classification: Annotated[Sharing, Query()] = "",
+    province: Annotated[str, Query(pattern=r"^([0-9]{2})?$")] = "",
+    year: Annotated[str, Query(pattern=r"^((19|20|21)[0-9]{2})?$")] = "",
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> HTMLResponse:
-    """The dataset list, with search and filters."""
-    result = reader.datasets(q=q or None, sector=sector or None, sharing=classification or None, page=page)
-    query = {"q": q, "sector": sector, "classification": classification}
+    """The dataset list, with search, facets and filters."""
+    result = reader.datasets(
+        q=q or None,
+        sector=sector or None,
+        sharing=classification or None,
+        province=province or None,
+        year=int(year) if year else None,
+        page=page,
+    )
+    query = {"q": q, "sector": sector, "classification": classification, "province": province, "year": year}
     pages = max(1, -(-result.total // result.per_page))
 
     def page_url(n: int) -> str:
@@ -124,6 +132,10 @@ def index(
         pages=pages,
         prev_url=page_url(page - 1) if page > 1 else None,
         next_url=page_url(page + 1) if page < pages else None,
+        facet_url=lambda name, value: (
+            f"{base_path(request)}/?"
+            + urlencode({**{k: v for k, v in query.items() if v and k != name}, **({name: value} if value else {})})
+        ),
     )
 
 
@@ -146,23 +158,35 @@ def release_page(
 ) -> HTMLResponse:
     """One release: files, checksums, manifest and report links, validation summary."""
     release = reader.release(dataset_id, version)
-    ds = reader.summary(reader.spec(dataset_id))
+    ds = reader.dataset(dataset_id)
     return render(request, "release.html", lang, caller=caller, ds=ds, release=release)
 
 
-@router.api_route("/datasets/{dataset_id}/v/{version}/files/{name:path}", methods=["GET", "HEAD"])
-def download(
+@router.get("/licences/{licence_id}", response_class=HTMLResponse)
+def licence_page(
     request: Request,
-    dataset_id: str,
-    version: Version,
-    name: str,
+    licence_id: Annotated[str, Path(max_length=100, pattern=r"^[A-Za-z0-9.+-]{1,100}$")],
+    lang: Lang,
     reader: ReaderDep,
     caller: CallerDep,
-    catalog: CatalogDep,
-) -> Response:
-    """A release file, after the access check and the caller's download limit (HEAD, Range and ETag supported);
-    recorded in the access log."""
-    return send(catalog, caller, reader.file(dataset_id, version, name), request)
+) -> HTMLResponse:
+    """The terms of a licence in both languages, with the datasets under it that the caller may read.
+
+    Terms are public (a restricted dataset's terms say who may use it); the list names readable datasets only.
+    """
+    known = set(metadata.LICENCES) | {s.licence for s in reader.catalog.specs().values()}
+    if licence_id not in known:
+        raise NotFound()
+    datasets = sorted((s for s in reader.visible_specs().values() if s.licence == licence_id), key=lambda s: s.id)
+    return render(
+        request,
+        "licence.html",
+        lang,
+        caller=caller,
+        licence=metadata.licence(licence_id),
+        datasets=datasets,
+        reader=reader,
+    )
 
 
 @router.get("/login", response_class=HTMLResponse)

@@ -17,21 +17,34 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from datashare.access import Recipient, Registry, Tokens, can_read, load_registry
-from datashare.catalog import i18n
+from datashare.catalog import coverage as cov
+from datashare.catalog import i18n, metadata, search
 from datashare.catalog.models import (
+    Citation,
     ClassificationInfo,
     ColumnInfo,
+    Concept,
+    ContactInfo,
+    CoverageInfo,
     DatasetDetail,
     DatasetPage,
     DatasetSummary,
     ExportInfo,
+    Facets,
+    FacetValue,
     FileInfo,
+    KeywordsInfo,
+    LicenceInfo,
     LocalText,
+    Named,
+    PlaceInfo,
+    Province,
     ReleaseDetail,
     ReleaseSummary,
     ValidationInfo,
     Verdict,
 )
+from datashare.catalog.names import Names, load_names
 from datashare.exceptions import ConfigError, ReleaseError
 from datashare.settings import Settings
 from datashare.spec import IDENTIFIER, DatasetSpec, Sharing, load_specs
@@ -127,6 +140,9 @@ class Catalog:
         self._registry: tuple[Any, Registry] | None = None
         self._releases: dict[tuple[str, int], Release] = {}
         self._limits = limits
+        self._names: tuple[Any, Names] | None = None
+        self._coverage: dict[tuple[str, int], cov.Coverage] = {}
+        self._documents: dict[str, tuple[DatasetSpec, Names, int | None, search.Document]] = {}
 
     @cached_property
     def limits(self) -> Limits:
@@ -186,6 +202,68 @@ class Catalog:
             self._registry = (signature, registry)
         return self._registry[1]
 
+    @property
+    def names_file(self) -> Path:
+        """Names of sectors and units, and the units' contact points."""
+        return self.settings.home / "config" / "units.yaml"
+
+    def names(self) -> Names:
+        """Sector and unit names, re-read when the file changes; when missing or broken, empty (codes shown), logged."""
+        path = self.names_file
+        try:
+            stat = path.stat()
+            signature: Any = (stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            signature = None
+        if self._names is None or self._names[0] != signature:
+            try:
+                names = load_names(path)
+            except ConfigError as exc:
+                log.error("Catalog shows codes instead of names: %s", exc)
+                names = Names()
+            missing = sorted(
+                {f"sector {s.sector}" for s in self.specs().values() if s.sector not in names.sectors}
+                | {f"unit {s.source.unit}" for s in self.specs().values() if s.source.unit not in names.units}
+            )
+            if missing:
+                log.warning("%s names no %s: shown as codes", path.name, ", ".join(missing))
+            self._names = (signature, names)
+        return self._names[1]
+
+    def coverage(self, spec: DatasetSpec, release: Release) -> cov.Coverage:
+        """What a release covers (immutable, so computed once per process and version)."""
+        cache_key = (release.dataset_id, release.version)
+        found = self._coverage.get(cache_key)
+        if found is None:
+            found = cov.compute(self.store, spec, release)
+            if len(self._coverage) >= _RELEASE_CACHE_MAX:
+                self._coverage.pop(next(iter(self._coverage)))
+            self._coverage[cache_key] = found
+        return found
+
+    def document(self, spec: DatasetSpec, release: Release | None) -> search.Document:
+        """The search entry of a dataset; rebuilt only when its spec, the names or its newest release change."""
+        names = self.names()
+        version = release.version if release else None
+        cached = self._documents.get(spec.id)
+        if cached is not None and cached[0] == spec and cached[1] is names and cached[2] == version:
+            return cached[3]
+        coverage = self.coverage(spec, release) if release else None
+        doc = search.build_document(spec, names, coverage)
+        self._documents[spec.id] = (spec, names, version, doc)
+        return doc
+
+    @cached_property
+    def share_is_sqlite(self) -> bool:
+        """Whether the SQL share in use is the embedded SQLite file, which has no schemas."""
+        return self.settings.share_url().startswith("sqlite")
+
+    def sql_view(self, spec: DatasetSpec) -> str | None:
+        """The name that works in the share in use: ``<schema>.<id>`` on PostgreSQL, the bare id in SQLite."""
+        if not spec.publish.sql:
+            return None
+        return spec.id if self.share_is_sqlite else f"{self.settings.share_schema}.{spec.id}"
+
     def recipient_of(self, token: str) -> Recipient:
         """The registered recipient a token belongs to; :class:`Unauthorized` otherwise."""
         code = self.tokens.lookup(token)
@@ -205,9 +283,12 @@ class Catalog:
             self._releases[cache_key] = cached
         return cached
 
-    def reader(self, recipient: Recipient | None, base: str = "") -> Reader:
-        """What ``recipient`` (None: anonymous) may see, with links under ``base`` (the mount prefix)."""
-        return Reader(self, recipient, base)
+    def reader(self, recipient: Recipient | None, base: str = "", origin: str = "") -> Reader:
+        """What ``recipient`` (None: anonymous) may see, with links under ``base`` (the mount prefix).
+
+        ``origin`` (scheme://host) makes the links that travel outside the site absolute (citations).
+        """
+        return Reader(self, recipient, base, origin)
 
 
 def verdict_of(release: Release) -> Verdict:
@@ -225,10 +306,11 @@ def _media_type(name: str) -> str:
 class Reader:
     """The catalog as one caller sees it during one request."""
 
-    def __init__(self, catalog: Catalog, recipient: Recipient | None, base: str) -> None:
+    def __init__(self, catalog: Catalog, recipient: Recipient | None, base: str, origin: str = "") -> None:
         self.catalog = catalog
         self.recipient = recipient
         self.base = base.rstrip("/")
+        self.origin = origin.rstrip("/")
         self._withdrawn: dict[str, dict[int, str]] = {}
         self._versions: dict[str, list[int]] = {}
 
@@ -286,6 +368,10 @@ class Reader:
 
     # -- links -------------------------------------------------------------------------------
 
+    def absolute(self, path: str) -> str:
+        """A link as an absolute URL when the request's origin is known (citations travel outside the site)."""
+        return self.origin + path
+
     def dataset_url(self, dataset_id: str) -> str:
         return f"{self.base}/datasets/{dataset_id}"
 
@@ -310,6 +396,7 @@ class Reader:
             "title": LocalText(**spec.title.model_dump()),
             "description": LocalText(**spec.description.model_dump()),
             "sector": spec.sector,
+            "sector_name": LocalText(**self.catalog.names().sector_name(spec.sector).model_dump()),
             "classification": ClassificationInfo(**spec.classification.model_dump(mode="json")),
             "latest_version": latest.version if latest else None,
             "latest_committed_at": committed,
@@ -321,26 +408,81 @@ class Reader:
         }
 
     def datasets(
-        self, *, q: str | None = None, sector: str | None = None, sharing: str | None = None, page: int = 1
+        self,
+        *,
+        q: str | None = None,
+        sector: str | None = None,
+        sharing: str | None = None,
+        province: str | None = None,
+        year: int | None = None,
+        page: int = 1,
     ) -> DatasetPage:
-        """A page of readable datasets matching a search (id, titles, descriptions; NFC, case- and accent-blind)."""
+        """A page of readable datasets matching a search (see :mod:`datashare.catalog.search`), best first."""
         visible = self.visible_specs()
-        chosen = [
-            s
-            for s in visible.values()
-            if (not sector or s.sector == sector)
-            and (not sharing or s.classification.sharing.value == sharing)
-            and (not q or _matches(s, q))
-        ]
-        chosen.sort(key=lambda s: s.id)
+        docs = [self.catalog.document(s, self.latest_release(s)) for s in visible.values()]
+        filters = search.Filters(sector=sector, sharing=sharing, province=province, year=year)
+        found = search.run(docs, q or "", filters)
         start = (page - 1) * PER_PAGE
+        names = self.catalog.names()
+        items = [
+            DatasetSummary(**{**self._summary_fields(visible[i]), "score": round(value, 2) if q else None})
+            for i, value in found.ranked[start : start + PER_PAGE]
+        ]
+        sectors = sorted({s.sector for s in visible.values()})
         return DatasetPage(
-            items=[self.summary(s) for s in chosen[start : start + PER_PAGE]],
-            total=len(chosen),
+            items=items,
+            total=len(found.ranked),
             page=page,
             per_page=PER_PAGE,
-            sectors=sorted({s.sector for s in visible.values()}),
+            sectors=sectors,
+            sector_names=[Named(code=c, name=LocalText(**names.sector_name(c).model_dump())) for c in sectors],
+            facets=self._facets(found),
         )
+
+    def _facets(self, found: search.Result) -> Facets:
+        names = self.catalog.names()
+        places = cov.provinces().new
+
+        def values(counts: Any, name: Any) -> list[FacetValue]:
+            return [
+                FacetValue(value=str(v), name=name(v), count=n)
+                for v, n in sorted(counts.items(), key=lambda p: (-p[1], str(p[0])))
+            ]
+
+        return Facets(
+            sector=values(found.sectors, lambda v: LocalText(**names.sector_name(v).model_dump())),
+            classification=values(found.sharing, lambda v: LocalText(vi=i18n.t(v, "vi"), en=i18n.t(v, "en"))),
+            province=values(
+                found.provinces, lambda v: LocalText(vi=places.get(v, v), en=cov.short_name(places.get(v, v)))
+            ),
+            year=sorted(values(found.years, lambda v: LocalText(vi=str(v), en=str(v))), key=lambda f: f.value),
+        )
+
+    def coverage_info(self, spec: DatasetSpec, release: Release | None) -> CoverageInfo:
+        """What a release covers, as the API shows it."""
+        if release is None:
+            return CoverageInfo(time_column=cov.time_column(spec))
+        found = self.catalog.coverage(spec, release)
+        return CoverageInfo(
+            time_column=found.time_column,
+            start=found.start,
+            end=found.end,
+            years=list(found.years),
+            places=[
+                PlaceInfo(
+                    code=p.code,
+                    name=p.name,
+                    table=p.table,
+                    related=[Province(code=r.code, name=r.name, table=r.table) for r in p.related],
+                    confirmed=p.confirmed,
+                )
+                for p in found.places
+            ],
+        )
+
+    def licence_url(self, licence_id: str) -> str:
+        """Our terms page of a licence."""
+        return f"{self.base}/licences/{licence_id}"
 
     def dataset(self, dataset_id: str) -> DatasetDetail:
         """A readable dataset with schema and visible releases, newest first."""
@@ -358,14 +500,45 @@ class Reader:
             )
             for c in spec.columns
         ]
+        names = self.catalog.names()
+        known = names.units.get(spec.source.unit)
+        unit_name = LocalText(**names.unit_name(spec.source.unit).model_dump())
+        latest = self.latest_release(spec)
+        terms = metadata.licence(spec.licence)
+        freq = metadata.frequency(spec, self.catalog.specs())
+        url = self.dataset_url(spec.id) if latest is None else self.release_url(spec.id, latest.version)
         return DatasetDetail(
             **self._summary_fields(spec),
             owner_unit=spec.source.unit,
+            owner_unit_name=unit_name,
+            contact=ContactInfo(name=unit_name, email=known.email if known else None, url=known.url if known else None),
             licence=spec.licence,
+            licence_info=LicenceInfo(
+                id=terms.id,
+                name=LocalText(**terms.name.model_dump()),
+                url=terms.url,
+                terms_url=self.licence_url(terms.id),
+            ),
+            themes=[
+                Concept(code=c, iri=metadata.DATA_THEME + c, name=LocalText(**metadata.theme_name(c).model_dump()))
+                for c in names.themes(spec.sector)
+            ],
+            frequency=Concept(
+                code=freq, iri=metadata.FREQUENCY + freq, name=LocalText(**metadata.frequency_name(freq).model_dump())
+            ),
+            coverage=self.coverage_info(spec, latest),
+            citation=Citation(
+                text=LocalText(
+                    vi=metadata.citation(spec, names, latest, self.absolute(url), "vi"),
+                    en=metadata.citation(spec, names, latest, self.absolute(url), "en"),
+                ),
+                bibtex=metadata.bibtex(spec, names, latest, self.absolute(url)),
+            ),
+            keywords=KeywordsInfo(vi=list(spec.keywords.vi), en=list(spec.keywords.en)),
             key=list(spec.key),
             tags=list(spec.tags),
             columns=columns,
-            sql_view=f"{self.catalog.settings.share_schema}.{spec.id}" if spec.publish.sql else None,
+            sql_view=self.catalog.sql_view(spec),
             releases=releases,
         )
 
@@ -396,6 +569,7 @@ class Reader:
             "exports": self.exports(release),
             "url": self.release_url(release.dataset_id, release.version),
             "report_url": self.file_url(release.dataset_id, release.version, "validation/report.html"),
+            "notes": self._notes(release),
         }
 
     def export_url(self, release: Release, fmt: str) -> str:
@@ -423,6 +597,11 @@ class Reader:
             for fmt in FORMATS
         ]
 
+    def _notes(self, release: Release) -> LocalText:
+        spec = self.catalog.specs().get(release.dataset_id)
+        found = self.catalog.coverage(spec, release) if spec else cov.Coverage()
+        return LocalText(**metadata.version_notes(release, found.start, found.end).model_dump())
+
     def release(self, dataset_id: str, version: int) -> ReleaseDetail:
         """One visible release of a readable dataset."""
         release = self._release(self.spec(dataset_id), version)
@@ -448,6 +627,7 @@ class Reader:
             data_interval=dict(ds.get("data_interval") or {}),
             source_cursor=ds.get("source_cursor"),
             previous_version=previous.get("version"),
+            coverage=self.coverage_info(self.spec(dataset_id), release),
         )
 
     def file(self, dataset_id: str, version: int, name: str) -> ServedFile:
@@ -481,16 +661,6 @@ class Reader:
             if release is not None:
                 return release
         return None
-
-
-def _matches(spec: DatasetSpec, q: str) -> bool:
-    """Whether a search hits the id, a title or a description, in either language."""
-    texts = [spec.id, spec.title.vi, spec.title.en, spec.description.vi, spec.description.en]
-    needle = i18n.fold(q.strip())
-    if any(needle in i18n.fold(text) for text in texts):
-        return True
-    bare = i18n.strip_marks(q.strip())
-    return bool(bare) and any(bare in i18n.strip_marks(text) for text in texts)
 
 
 def open_only(spec: DatasetSpec) -> bool:
