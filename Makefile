@@ -29,9 +29,9 @@ demo-next-day: setup
 test: setup
 	$(BIN)/pytest
 
-## test-fast: everything except the dag.test() runs
+## test-fast: everything except the dag.test() runs and the real-scheduler suite
 test-fast: setup
-	$(BIN)/pytest -m "not airflow"
+	$(BIN)/pytest -m "not airflow and not scheduler"
 
 ## bench: release pipeline vs naive path vs database floors, 5 M and 20 M rows (~30 min; writes bench/results/)
 bench: setup
