@@ -106,6 +106,8 @@ class Stack:
     shared_staging: bool = False
     workers: int = 2
     concurrency: int = 2
+    preload: bool = True
+    """Workers import the engine's libraries once before forking (``datashare.celery_preload``), as compose does."""
     timings: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -349,6 +351,8 @@ class Stack:
             "DATASHARE_WORKER_HOSTNAME": worker.hostname,
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(worker.log_port),
         }
+        if self.preload:
+            extra["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"] = "datashare.celery_preload.CELERY_CONFIG"
         self._spawn(name, ["airflow", "celery", "worker", "--celery-hostname", f"{name}@%h"], extra=extra)
 
     def check_alive(self, name: str | None = None) -> None:
