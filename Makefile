@@ -33,7 +33,8 @@ test: setup
 test-fast: setup
 	$(BIN)/pytest -m "not airflow and not scheduler"
 
-## bench: release pipeline vs naive path vs database floors, 5 M and 20 M rows (~30 min; writes bench/results/)
+## bench: release pipeline vs naive path vs database floors, 5 M and 20 M rows (~30 min; writes bench/results/);
+##        BENCH_ARGS=--scheduler adds the 5 M-row release through the real scheduler (bench/scheduler.py)
 bench: setup
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 

@@ -258,6 +258,9 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("units").setLevel(logging.WARNING)
+    import run as bench_run
+
+    bench_run.QUIET["max_wait_s"] = float(os.environ.get("DATASHARE_BENCH_QUIET_WAIT_S", "10"))
     result = measure(unit=args.unit, stations=args.stations, days=args.days)
     out = REPO / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)

@@ -4,8 +4,11 @@ What docker-compose deploys, on one machine without Docker: the metadata databas
 own on the machine's PostgreSQL, Redis as the Celery broker on a database number of its own, a loopback
 S3 server (``moto_server``) as the release store, and ``airflow api-server``, ``scheduler``,
 ``dag-processor``, ``triggerer`` and N ``airflow celery worker`` processes. Each worker has its own
-HOME, AIRFLOW_HOME, staging folder (``DATASHARE_STAGING_DIR``), log-server port and hostname (Airflow's
-``hostname_callable`` points at :func:`scheduler_hostname.worker_hostname`), as separate machines would.
+HOME, AIRFLOW_HOME, staging folder, log-server port and hostname (Airflow's ``hostname_callable`` points
+at :func:`scheduler_hostname.worker_hostname`), as separate machines would. Both workers see their staging
+at the same path (``DATASHARE_STAGING_DIR``), each in a mount namespace of its own showing its own folder
+there, so an absolute path one worker hands the other leads nowhere, as between two containers (on one
+machine, two plain folders would not show that: any process could read the other's absolute paths).
 ``shared_staging=True`` gives every worker one staging folder instead: what a single host has.
 
 Used by the real-scheduler suite (``tests/scheduler``) and by ``bench/scheduler.py``. Every process is
@@ -78,6 +81,7 @@ class Service:
     proc: subprocess.Popen
     log_path: Path
     home: Path
+    stopped: bool = False
 
     def tail(self, lines: int = 40) -> str:
         """The end of the service's log, for error messages."""
@@ -323,7 +327,7 @@ class Stack:
         home.mkdir(parents=True, exist_ok=True)
         log_path = self.base / "logs" / f"{name}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        program = cmd[0] if cmd[0].startswith("/") else str(BIN / cmd[0])
+        program = str(BIN / cmd[0]) if (BIN / cmd[0]).is_file() else cmd[0]  # the venv's, else from PATH
         with log_path.open("ab") as out:
             proc = subprocess.Popen(
                 [program, *cmd[1:]],
@@ -342,7 +346,10 @@ class Stack:
     def _spawn_worker(self, index: int) -> None:
         name = f"worker-{'abcdefgh'[index]}"
         home = self.base / "services" / name
-        staging = self.base / "staging" if self.shared_staging else home / "staging"
+        # Every worker sees its staging at the same path, as containers do; with private_staging (the default)
+        # that path shows each worker its own folder only (a mount namespace), so a task that opens another
+        # worker's files fails here as it would on another machine.
+        staging = self.base / "staging"
         staging.mkdir(parents=True, exist_ok=True)
         worker = Worker(name=name, hostname=name, home=home, staging=staging, log_port=free_port())
         self.worker_info.append(worker)
@@ -353,7 +360,13 @@ class Stack:
         }
         if self.preload:
             extra["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"] = "datashare.celery_preload.CELERY_CONFIG"
-        self._spawn(name, ["airflow", "celery", "worker", "--celery-hostname", f"{name}@%h"], extra=extra)
+        command = [str(BIN / "airflow"), "celery", "worker", "--celery-hostname", f"{name}@%h"]
+        if not self.shared_staging:
+            private = home / "staging"
+            private.mkdir(parents=True, exist_ok=True)
+            worker.staging = private
+            command = [*private_mount_prefix(private, staging), *command]
+        self._spawn(name, command, extra=extra)
 
     def check_alive(self, name: str | None = None) -> None:
         for service in self.services:
@@ -482,14 +495,20 @@ class Stack:
     # -- stop --------------------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """End every process group this stack started (by pid), then drop its databases; safe to call twice."""
+        """End every process group this stack started (by pid), then drop its databases; safe to call twice.
+
+        Resumable: a stop interrupted part-way (Ctrl-C in a test) is finished by the next call, which
+        ``atexit`` makes.
+        """
         if self._stopped:
             return
-        self._stopped = True
         started = time.perf_counter()
         for service in reversed(self.services):
-            _stop_group(service)
+            if not service.stopped:
+                _stop_group(service)
+                service.stopped = True
         self._drop_databases()
+        self._stopped = True
         self.timings["stop"] = round(time.perf_counter() - started, 2)
         log.info("stack: stopped in %.1f s", self.timings["stop"])
 
@@ -535,6 +554,29 @@ class Stack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+_MOUNT_SCRIPT = 'mount --bind "$0" "$1" && shift && exec "$@"'
+
+
+def private_mount_prefix(private: Path, seen_as: Path) -> list[str]:
+    """A command prefix that runs the rest in a mount namespace of its own where ``seen_as`` shows ``private``.
+
+    As root (CI, this machine) ``unshare --mount``; otherwise an unprivileged user namespace. The command
+    is exec'd, so the pid (and the process group) stays the one this stack started.
+    """
+    unshare = ["unshare", "--mount", "--propagation", "private"]
+    if os.geteuid() != 0:
+        unshare = ["unshare", "--user", "--map-root-user", "--mount", "--propagation", "private"]
+    prefix = [*unshare, "/bin/sh", "-c", _MOUNT_SCRIPT, str(private), str(seen_as)]
+    probe = subprocess.run([*prefix, "true"], capture_output=True, text=True, check=False)
+    if probe.returncode != 0:
+        raise StackError(
+            "cannot give each worker a staging folder of its own (a mount namespace): "
+            f"{' '.join(unshare)} failed: {probe.stderr.strip()[:500]}; "
+            "set DATASHARE_SCHEDULER_STAGING=shared to run with one staging folder"
+        )
+    return prefix
 
 
 def _group_members(pgid: int) -> list[int]:
