@@ -11,11 +11,11 @@ through the REST API and reads back, per task:
 * Airflow's overhead, split into what can be seen: ``scheduling_s`` (upstream task ended -> this task
   queued: the scheduler's hand-off), ``queue_s`` (queued -> running on a worker: Celery pick-up and the
   supervisor's fork), ``startup_s`` (running -> the task's code starts: process start, DAG bundle, DAG
-  file parse, of which ``parse_s``), ``callable_s`` (the task's code: the stage's imports, its work and
-  its staging transfers), ``xcom_s`` (after the code: pushing XCom, reporting the state); ``imports_s``
-  is the stage's imports as measured in the bench process, and ``transfer_s`` what remains of the
-  callable once the stage's own time and its imports are taken out (mostly staging transfers to and
-  from the object store).
+  file parse, of which ``parse_s``), ``callable_s`` (the task's code), ``beyond_stage_s`` (the task's
+  code less the stage's own time: imports the worker did not preload, the engine's set-up such as the
+  first boto3 call, and staging transfers to and from the object store), ``xcom_s`` (after the code:
+  pushing XCom, reporting the state). ``fresh_imports_s`` is what the stage's imports cost a fresh
+  process (the bench's child): what the workers' preload (:mod:`datashare.celery_preload`) saves.
 
     .venv/bin/python bench/scheduler.py --stations 12 --days 7     # small scale, a few minutes
     .venv/bin/python bench/scheduler.py --unit pg_5m               # the 5 M-row bench unit (bench/sources.py)
@@ -115,7 +115,7 @@ def per_task(stack: Stack, run_id: str, stages: dict[str, dict[str, float]]) -> 
             "try": ti.get("try_number"),
             "wall_s": ti.get("duration"),
             "stage_s": own.get("wall_s"),
-            "imports_s": own.get("imports_s"),
+            "fresh_imports_s": own.get("imports_s"),
             "scheduling_s": seconds_between(upstream_end, ti.get("queued_when")) if upstream_end else None,
             "queue_s": seconds_between(ti.get("queued_when"), ti.get("start_date")),
             "startup_s": seconds_between(ti.get("start_date"), phases.get("code_start")),
@@ -124,7 +124,7 @@ def per_task(stack: Stack, run_id: str, stages: dict[str, dict[str, float]]) -> 
             "xcom_s": phases.get("after_code_s"),
         }
         if row["callable_s"] is not None and row["stage_s"] is not None:
-            row["transfer_s"] = round(row["callable_s"] - row["stage_s"] - (row["imports_s"] or 0.0), 3)
+            row["beyond_stage_s"] = round(row["callable_s"] - row["stage_s"], 3)
         if row["wall_s"] is not None and row["stage_s"] is not None:
             row["overhead_s"] = round(row["wall_s"] - row["stage_s"], 3)
         rows.append({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()})
@@ -193,7 +193,8 @@ def measure(*, unit: str | None, stations: int, days: int, base: Path | None = N
         t = time.perf_counter()
         run_id = stack.trigger(dags[DATASET], take_scheduled_slot=True)
         stack.unpause(DATASET)
-        wait_runs(stack, {DATASET: run_id}, timeout_s=3600)
+        if wait_runs(stack, {DATASET: run_id}, timeout_s=3600):
+            raise RuntimeError(f"the {DATASET} run {run_id} did not end within an hour; logs in {base / 'logs'}")
         through_scheduler = time.perf_counter() - t
         run = next(r for r in stack.runs(DATASET) if r["dag_run_id"] == run_id)
         own = stages_own_time(unit_url, local_end)
@@ -206,6 +207,7 @@ def measure(*, unit: str | None, stations: int, days: int, base: Path | None = N
             "rows": rows,
             "state": run["state"],
             "staging": "shared" if stack.shared_staging else "per-worker",
+            "worker_preload": stack.preload,
             "run_wall_s": run_wall,
             "trigger_to_end_s": round(through_scheduler, 3),
             "stages_own_s": own["wall_s"],
@@ -232,8 +234,8 @@ def markdown(result: dict[str, Any]) -> str:
         "startup_s",
         "parse_s",
         "callable_s",
-        "imports_s",
-        "transfer_s",
+        "beyond_stage_s",
+        "fresh_imports_s",
         "xcom_s",
     ]
     lines = [

@@ -35,28 +35,34 @@ class Outcome:
     tis: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
     """(DAG id, run id) -> its task instances."""
     timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    """What the driver could not wait for (a run that never ended, a derived run never triggered)."""
 
     def run(self, dag_id: str, run_id: str) -> dict[str, Any]:
         """One run as the API described it."""
         return next(r for r in self.runs[dag_id] if r["dag_run_id"] == run_id)
 
 
-def wait_runs(stack: Stack, pending: dict[str, str], timeout_s: float) -> None:
-    """Wait until every (DAG id -> run id) run has ended."""
+def wait_runs(stack: Stack, pending: dict[str, str], timeout_s: float) -> dict[str, str]:
+    """Wait until every (DAG id -> run id) run has ended; returns those still unfinished at the timeout."""
     deadline = time.monotonic() + timeout_s
     left = dict(pending)
     while left:
         if time.monotonic() > deadline:
-            raise AssertionError(f"runs not finished after {timeout_s:.0f} s: {left}")
+            return left
         stack.check_alive()
         for run in stack.runs():
             if left.get(run["dag_id"]) == run["dag_run_id"] and run["state"] in TERMINAL:
                 del left[run["dag_id"]]
         time.sleep(2)
+    return left
 
 
-def wait_derived(stack: Stack, derived: list[str], timeout_s: float) -> None:
-    """Wait until each derived DAG has run, no Asset event is queued for it and no run of it is active."""
+def wait_derived(stack: Stack, derived: list[str], timeout_s: float) -> str | None:
+    """Wait until each derived DAG has run, no Asset event is queued for it and no run of it is active.
+
+    Returns None once settled, or what was left at the timeout.
+    """
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         stack.check_alive()
@@ -67,10 +73,10 @@ def wait_derived(stack: Stack, derived: list[str], timeout_s: float) -> None:
             if not runs or any(r["state"] not in TERMINAL for r in runs) or queued:
                 settled = False
         if settled:
-            return
+            return None
         time.sleep(2)
     states = {d: [r["state"] for r in stack.runs(d)] for d in derived}
-    raise AssertionError(f"derived DAGs did not settle in {timeout_s:.0f} s: {states}")
+    return f"derived DAGs did not settle in {timeout_s:.0f} s: {states}"
 
 
 def run_everything(stack: Stack, specs: dict[str, Any], timeout_s: float) -> Outcome:
@@ -86,16 +92,26 @@ def run_everything(stack: Stack, specs: dict[str, Any], timeout_s: float) -> Out
         # The run takes the slot of the interval the scheduler would run next, so unpausing adds no run.
         result.first[dag_id] = stack.trigger(dags[dag_id], take_scheduled_slot=True)
         stack.unpause(dag_id)
-    wait_runs(stack, result.first, timeout_s)
+    if left := wait_runs(stack, result.first, timeout_s):
+        result.notes.append(f"first runs not finished after {timeout_s:.0f} s: {left}")
     result.timings["first runs of every source DAG"] = round(time.perf_counter() - started, 1)
 
     t = time.perf_counter()
     for dag_id in SECOND_TRIGGER:
         result.second[dag_id] = stack.trigger(dags[dag_id], take_scheduled_slot=False)
-    wait_runs(stack, result.second, timeout_s)
+    if left := wait_runs(stack, result.second, timeout_s):
+        result.notes.append(f"second runs not finished after {timeout_s:.0f} s: {left}")
     result.timings["second runs"] = round(time.perf_counter() - t, 1)
+
     t = time.perf_counter()
-    wait_derived(stack, derived, timeout_s)
+    states = {r["dag_id"]: r["state"] for r in stack.runs() if r["dag_run_id"] == result.first.get(r["dag_id"])}
+    failed_inputs = {d: [i for i in specs[d].source.inputs if states.get(i) != "success"] for d in derived}
+    waiting = [d for d in derived if not failed_inputs[d]]
+    for dag_id in derived:
+        if failed_inputs[dag_id]:
+            result.notes.append(f"{dag_id} cannot run on its Assets: its inputs {failed_inputs[dag_id]} failed")
+    if waiting and (late := wait_derived(stack, waiting, timeout_s)):
+        result.notes.append(late)
     result.timings["derived runs settled after that"] = round(time.perf_counter() - t, 1)
 
     for dag_id in [*sources, *derived]:
@@ -119,6 +135,8 @@ def where(ti: dict[str, Any]) -> str:
 
 def report(result: Outcome, say: Callable[[str], None]) -> None:
     """Where the time went: the stack's phases, each run's wall time against its tasks' own, who ran what."""
+    for note in result.notes:
+        say(f"  ! {note}")
     say("where the time went (s):")
     for phase, secs in {**result.stack.timings, **result.timings}.items():
         say(f"  {phase:<66} {secs:8.1f}")

@@ -67,7 +67,7 @@ def test_every_run_succeeds_on_its_first_try(outcome: Outcome) -> None:
             if run["state"] != "success" and not problems:
                 problems.append(f"{dag_id} run {run['dag_run_id']} is {run['state']}")
     assert set(outcome.first) == set(outcome.sources)
-    assert not problems, "\n".join(problems)
+    assert not problems and not outcome.notes, "\n".join([*outcome.notes, *problems])
 
 
 def test_land_parcels_key_ranges_ran_on_both_workers(outcome: Outcome) -> None:
@@ -105,7 +105,8 @@ def test_derived_dataset_ran_on_its_inputs_asset_events(outcome: Outcome, store:
     for dataset_id in outcome.derived:
         inputs = load_spec(Settings.from_env().datasets_dir / f"{dataset_id}.yaml").source.inputs
         runs = outcome.runs[dataset_id]
-        assert runs and {r["run_type"] for r in runs} == {"asset_triggered"}, runs
+        assert runs, f"{dataset_id} never ran: {outcome.notes}"
+        assert {r["run_type"] for r in runs} == {"asset_triggered"}, runs
         consumed: dict[str, set[str]] = {}
         for run in runs:
             run_path = f"/dags/{dataset_id}/dagRuns/{quote(run['dag_run_id'], safe='')}"
