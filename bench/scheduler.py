@@ -159,14 +159,24 @@ def stages_own_time(unit_url: str, local_end: dt.datetime) -> dict[str, Any]:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def measure(*, unit: str | None, stations: int, days: int, base: Path | None = None) -> dict[str, Any]:
+def measure(
+    *,
+    unit: str | None,
+    stations: int,
+    days: int,
+    base: Path | None = None,
+    shared_staging: bool | None = None,
+    preload: bool = True,
+) -> dict[str, Any]:
     """Start the stack, run one release through it, measure the same release stage by stage; stop the stack."""
     import atexit
 
     from units import monitoring
 
     base = base or Path(tempfile.mkdtemp(prefix="datashare-bench-sched-"))
-    stack = Stack(base, shared_staging=os.environ.get("DATASHARE_SCHEDULER_STAGING") == "shared")
+    if shared_staging is None:
+        shared_staging = os.environ.get("DATASHARE_SCHEDULER_STAGING") == "shared"
+    stack = Stack(base, shared_staging=shared_staging, preload=preload)
     atexit.register(stack.stop)
     try:
         started = time.perf_counter()
@@ -239,7 +249,8 @@ def markdown(result: dict[str, Any]) -> str:
         "xcom_s",
     ]
     lines = [
-        f"{result['unit']}: {result['rows']:,} rows, run {result['state']} with {result['staging']} staging; "
+        f"{result['unit']}: {result['rows']:,} rows, run {result['state']} with {result['staging']} staging, "
+        f"worker preload {'on' if result['worker_preload'] else 'off'}; "
         f"run wall {result['run_wall_s']} s against the stages' own {result['stages_own_s']} s "
         f"({result['ratio_to_stages_own']} x); median overhead per task {result['overhead_per_task_median_s']} s",
         "",
@@ -257,16 +268,25 @@ def main() -> int:
     parser.add_argument("--unit", choices=["pg_5m", "pg_20m"], help="a bench unit of bench/sources.py")
     parser.add_argument("--stations", type=int, default=12, help="small scale: stations of a fresh unit")
     parser.add_argument("--days", type=int, default=7, help="small scale: days of a fresh unit")
+    parser.add_argument("--shared-staging", action="store_true", help="one staging folder for both workers")
+    parser.add_argument("--no-preload", action="store_true", help="workers do not import the engine before forking")
+    parser.add_argument("--out", default="scheduler", help="name of the result files under bench/results/")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("units").setLevel(logging.WARNING)
     import run as bench_run
 
     bench_run.QUIET["max_wait_s"] = float(os.environ.get("DATASHARE_BENCH_QUIET_WAIT_S", "10"))
-    result = measure(unit=args.unit, stations=args.stations, days=args.days)
+    result = measure(
+        unit=args.unit,
+        stations=args.stations,
+        days=args.days,
+        shared_staging=args.shared_staging or None,
+        preload=not args.no_preload,
+    )
     out = REPO / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"{dt.date.today().isoformat()}-scheduler"
+    stem = out / f"{dt.date.today().isoformat()}-{args.out}"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     table = markdown(result)
     stem.with_suffix(".md").write_text(table + "\n")
