@@ -131,7 +131,7 @@ def per_task(stack: Stack, run_id: str, stages: dict[str, dict[str, float]]) -> 
     return rows
 
 
-def stages_own_time(unit_url: str, local_end: dt.datetime) -> dict[str, Any]:
+def stages_own_time(unit_url: str, local_end: dt.datetime, role_prefix: str) -> dict[str, Any]:
     """The release as ``make bench`` measures it (a process per stage, imports apart), on the same unit."""
     import shutil
 
@@ -153,6 +153,7 @@ def stages_own_time(unit_url: str, local_end: dt.datetime) -> dict[str, Any]:
     if sa.make_url(unit_url).get_backend_name() == "postgresql":
         env["AIRFLOW_CONN_DATASHARE_SHARE"] = connection_env_value(os.environ["BENCH_SCHED_SHARE_URL"])
         env["DATASHARE_SHARE_SCHEMA"] = f"bench_sched_{secrets.token_hex(3)}"
+        env["DATASHARE_SQL_ROLE_PREFIX"] = role_prefix  # the stack drops its roles when it stops
     try:
         return bench_run.release(env, "bench-sched-own")
     finally:
@@ -208,7 +209,7 @@ def measure(
         through_scheduler = time.perf_counter() - t
         run = next(r for r in stack.runs(DATASET) if r["dag_run_id"] == run_id)
         try:
-            own = stages_own_time(unit_url, local_end)
+            own = stages_own_time(unit_url, local_end, stack.role_prefix)
         except RuntimeError as exc:  # the Airflow figures still stand; say why the stage figures are missing
             log.error("the stages' own time could not be measured: %s", exc)
             own = {"stages": {}, "wall_s": None, "process_s": None, "error": str(exc)}
