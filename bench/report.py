@@ -65,6 +65,12 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         out.append(
             _target("MariaDB: extraction / fastest bare streaming read", _wall(m["ours"]["extract"]) / floor, 1.25)
         )
+    s = results.get("scheduler")
+    if s and s.get("ratio_to_stages_own") is not None:
+        note = f"median Airflow overhead per task {s['overhead_per_task_median_s']} s; {s['staging']} staging"
+        out.append(
+            _target("5m: through the real scheduler / the stages' own time", s["ratio_to_stages_own"], 1.5, note=note)
+        )
     return out
 
 

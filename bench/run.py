@@ -19,6 +19,10 @@ are measured once. Then the OData section (:mod:`bench.odata_bench`: a 1 M-row r
 paged through the catalog) writes ``<date>-odata.{json,md}``; ``--odata-only`` runs it alone.
 
     .venv/bin/python bench/run.py [--scales 5m,20m] [--repeat 3] [--no-naive] [--no-mariadb] [--no-odata | --odata-only]
+        [--scheduler]
+
+``--scheduler`` adds the 5 M-row release through Airflow's real scheduler with two Celery workers and S3
+staging, per task (:mod:`scheduler`); ``make bench BENCH_ARGS=--scheduler``.
 """
 
 from __future__ import annotations
@@ -402,6 +406,11 @@ def main() -> int:
     parser.add_argument("--no-mariadb", action="store_true", help="skip MariaDB")
     parser.add_argument("--no-odata", action="store_true", help="skip the OData section")
     parser.add_argument("--odata-only", action="store_true", help="run only the OData section")
+    parser.add_argument(
+        "--scheduler",
+        action="store_true",
+        help="also run the 5 M-row release through Airflow's real scheduler (two Celery workers, S3 staging)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("units").setLevel(logging.WARNING)
@@ -428,6 +437,13 @@ def main() -> int:
     if not args.no_mariadb:
         unit = UNITS["maria_1m"]
         results["mariadb"] = measure_mariadb(unit, ensure(unit), args.repeat, naive=not args.no_naive)
+    if args.scheduler:
+        from scheduler import markdown as scheduler_markdown
+        from scheduler import measure as measure_scheduler
+
+        log.info("the 5 M-row release through Airflow's real scheduler (bench/scheduler.py)")
+        results["scheduler"] = measure_scheduler(unit="pg_5m", stations=0, days=0)
+        log.info("%s", scheduler_markdown(results["scheduler"]))
     results["targets"] = targets(results)
     results["noise"] = {**NOISE, **QUIET}
     results["bench_s"] = round(time.perf_counter() - started, 1)

@@ -373,6 +373,15 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return run_demo(settings, next_day=args.next_day, reset=args.reset)
 
 
+def cmd_seed_units(args: argparse.Namespace, settings: Settings) -> int:
+    """Generate the simulated units into the databases their connections point to (docker-compose's init)."""
+    from datashare.seed import UNITS, seed_units
+
+    for conn_id, made in seed_units(args.conn_id or None, keep_existing=args.keep_existing).items():
+        print(f"{conn_id} ({UNITS[conn_id]}): {made}", flush=True)
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     """Serve the catalog standalone (Airflow mounts the same app under /datashare)."""
     import uvicorn
@@ -565,6 +574,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("webhooks", help="retry due webhook deliveries (deliver) or list subscriptions (list)")
     p.add_argument("action", choices=["deliver", "list"])
     p.set_defaults(func=cmd_webhooks)
+    p = sub.add_parser(
+        "seed", help="generate the simulated units (data ending today) into their connections' databases"
+    )
+    p.add_argument("conn_id", nargs="*", help="only these connections' units (default: every unit)")
+    p.add_argument("--keep-existing", action="store_true", help="leave a unit whose tables already exist as it is")
+    p.set_defaults(func=cmd_seed_units)
     p = sub.add_parser("serve", help="serve the data catalog: pages, JSON API, DCAT-AP, checked downloads")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8765, help="port (default 8765)")

@@ -17,17 +17,16 @@ import secrets
 import shutil
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from datashare.connections import connection_env_value
+from datashare.seed import UNITS, advance_unit, generate_unit
 from datashare.settings import Settings
 
 log = logging.getLogger(__name__)
 
 DATASET = "air_quality_hourly"
-CONN_ID = "monre_monitoring"
 OTHERS = (
     "admin_units",
     "land_use_codes",
@@ -40,51 +39,7 @@ OTHERS = (
 """The other database datasets, shared catalogues first, run after the detailed one."""
 DERIVED = ("province_environment_indicators",)
 """Datasets built from the demo's releases, run last (in Airflow they run on their inputs' Assets)."""
-UNITS: dict[str, str] = {
-    "monre_catalogues": "catalogues",
-    "monre_land": "land",
-    "monre_water_resources": "water_resources",
-    "monre_water_quality": "water_quality",
-    "monre_public_services": "public_services",
-}
-"""Connection id -> simulated unit (``units.<name>``, file ``var/units/<name>.sqlite``) besides monitoring."""
-DEMO_DAYS = 38
-"""Water units cover the 38 days to today, the monitoring week the last 7 of them, so their months overlap."""
-DEMO_START = (datetime.now(UTC) + timedelta(hours=7)).date() - timedelta(days=DEMO_DAYS - 1)
-PUBLIC_SERVICES_SCALE = 0.05
-
-
-def generate_unit(name: str, url: str) -> str:
-    """Make one simulated unit at demo scale; returns what was made, for the console."""
-    from units import catalogues, land, public_services, water_quality, water_resources
-
-    if name == "catalogues":
-        made = catalogues.generate(url)
-        return f"{made.admin_units} administrative units, {made.land_use_codes} land-use codes"
-    if name == "land":
-        return f"{land.generate(url, scale=0.02).rows:,} parcels"
-    if name == "water_resources":
-        made = water_resources.generate(url, scale=0.1, days=DEMO_DAYS, start=DEMO_START)
-        return f"{made.licences} licences, {made.wells} wells, {made.level_rows:,} water levels"
-    if name == "water_quality":
-        return f"{water_quality.generate(url, scale=0.1, days=DEMO_DAYS, start=DEMO_START).rows:,} water samples"
-    made = public_services.generate(url, scale=PUBLIC_SERVICES_SCALE)
-    return f"{made.procedures} procedures, {made.dossiers:,} dossiers"
-
-
-def advance_unit(name: str, url: str) -> str | None:
-    """What ``--next-day`` adds to one unit (None for the catalogues, which do not change)."""
-    from units import land, public_services, water_quality, water_resources
-
-    if name == "land":
-        return f"re-surveyed {len(land.touch_parcels(url, 25).parcel_ids)} parcels"
-    if name == "water_resources":
-        return f"appended water levels of {water_resources.append_day(url).isoformat()}"
-    if name == "water_quality":
-        return f"appended samples of {water_quality.append_day(url).isoformat()}"
-    if name == "public_services":
-        return f"appended dossiers of {public_services.append_day(url, scale=PUBLIC_SERVICES_SCALE).isoformat()}"
-    return None
+# The simulated units, their scale and their dates live in datashare.seed (shared with docker-compose's init).
 
 
 def pseudonym_key(var: Path) -> str:
@@ -147,27 +102,16 @@ def run_dag(dag_id: str) -> tuple[str, str]:
 
 def run_demo(settings: Settings, *, next_day: bool = False, reset: bool = False) -> int:
     """The README's first command: make the units, run every DAG through Airflow, print the releases."""
-    from units import monitoring
-
     var = settings.home / "var"
     if reset and var.exists():
         shutil.rmtree(var)
-    unit_db = var / "units" / "monitoring.sqlite"
-    unit_url = f"sqlite:///{unit_db}"
-    if not unit_db.exists():
-        unit_db.parent.mkdir(parents=True, exist_ok=True)
-        # The air suite checks freshness against the clock, so the stations' week ends today (Vietnam time).
-        today = (datetime.now(UTC) + timedelta(hours=7)).date()
-        summary = monitoring.generate(unit_url, days=7, start=today - timedelta(days=6))
-        print(f"Generated the monitoring unit: {summary.stations} stations, {summary.rows:,} hourly rows -> {unit_db}")
-    elif next_day:
-        day = monitoring.append_day(unit_url)
-        print(f"Appended observations of {day.isoformat()} to {unit_db}")
-    connections = {CONN_ID: unit_url}
+    connections: dict[str, str] = {}
     for conn_id, name in UNITS.items():
         path = var / "units" / f"{name}.sqlite"
         connections[conn_id] = f"sqlite:///{path}"
         if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # The suites check freshness against the clock, so every unit's data ends today (Vietnam time).
             print(f"Generated the {name} unit: {generate_unit(name, connections[conn_id])} -> {path}", flush=True)
         elif next_day and (done := advance_unit(name, connections[conn_id])):
             print(f"{name}: {done}")

@@ -1,0 +1,304 @@
+"""One air_quality_hourly release through Airflow's real scheduler: where each task's time goes.
+
+Starts the real-scheduler suite's stack (``tests/scheduler/stack.py``: api-server, scheduler,
+dag-processor, triggerer, two Celery workers with their own staging folders, PostgreSQL metadata,
+Redis broker, a loopback S3 server as the release store), triggers the ``air_quality_hourly`` DAG once
+through the REST API and reads back, per task:
+
+* ``wall_s``: the task instance's duration as Airflow recorded it (start to end on the worker);
+* ``stage_s``: the stage's own time, measured the way ``make bench`` measures it (a process per stage,
+  libraries imported first, :mod:`tasks`), in the same run, on the same unit;
+* Airflow's overhead, split into what can be seen: ``scheduling_s`` (upstream task ended -> this task
+  queued: the scheduler's hand-off), ``queue_s`` (queued -> running on a worker: Celery pick-up and the
+  supervisor's fork), ``startup_s`` (running -> the task's code starts: process start, DAG bundle, DAG
+  file parse, of which ``parse_s``), ``callable_s`` (the task's code), ``beyond_stage_s`` (the task's
+  code less the stage's own time: imports the worker did not preload, the engine's set-up such as the
+  first boto3 call, and staging transfers to and from the object store), ``xcom_s`` (after the code:
+  pushing XCom, reporting the state). ``fresh_imports_s`` is what the stage's imports cost a fresh
+  process (the bench's child): what the workers' preload (:mod:`datashare.celery_preload`) saves.
+
+    .venv/bin/python bench/scheduler.py --stations 12 --days 7     # small scale, a few minutes
+    .venv/bin/python bench/scheduler.py --unit pg_5m               # the 5 M-row bench unit (bench/sources.py)
+
+``bench/run.py --scheduler`` runs it inside ``make bench`` (``BENCH_ARGS=--scheduler``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+sys.path.insert(0, str(REPO / "tests" / "scheduler"))
+
+from scheduler_run import seconds_between, wait_runs  # noqa: E402
+from stack import Stack  # noqa: E402
+
+log = logging.getLogger("bench.scheduler")
+DATASET = "air_quality_hourly"
+STAGE_OF_TASK = {
+    "extract": "extract",
+    "transform": "transform",
+    "validate": "validate",
+    "commit_release": "commit",
+    "publish_sql": "publish_sql",
+    "record": "record",
+}
+UPSTREAM = {
+    "transform": ["extract"],
+    "validate": ["transform"],
+    "commit_release": ["extract", "transform", "validate"],
+    "publish_sql": ["commit_release"],
+    "record": ["commit_release", "publish_sql"],
+}
+
+
+def _events(path: Path) -> list[tuple[dt.datetime, str, dict[str, Any]]]:
+    out = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        stamp = dt.datetime.fromisoformat(record["timestamp"].replace("Z", "+00:00"))
+        out.append((stamp, str(record.get("event", "")), record))
+    return out
+
+
+def phases_from_log(path: Path) -> dict[str, float | None]:
+    """Start-up, DAG parse, the task's code and what follows it, from the task's structured log."""
+    events = _events(path)
+    if not events:
+        return {}
+    first = events[0][0]
+    parsed = next(((t, r) for t, e, r in events if e == "Worker startup parse complete"), None)
+    groups = [t for t, e, _ in events if e == "::endgroup::"]
+    code_start = next((t for t in groups if parsed and t >= parsed[0]), None)
+    done = next((t for t, e, _ in events if e.startswith("Done. Returned value") or e == "::group::Post Execute"), None)
+    last = events[-1][0]
+    return {
+        "log_first": first.isoformat(),
+        "parse_s": (parsed[1].get("dag_file_parse_ms", 0) + parsed[1].get("bundle_prepare_ms", 0)) / 1000
+        if parsed
+        else None,
+        "code_start": code_start.isoformat() if code_start else None,
+        "callable_s": (done - code_start).total_seconds() if done and code_start else None,
+        "after_code_s": (last - done).total_seconds() if done else None,
+    }
+
+
+def per_task(stack: Stack, run_id: str, stages: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+    """One row per task of the run: Airflow's figures beside the stage's own."""
+    tis = {ti["task_id"]: ti for ti in stack.task_instances(DATASET, run_id)}
+    rows = []
+    for task_id, stage in STAGE_OF_TASK.items():
+        ti = tis[task_id]
+        files = stack.task_log_files(DATASET, run_id, task_id)
+        phases = phases_from_log(files[-1]) if files else {}
+        upstream_end = max((tis[u]["end_date"] for u in UPSTREAM.get(task_id, [])), default=None)
+        own = stages.get(stage, {})
+        row: dict[str, Any] = {
+            "task": task_id,
+            "worker": ti.get("hostname"),
+            "state": ti.get("state"),
+            "try": ti.get("try_number"),
+            "wall_s": ti.get("duration"),
+            "stage_s": own.get("wall_s"),
+            "fresh_imports_s": own.get("imports_s"),
+            "scheduling_s": seconds_between(upstream_end, ti.get("queued_when")) if upstream_end else None,
+            "queue_s": seconds_between(ti.get("queued_when"), ti.get("start_date")),
+            "startup_s": seconds_between(ti.get("start_date"), phases.get("code_start")),
+            "parse_s": phases.get("parse_s"),
+            "callable_s": phases.get("callable_s"),
+            "xcom_s": phases.get("after_code_s"),
+        }
+        if row["callable_s"] is not None and row["stage_s"] is not None:
+            row["beyond_stage_s"] = round(row["callable_s"] - row["stage_s"], 3)
+        if row["wall_s"] is not None and row["stage_s"] is not None:
+            row["overhead_s"] = round(row["wall_s"] - row["stage_s"], 3)
+        rows.append({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()})
+    return rows
+
+
+def stages_own_time(unit_url: str, local_end: dt.datetime, role_prefix: str) -> dict[str, Any]:
+    """The release as ``make bench`` measures it (a process per stage, imports apart), on the same unit."""
+    import shutil
+
+    import run as bench_run  # bench/run.py
+    import sqlalchemy as sa
+
+    from datashare.connections import connection_env_value
+
+    work = Path(tempfile.mkdtemp(prefix="datashare-bench-sched-"))
+    share = f"sqlite:///{work / 'share.sqlite'}"
+    env = {
+        "DATASHARE_NOW": (local_end - dt.timedelta(hours=7)).replace(tzinfo=dt.UTC).isoformat(),
+        "DATASHARE_HOME": str(REPO),
+        "DATASHARE_RELEASE_ROOT": str(work / "releases"),
+        "AIRFLOW_CONN_MONRE_MONITORING": connection_env_value(unit_url),
+        "AIRFLOW_CONN_DATASHARE_SHARE": connection_env_value(share),
+        "GX_ANALYTICS_ENABLED": "false",
+    }
+    if sa.make_url(unit_url).get_backend_name() == "postgresql":
+        env["AIRFLOW_CONN_DATASHARE_SHARE"] = connection_env_value(os.environ["BENCH_SCHED_SHARE_URL"])
+        env["DATASHARE_SHARE_SCHEMA"] = f"bench_sched_{secrets.token_hex(3)}"
+        env["DATASHARE_SQL_ROLE_PREFIX"] = role_prefix  # the stack drops its roles when it stops
+    try:
+        return bench_run.release(env, "bench-sched-own")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def measure(
+    *,
+    unit: str | None,
+    stations: int,
+    days: int,
+    base: Path | None = None,
+    shared_staging: bool | None = None,
+    preload: bool = True,
+) -> dict[str, Any]:
+    """Start the stack, run one release through it, measure the same release stage by stage; stop the stack."""
+    import atexit
+
+    from units import monitoring
+
+    base = base or Path(tempfile.mkdtemp(prefix="datashare-bench-sched-"))
+    if shared_staging is None:
+        shared_staging = os.environ.get("DATASHARE_SCHEDULER_STAGING") == "shared"
+    stack = Stack(base, shared_staging=shared_staging, preload=preload)
+    atexit.register(stack.stop)
+    try:
+        started = time.perf_counter()
+        if unit:
+            from sources import UNITS, ensure
+
+            chosen = UNITS[unit]
+            rows = ensure(chosen)
+            unit_url, local_end = chosen.url, chosen.end
+        else:
+            unit_url = stack.postgres_database("monitoring")
+            end = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=7)).date()
+            made = monitoring.generate(unit_url, stations=stations, days=days, start=end - dt.timedelta(days=days - 1))
+            rows, local_end = made.rows, dt.datetime.combine(end + dt.timedelta(days=1), dt.time(0))
+        stack.timings["unit"] = round(time.perf_counter() - started, 2)
+        share = stack.postgres_database("share")
+        os.environ["BENCH_SCHED_SHARE_URL"] = share
+        now = (local_end - dt.timedelta(hours=7)).replace(tzinfo=dt.UTC).isoformat()
+        stack.start(
+            {"monre_monitoring": unit_url, "datashare_share": share},
+            {"DATASHARE_PSEUDONYM_KEY": secrets.token_hex(32), "DATASHARE_NOW": now},
+        )
+        dags = stack.wait_for_dags({DATASET})
+        t = time.perf_counter()
+        run_id = stack.trigger(dags[DATASET], take_scheduled_slot=True)
+        stack.unpause(DATASET)
+        if wait_runs(stack, {DATASET: run_id}, timeout_s=3600):
+            raise RuntimeError(f"the {DATASET} run {run_id} did not end within an hour; logs in {base / 'logs'}")
+        through_scheduler = time.perf_counter() - t
+        run = next(r for r in stack.runs(DATASET) if r["dag_run_id"] == run_id)
+        try:
+            own = stages_own_time(unit_url, local_end, stack.role_prefix)
+        except RuntimeError as exc:  # the Airflow figures still stand; say why the stage figures are missing
+            log.error("the stages' own time could not be measured: %s", exc)
+            own = {"stages": {}, "wall_s": None, "process_s": None, "error": str(exc)}
+        tasks = per_task(stack, run_id, own["stages"])
+        run_wall = seconds_between(run.get("start_date"), run.get("end_date"))
+        overheads = [t["overhead_s"] for t in tasks if t.get("overhead_s") is not None]
+        return {
+            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "unit": unit or f"monitoring {stations} stations x {days} days",
+            "rows": rows,
+            "state": run["state"],
+            "staging": "shared" if stack.shared_staging else "per-worker",
+            "worker_preload": stack.preload,
+            "run_wall_s": run_wall,
+            "trigger_to_end_s": round(through_scheduler, 3),
+            "stages_own_s": own["wall_s"],
+            "stages_own_error": own.get("error"),
+            "stages_processes_s": own["process_s"],
+            "ratio_to_stages_own": round(run_wall / own["wall_s"], 2) if run_wall and own["wall_s"] else None,
+            "overhead_per_task_median_s": round(statistics.median(overheads), 3) if overheads else None,
+            "tasks": tasks,
+            "stack_timings": stack.timings,
+        }
+    finally:
+        stack.stop()
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The per-task table."""
+    cols = [
+        "task",
+        "worker",
+        "wall_s",
+        "stage_s",
+        "overhead_s",
+        "scheduling_s",
+        "queue_s",
+        "startup_s",
+        "parse_s",
+        "callable_s",
+        "beyond_stage_s",
+        "fresh_imports_s",
+        "xcom_s",
+    ]
+    lines = [
+        f"{result['unit']}: {result['rows']:,} rows, run {result['state']} with {result['staging']} staging, "
+        f"worker preload {'on' if result['worker_preload'] else 'off'}; "
+        f"run wall {result['run_wall_s']} s against the stages' own {result['stages_own_s']} s "
+        f"({result['ratio_to_stages_own']} x); median overhead per task {result['overhead_per_task_median_s']} s",
+        "",
+        "| " + " | ".join(cols) + " |",
+        "|" + "---|" * len(cols),
+    ]
+    for row in result["tasks"]:
+        lines.append("| " + " | ".join("" if row.get(c) is None else str(row.get(c)) for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    """Measure and write ``bench/results/<date>-scheduler.json`` and ``.md``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--unit", choices=["pg_5m", "pg_20m"], help="a bench unit of bench/sources.py")
+    parser.add_argument("--stations", type=int, default=12, help="small scale: stations of a fresh unit")
+    parser.add_argument("--days", type=int, default=7, help="small scale: days of a fresh unit")
+    parser.add_argument("--shared-staging", action="store_true", help="one staging folder for both workers")
+    parser.add_argument("--no-preload", action="store_true", help="workers do not import the engine before forking")
+    parser.add_argument("--out", default="scheduler", help="name of the result files under bench/results/")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("units").setLevel(logging.WARNING)
+    import run as bench_run
+
+    bench_run.QUIET["max_wait_s"] = float(os.environ.get("DATASHARE_BENCH_QUIET_WAIT_S", "10"))
+    result = measure(
+        unit=args.unit,
+        stations=args.stations,
+        days=args.days,
+        shared_staging=args.shared_staging or None,
+        preload=not args.no_preload,
+    )
+    out = REPO / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"{dt.date.today().isoformat()}-{args.out}"
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    table = markdown(result)
+    stem.with_suffix(".md").write_text(table + "\n")
+    print(table)
+    return 0 if result["state"] == "success" else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
