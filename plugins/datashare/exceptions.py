@@ -66,3 +66,7 @@ class PublishBusy(PublishError):
 
 class ConfigError(DatashareError):
     """A connection or setting needed by the run is missing or malformed."""
+
+
+class ChangesError(DatashareError):
+    """Two releases cannot be compared by key (a key column missing, a key that is not unique)."""

@@ -83,7 +83,7 @@ def get_lang(
 
 def _wants_json(request: Request) -> bool:
     path = request.url.path.removeprefix(base_path(request))
-    return path.startswith("/api/") or path.endswith(".jsonld") or path == "/openapi.json"
+    return path.startswith(("/api/", "/delta-sharing/")) or path.endswith(".jsonld") or path == "/openapi.json"
 
 
 def _error(request: Request, status: int, key: str, detail: str) -> Response:
@@ -151,7 +151,7 @@ async def _guard(request: Request, call_next: Callable[[Request], Awaitable[Resp
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The catalog app; ``settings`` default to the environment's (read now, used on the first request)."""
-    from datashare.catalog import api, dcat, pages
+    from datashare.catalog import api, dcat, pages, release_changes, sharing, signed
 
     app = FastAPI(
         title="Datashare catalog",
@@ -171,6 +171,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.middleware("http")(_guard)
     app.include_router(api.router)
+    app.include_router(release_changes.api_router)
     app.include_router(dcat.router)
+    app.include_router(sharing.router)
+    app.include_router(signed.router)
+    app.include_router(release_changes.router)
     app.include_router(pages.router)
     return app
