@@ -17,7 +17,9 @@ Writes ``bench/results/<date>.json``, ``<date>.png``, ``<date>.md`` and refreshe
 (the chart the README shows). Medians of ``--repeat`` runs; the naive path and the incremental run
 are measured once.
 
-    .venv/bin/python bench/run.py [--scales 5m,20m] [--repeat 3] [--no-naive] [--no-mariadb]
+    .venv/bin/python bench/run.py [--scales 5m,20m] [--repeat 3] [--no-naive] [--no-mariadb] [--no-sharing]
+
+The Delta Sharing section (:mod:`bench.sharing_bench`) also runs alone: ``bench/sharing_bench.py``.
 """
 
 from __future__ import annotations
@@ -399,6 +401,9 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (medians)")
     parser.add_argument("--no-naive", action="store_true", help="skip the naive path")
     parser.add_argument("--no-mariadb", action="store_true", help="skip MariaDB")
+    parser.add_argument(
+        "--no-sharing", action="store_true", help="skip Delta Sharing and release changes (bench/sharing_bench.py)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("units").setLevel(logging.WARNING)
@@ -423,6 +428,11 @@ def main() -> int:
     if not args.no_mariadb:
         unit = UNITS["maria_1m"]
         results["mariadb"] = measure_mariadb(unit, ensure(unit), args.repeat, naive=not args.no_naive)
+    if not args.no_sharing:
+        from sharing_bench import measure as measure_sharing
+
+        log.info("Delta Sharing and release changes (5m)")
+        results["sharing"] = measure_sharing("5m", args.repeat, WORK / "sharing-5m")
     results["targets"] = targets(results)
     results["noise"] = {**NOISE, **QUIET}
     results["bench_s"] = round(time.perf_counter() - started, 1)

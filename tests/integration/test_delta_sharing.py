@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import json
 import shutil
 import socket
@@ -678,3 +679,152 @@ def test_profiles_are_not_overwritten_and_need_a_token(server: Server, tmp_path:
         assert "--profile holds an HTTP token" in capsys.readouterr().err
         assert not (tmp_path / "q.share").exists()
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+# -- the catalog's change summaries, page, files and API ------------------------------------------------------
+
+
+def _http(server: Server, path: str, token: str | None = None) -> tuple[int, dict[str, str], bytes]:
+    """GET a catalog path (redirects followed); status, headers and body, errors included."""
+    base = server.endpoint.removesuffix("/delta-sharing")
+    request = urllib.request.Request(base + path, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def _token(profile: str) -> str:
+    return json.loads(Path(profile).read_text())["bearerToken"]
+
+
+def test_the_api_counts_changes_by_key_against_the_previous_release(server: Server, hanoi: str) -> None:
+    local = ReleaseStore.local(server.built.root)
+    expected = _expected_changes(local, LAND, 1, 2)
+    kinds = expected["_change_type"].value_counts().to_dict()
+
+    status, _, body = _http(server, f"/api/v1/datasets/{LAND}/changes", _token(hanoi))
+
+    assert status == 200
+    answer = json.loads(body)
+    assert (answer["from_version"], answer["to_version"], answer["key"]) == (1, 2, ["parcel_id"])
+    assert answer["added"] == kinds.get("insert", 0) == len(server.built.new_parcels)
+    assert answer["removed"] == kinds.get("delete", 0) == 0
+    assert answer["changed"] == kinds["update_postimage"] > 0
+    assert answer["rows_before"] == local.release(LAND, 1).rows
+    assert answer["rows_after"] == local.release(LAND, 2).rows == answer["rows_before"] + answer["added"]
+    assert answer["unchanged"] == answer["rows_after"] - answer["added"] - answer["changed"]
+    assert answer["schema_changes"] == []
+    assert answer["title"]["vi"] == "Thửa đất địa chính"
+
+
+def test_any_two_visible_versions_compare_and_a_withdrawn_one_does_not(server: Server, hanoi: str) -> None:
+    token = _token(hanoi)
+    local = ReleaseStore.local(server.built.root)
+
+    status, _, body = _http(server, f"/api/v1/datasets/{WATER}/changes?from=1&to=3", token)
+    assert status == 200
+    answer = json.loads(body)
+    kinds = _expected_changes(local, WATER, 1, 3)["_change_type"].value_counts().to_dict()
+    assert (answer["added"], answer["removed"], answer["changed"]) == (
+        kinds.get("insert", 0),
+        kinds.get("delete", 0),
+        kinds.get("update_postimage", 0),
+    )
+    default = json.loads(_http(server, f"/api/v1/datasets/{WATER}/changes", token)[2])
+    assert (default["from_version"], default["to_version"]) == (1, 3)  # v2 is withdrawn: v3 follows v1
+    for query in ("from=2&to=3", "from=1&to=2"):
+        assert _http(server, f"/api/v1/datasets/{WATER}/changes?{query}", token)[0] == 404
+    status, _, body = _http(server, f"/api/v1/datasets/{WATER}/changes?from=3&to=1", token)
+    assert status == 400 and "older release" in json.loads(body)["detail"]
+    status, _, body = _http(server, f"/api/v1/datasets/{AIR}/changes?to=1", token)
+    assert status == 400 and "first release" in json.loads(body)["detail"]
+    assert _http(server, f"/api/v1/datasets/{AIR}/changes?from=x", token)[0] == 422
+
+
+def test_change_files_download_as_parquet_and_csv(server: Server, hanoi: str) -> None:
+    import pandas as pd
+
+    token = _token(hanoi)
+    local = ReleaseStore.local(server.built.root)
+    answer = json.loads(_http(server, f"/api/v1/datasets/{LAND}/changes", token)[2])
+    expected = _expected_changes(local, LAND, 1, 2)
+
+    status, _, parquet = _http(server, f"/api/v1/datasets/{LAND}/changes/download?from=1&to=2", token)
+    assert status == 200 and hashlib.sha256(parquet).hexdigest() == answer["file_sha256"]
+    table = pq.read_table(pa_buffer(parquet))
+    assert _normalise(table.to_pandas(date_as_object=True), KEYS[LAND]) == _normalise(expected, KEYS[LAND])
+
+    status, headers, csv = _http(server, f"/api/v1/datasets/{LAND}/changes/download?format=csv", token)
+    assert status == 200 and headers["content-type"].startswith("text/csv")
+    assert csv.startswith(b"\xef\xbb\xbf")  # Excel reads UTF-8 Vietnamese only with the BOM
+    assert f"{LAND}-v2-changes-v1-v2.csv" in headers["content-disposition"]
+    frame = pd.read_csv(io.BytesIO(csv), encoding="utf-8-sig", dtype=str, keep_default_na=False)
+    assert list(frame.columns) == list(expected.columns)
+    assert len(frame) == len(expected) == answer["change_rows"]
+    assert sorted(zip(frame["parcel_id"], frame["_change_type"], strict=True)) == sorted(
+        zip(expected["parcel_id"].astype(str), expected["_change_type"], strict=True)
+    )
+    updated = frame["updated_at"].iloc[0]
+    assert dt.datetime.fromisoformat(updated) and "T" in updated  # ISO 8601
+
+
+def pa_buffer(data: bytes) -> Any:
+    import pyarrow as pa
+
+    return pa.BufferReader(data)
+
+
+def test_the_release_page_sums_up_its_changes_in_both_languages(server: Server, hanoi: str) -> None:
+    token = _token(hanoi)
+    answer = json.loads(_http(server, f"/api/v1/datasets/{LAND}/changes", token)[2])
+
+    status, _, page = _http(server, f"/datasets/{LAND}/v/2", token)
+    html = page.decode()
+    assert status == 200
+    assert "Thay đổi so với phiên bản trước" in html and "Dòng thay đổi" in html
+    changed = html.split('class="changes-changed">', 1)[1].split("<", 1)[0]
+    assert changed == f"{answer['changed']:,}".replace(",", ".")
+    assert f'href="/datasets/{LAND}/changes?from=1&amp;to=2"' in html
+    english = _http(server, f"/datasets/{LAND}/v/2?lang=en", token)[2].decode()
+    assert "Changes since the previous release" in english and "Rows changed" in english
+    first = _http(server, f"/datasets/{LAND}/v/1", token)[2].decode()
+    assert "Phiên bản đầu tiên" in first
+
+
+def test_the_changes_page_shows_before_and_after(server: Server, hanoi: str) -> None:
+    token = _token(hanoi)
+
+    status, _, page = _http(server, f"/datasets/{LAND}/changes?from=1&to=2&lang=en", token)
+
+    html = page.decode()
+    assert status == 200
+    assert html.index("Before") < html.index("After")  # a changed parcel: its old row, then its new one
+    assert 'class="diff"' in html and "area_m2" in html
+    assert "Rows added" in html and "Matched by key" in html and "<code>parcel_id</code>" in html
+    vi = _http(server, f"/datasets/{LAND}/changes", token)[2].decode()
+    assert "Trước khi sửa" in vi and "Sau khi sửa" in vi and "Dòng thêm mới" in vi
+    assert '<html lang="vi">' in vi
+
+
+def test_changes_follow_the_catalogs_access_rule(server: Server) -> None:
+    hcmc = _token(server.profile(HCMC))
+    for path in (
+        f"/api/v1/datasets/{LAND}/changes",
+        f"/api/v1/datasets/{LAND}/changes/download?format=csv",
+        f"/datasets/{LAND}/changes",
+    ):
+        assert _http(server, path, hcmc)[0] == 404, path
+        assert _http(server, path)[0] == 404, path
+    assert _http(server, f"/api/v1/datasets/{AIR}/changes")[0] == 200  # open data: anyone
+    assert _http(server, f"/api/v1/datasets/{LAND}/changes", server.built.tokens["revoked"])[0] == 401
+
+
+def test_openapi_documents_the_changes_routes(server: Server) -> None:
+    spec = json.loads(_http(server, "/openapi.json")[2])
+    changes = spec["paths"]["/api/v1/datasets/{dataset_id}/changes"]["get"]
+    assert {p["name"] for p in changes["parameters"]} >= {"dataset_id", "from", "to"}
+    download = spec["paths"]["/api/v1/datasets/{dataset_id}/changes/download"]["get"]
+    assert {p["name"] for p in download["parameters"]} >= {"from", "to", "format"}
+    assert "text/csv" in download["responses"]["200"]["content"]
