@@ -24,6 +24,9 @@ files are compared by DuckDB with a memory limit, spilling to a scratch folder, 
 streamed to the change file. The comparison assumes what the pipeline guarantees: a key appears
 once in a release. A repeated key is refused with an error that names it.
 
+**One at a time.** A process runs one comparison at a time (each may take up to its memory limit); a
+request for a cached comparison never waits.
+
 **Cache.** Releases never change, so a comparison is made once and kept in the release store under
 ``<id>/_changes/v<A>-v<B>/`` (outside the sealed release folders that ``verify`` checks): the change
 file under a name carrying its digest, then ``summary.json`` written put-if-absent. The summary is
@@ -38,6 +41,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -78,6 +82,10 @@ DUCKDB_TYPES = {
     "datetime": "TIMESTAMP",
 }
 """Table Schema types of our manifests as DuckDB types (for a release without any data file)."""
+
+
+_one_at_a_time = threading.Lock()
+"""Comparisons of one process run one at a time (cached answers never wait)."""
 
 
 @dataclass(frozen=True)
@@ -225,8 +233,12 @@ def compare(
     found = cached(store, before, after)
     if found is not None:
         return found
-    with _scratch(workdir) as scratch:
-        return _compute(store, before, after, tuple(key or release_key(after)), scratch)
+    with _one_at_a_time:  # a comparison takes up to MEMORY_LIMIT: a burst of requests queues, not multiplies
+        found = cached(store, before, after)  # made by the request we waited for?
+        if found is not None:
+            return found
+        with _scratch(workdir) as scratch:
+            return _compute(store, before, after, tuple(key or release_key(after)), scratch)
 
 
 @contextmanager

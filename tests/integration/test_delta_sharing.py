@@ -461,6 +461,17 @@ def _query(server: Server, token: str, dataset_id: str, body: dict[str, Any]) ->
         return response.read().decode().splitlines()
 
 
+def _query_raw(server: Server, token: str, body: bytes) -> list[str]:
+    request = urllib.request.Request(
+        f"{server.endpoint}/shares/{HANOI}/schemas/land/tables/{LAND}/query",
+        data=body,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return response.read().decode().splitlines()
+
+
 def test_predicate_hints_skip_files_whose_statistics_rule_them_out(server: Server, hanoi: str) -> None:
     token = json.loads(Path(hanoi).read_text())["bearerToken"]
     release = server.store.latest(LAND)
@@ -531,6 +542,18 @@ def test_table_changes_between_two_versions_are_exactly_the_rows_that_changed(se
     assert kinds.get("update_preimage") == kinds.get("update_postimage") > 0
     changed = set(got.loc[got["_change_type"] == "update_postimage", "parcel_id"])
     assert changed <= set(server.built.touched)  # re-surveyed parcels, nothing else
+
+    # The same range by commit time: the first release at or after the start, the last at or before the end.
+    stamp = committed.astimezone().strftime("%Y-%m-%d %H:%M:%S")  # the protocol's format: the server's zone
+    by_time = delta_sharing.load_table_changes_as_pandas(
+        _url(hanoi, LAND), starting_timestamp=stamp, ending_timestamp=stamp
+    )
+    assert set(by_time["_commit_version"]) == {2}
+    assert _normalise(by_time.drop(columns=["_commit_version", "_commit_timestamp"]), KEYS[LAND]) == _normalise(
+        expected, KEYS[LAND]
+    )
+    iso = committed.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert delta_sharing.get_table_version(_url(hanoi, LAND), starting_timestamp=iso) == 2
 
 
 def test_the_change_feed_starts_with_the_first_release_as_inserts(server: Server, hanoi: str) -> None:
@@ -633,6 +656,9 @@ def test_malformed_requests_get_protocol_errors(server: Server, hanoi: str) -> N
         (json.dumps({"limitHint": "ten"}).encode(), "limitHint"),
         (json.dumps({"startingVersion": 1}).encode(), "/changes"),
         (json.dumps({"timestamp": "yesterday"}).encode(), "not a timestamp"),
+        (json.dumps({"timestamp": "0001-01-01 00:00:00"}).encode(), "0001-01-01"),
+        (b"[" * 100_000 + b"]" * 100_000, "not JSON"),  # nesting deep enough to exhaust a recursive parser
+        (b'{"predicateHints": ["' + b"x" * (1 << 20) + b'"]}', "larger than 1 MiB"),
     ):
         status, answer = _get_error(f"{table}/query", token, "POST", body)
         assert status == 400 and needle in answer["message"], (body, answer)
@@ -645,6 +671,8 @@ def test_malformed_requests_get_protocol_errors(server: Server, hanoi: str) -> N
     ):
         status, answer = _get_error(f"{table}/changes{query}", token)
         assert status == 400 and needle in answer["message"], (query, answer)
+    deep = json.dumps({"jsonPredicateHints": "[" * 100_000 + "]" * 100_000}).encode()
+    assert len(_query_raw(server, token, deep)) > 2  # an unreadable hint is skipped, not a server error
     status, answer = _get_error(f"{server.endpoint}/shares/{HANOI}/schemas/land/tables/no_such_table/metadata", token)
     assert status == 404 and answer["errorCode"] == "RESOURCE_DOES_NOT_EXIST"
 

@@ -236,9 +236,11 @@ def parse_timestamp(text: str) -> datetime:
         y, m, d = parts[0].split("-")
         normal = f"{int(y):04d}-{int(m):02d}-{int(d):02d}" + (f"T{parts[1]}" if len(parts) > 1 else "")
         when = datetime.fromisoformat(normal.replace("Z", "+00:00"))
-    except ValueError:
+        when = when if when.tzinfo is not None else when.astimezone()  # naive: the server's local time
+        when.timestamp()
+    except (ValueError, OverflowError, OSError):
         raise _bad(f"not a timestamp: {raw[:40]!r} (expected yyyy-mm-dd hh:mm:ss[.f], or ISO 8601)") from None
-    return when if when.tzinfo is not None else when.astimezone()  # naive: the server's local time
+    return when
 
 
 def _version_at(who: Recipientship, spec: DatasetSpec, versions: list[int], when: datetime, *, after: bool) -> int:
@@ -396,11 +398,9 @@ class QueryBody:
 
     @classmethod
     def parse(cls, raw: bytes) -> QueryBody:
-        if len(raw) > 1 << 20:
-            raise _bad("the request body is larger than 1 MiB")
         try:
             body = json.loads(raw or b"{}")
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise _bad("the request body is not JSON") from None
         if not isinstance(body, dict):
             raise _bad("the request body must be a JSON object")
@@ -414,7 +414,7 @@ class QueryBody:
         if body.get("jsonPredicateHints") not in (None, ""):
             try:  # a hint: one we cannot read is skipped, as the protocol says
                 json_hint = json.loads(str(body["jsonPredicateHints"]))
-            except ValueError:
+            except (ValueError, RecursionError):
                 log.info("Skipping jsonPredicateHints that are not JSON")
         limit, version, timestamp = body.get("limitHint"), body.get("version"), body.get("timestamp")
         for name, value in (("limitHint", limit), ("version", version)):
@@ -428,6 +428,21 @@ class QueryBody:
 
 
 _stats = StatsCache()
+MAX_BODY = 1 << 20
+
+
+async def _body(request: Request) -> bytes:
+    """The request body, refused past 1 MiB without reading the rest (a query body is a few hints)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        raise _bad("the request body is larger than 1 MiB")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise _bad("the request body is larger than 1 MiB")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _file_lines(
@@ -469,7 +484,7 @@ def _file_lines(
 @router.post("/shares/{share}/schemas/{schema}/tables/{table}/query", summary="Read a table (Delta Sharing)")
 async def query_table(share: str, schema: str, table: str, request: Request, who: Who) -> Response:
     """Files of the newest release, or of the release given by ``version`` or ``timestamp``."""
-    query = QueryBody.parse(await request.body())
+    query = QueryBody.parse(await _body(request))
     spec, versions = _find(who, share, schema, table)
     if query.version is not None:
         version = _check_version(spec, versions, query.version)
