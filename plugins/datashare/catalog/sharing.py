@@ -36,6 +36,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from datashare.access import Recipient
@@ -126,7 +127,64 @@ class SharingRoute(APIRoute):
         return guarded
 
 
-router = APIRouter(prefix=PREFIX, tags=["delta-sharing"], route_class=SharingRoute)
+class ProtocolError(BaseModel):
+    """The protocol's error answer."""
+
+    errorCode: str = Field(description="INVALID_PARAMETER_VALUE, UNAUTHENTICATED, RESOURCE_DOES_NOT_EXIST...")
+    message: str
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ProtocolError, "description": "Malformed request."},
+    401: {"model": ProtocolError, "description": "No bearer token, or one that is invalid, expired or revoked."},
+    404: {"model": ProtocolError, "description": "No such share, schema, table or version, or not shared with you."},
+    500: {"model": ProtocolError, "description": "The server could not read the table."},
+}
+
+
+def _params(*specs: tuple[str, dict[str, Any], str]) -> dict[str, Any]:
+    """OpenAPI query parameters of a route that reads them itself (to answer bad ones in the protocol's format)."""
+    return {
+        "parameters": [
+            {"name": name, "in": "query", "required": False, "schema": schema, "description": text}
+            for name, schema, text in specs
+        ]
+    }
+
+
+PAGING = _params(
+    ("maxResults", {"type": "integer", "minimum": 0}, "Items per page (at most 1000)."),
+    ("pageToken", {"type": "string"}, "nextPageToken of the previous page."),
+)
+VERSION_PARAMS = _params(
+    ("startingTimestamp", {"type": "string"}, "The first version committed at or after this time."),
+)
+CHANGES_PARAMS = _params(
+    ("startingVersion", {"type": "integer", "minimum": 0}, "First version, inclusive."),
+    ("startingTimestamp", {"type": "string"}, "Or: the first version committed at or after this time."),
+    ("endingVersion", {"type": "integer", "minimum": 0}, "Last version, inclusive (default: the newest)."),
+    ("endingTimestamp", {"type": "string"}, "Or: the last version committed at or before this time."),
+    ("includeHistoricalMetadata", {"type": "boolean"}, "Also the metadata of versions whose schema changed."),
+)
+QUERY_BODY = {
+    "requestBody": {
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "predicateHints": {"type": "array", "items": {"type": "string"}},
+                        "jsonPredicateHints": {"type": "string"},
+                        "limitHint": {"type": "integer", "minimum": 0},
+                        "version": {"type": "integer", "minimum": 0},
+                        "timestamp": {"type": "string"},
+                    },
+                }
+            }
+        }
+    }
+}
+router = APIRouter(prefix=PREFIX, tags=["delta-sharing"], route_class=SharingRoute, responses=ERRORS)
 
 
 # -- who is asking ------------------------------------------------------------------------------------
@@ -323,7 +381,7 @@ PROTOCOL = {"protocol": {"minReaderVersion": 1}}
 # -- routes ---------------------------------------------------------------------------------------
 
 
-@router.get("/shares", summary="Shares of the caller (Delta Sharing)")
+@router.get("/shares", summary="Shares of the caller (Delta Sharing)", openapi_extra=PAGING)
 def list_shares(request: Request, who: Who) -> dict[str, Any]:
     """The recipient's one share: everything it is granted."""
     return _page(request, [{"name": who.share, "id": _share_id(who.share)}], lambda i: i["name"])
@@ -336,7 +394,7 @@ def get_share(share: str, who: Who) -> dict[str, Any]:
     return {"share": {"name": who.share, "id": _share_id(who.share)}}
 
 
-@router.get("/shares/{share}/schemas", summary="Schemas (sectors) of a share (Delta Sharing)")
+@router.get("/shares/{share}/schemas", summary="Schemas (sectors) of a share (Delta Sharing)", openapi_extra=PAGING)
 def list_schemas(request: Request, share: str, who: Who) -> dict[str, Any]:
     """Sectors holding at least one table the recipient may read."""
     _check_share(who, share)
@@ -344,7 +402,9 @@ def list_schemas(request: Request, share: str, who: Who) -> dict[str, Any]:
     return _page(request, [{"name": s, "share": who.share} for s in sectors], lambda i: i["name"])
 
 
-@router.get("/shares/{share}/schemas/{schema}/tables", summary="Tables of a schema (Delta Sharing)")
+@router.get(
+    "/shares/{share}/schemas/{schema}/tables", summary="Tables of a schema (Delta Sharing)", openapi_extra=PAGING
+)
 def list_tables(request: Request, share: str, schema: str, who: Who) -> dict[str, Any]:
     """Datasets of one sector the recipient may read."""
     _check_share(who, share)
@@ -354,7 +414,7 @@ def list_tables(request: Request, share: str, schema: str, who: Who) -> dict[str
     return _page(request, items, lambda i: i["name"])
 
 
-@router.get("/shares/{share}/all-tables", summary="Every table of a share (Delta Sharing)")
+@router.get("/shares/{share}/all-tables", summary="Every table of a share (Delta Sharing)", openapi_extra=PAGING)
 def list_all_tables(request: Request, share: str, who: Who) -> dict[str, Any]:
     """Every dataset the recipient may read, across sectors."""
     _check_share(who, share)
@@ -362,7 +422,11 @@ def list_all_tables(request: Request, share: str, who: Who) -> dict[str, Any]:
     return _page(request, items, lambda i: f"{i['schema']}.{i['name']}")
 
 
-@router.get("/shares/{share}/schemas/{schema}/tables/{table}/version", summary="Table version (Delta Sharing)")
+@router.get(
+    "/shares/{share}/schemas/{schema}/tables/{table}/version",
+    summary="Table version (Delta Sharing)",
+    openapi_extra=VERSION_PARAMS,
+)
 def table_version(share: str, schema: str, table: str, request: Request, who: Who) -> Response:
     """The newest release number, or the first committed at or after ``startingTimestamp``."""
     spec, versions = _find(who, share, schema, table)
@@ -481,7 +545,11 @@ def _file_lines(
     return out
 
 
-@router.post("/shares/{share}/schemas/{schema}/tables/{table}/query", summary="Read a table (Delta Sharing)")
+@router.post(
+    "/shares/{share}/schemas/{schema}/tables/{table}/query",
+    summary="Read a table (Delta Sharing)",
+    openapi_extra=QUERY_BODY,
+)
 async def query_table(share: str, schema: str, table: str, request: Request, who: Who) -> Response:
     """Files of the newest release, or of the release given by ``version`` or ``timestamp``."""
     query = QueryBody.parse(await _body(request))
@@ -516,7 +584,11 @@ def change_set(catalog: Catalog, spec: DatasetSpec, before: int, after: int) -> 
     return compare(catalog.store, catalog.release(spec.id, before), catalog.release(spec.id, after), key=spec.key)
 
 
-@router.get("/shares/{share}/schemas/{schema}/tables/{table}/changes", summary="Change data feed (Delta Sharing)")
+@router.get(
+    "/shares/{share}/schemas/{schema}/tables/{table}/changes",
+    summary="Change data feed (Delta Sharing)",
+    openapi_extra=CHANGES_PARAMS,
+)
 def table_changes(share: str, schema: str, table: str, request: Request, who: Who) -> Response:
     """Row changes of each release from the start to the end version (inclusive), against the release before it.
 
