@@ -258,6 +258,8 @@ def measure(scale: str, repeat: int, work: Path) -> dict[str, Any]:
         "changes_feed": feed,
     }
     shutil.rmtree(root, ignore_errors=True)
+    shutil.rmtree(work / "diff", ignore_errors=True)
+    (work / "bench.share").unlink(missing_ok=True)  # holds a token of the (now deleted) store
     _drop_share_schema()
     return result
 
