@@ -1,7 +1,7 @@
 """A Delta Sharing server over our releases, under ``/delta-sharing`` in the catalog.
 
 It follows the protocol's PROTOCOL.md (REST APIs, parquet response format): data platforms (pandas,
-Spark, Power BI's connector...) read what a recipient is granted with their own Delta Sharing client.
+Spark...) read what a recipient is granted with their own Delta Sharing client.
 
 | Delta Sharing | here |
 |---|---|
@@ -27,35 +27,46 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
-from fastapi.routing import APIRoute
-from pydantic import BaseModel, Field
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi.responses import Response
 
 from datashare.access import Recipient
 from datashare.catalog.app import base_path, get_catalog
 from datashare.catalog.auth import check_token
 from datashare.catalog.hints import StatsCache, may_match
-from datashare.catalog.service import Catalog, CatalogError, Reader, Unauthorized
+from datashare.catalog.service import Catalog, Reader
+from datashare.catalog.sharing_protocol import (
+    CHANGES_PARAMS,
+    ERRORS,
+    PAGING,
+    PROTOCOL,
+    QUERY_BODY,
+    VERSION_HEADER,
+    VERSION_PARAMS,
+    QueryBody,
+    SharingError,
+    SharingRoute,
+    bad_request,
+    int_param,
+    ndjson_lines,
+    ndjson_response,
+    not_shared,
+    parse_timestamp,
+    read_body,
+)
 from datashare.catalog.signed import file_url
 from datashare.changes import ChangeSet, compare, table_schema_fields
-from datashare.exceptions import DatashareError
 from datashare.spec import DatasetSpec
 from datashare.store import Release
 
 log = logging.getLogger(__name__)
 
 PREFIX = "/delta-sharing"
-NDJSON = "application/x-ndjson; charset=utf-8"
-VERSION_HEADER = "Delta-Table-Version"
-CAPABILITIES_HEADER = "Delta-Sharing-Capabilities"
 MAX_RESULTS = 1000
 _NAMESPACE = uuid.UUID("6f1d8a4e-5d0c-4f5e-9a57-2c1b7e0d9a11")
 """Fixed namespace of the share and table ids (UUID 5), so an id never changes for the same name."""
@@ -71,119 +82,6 @@ DELTA_TYPES = {
 """Our Table Schema types as Delta (Spark SQL) primitive types: integer is 64-bit, number a double."""
 
 
-class SharingError(Exception):
-    """An answer other than 200 in the protocol's error format."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
-def _bad(message: str) -> SharingError:
-    return SharingError(400, "INVALID_PARAMETER_VALUE", message)
-
-
-def _missing() -> SharingError:
-    return SharingError(404, "RESOURCE_DOES_NOT_EXIST", "No such share, schema or table, or it is not shared with you.")
-
-
-def _answer(exc: SharingError) -> JSONResponse:
-    headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'} if exc.status == 401 else None
-    return JSONResponse({"errorCode": exc.code, "message": exc.message}, status_code=exc.status, headers=headers)
-
-
-class SharingRoute(APIRoute):
-    """Routes whose every refusal (ours, FastAPI's validation, the catalog's) is a protocol error."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def guarded(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except SharingError as exc:
-                log.warning(
-                    "Delta Sharing %s %s refused with %s: %s", request.method, request.url.path, exc.status, exc.message
-                )
-                return _answer(exc)
-            except Unauthorized:
-                log.warning("Delta Sharing %s %s refused: invalid token", request.method, request.url.path)
-                return _answer(SharingError(401, "UNAUTHENTICATED", "The bearer token is invalid, expired or revoked."))
-            except CatalogError as exc:
-                return _answer(SharingError(exc.status, "INVALID_PARAMETER_VALUE", exc.detail))
-            except RequestValidationError as exc:
-                problems = "; ".join(
-                    f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in exc.errors()
-                )
-                return _answer(_bad(f"Invalid request: {problems[:500]}"))
-            except StarletteHTTPException as exc:
-                return _answer(SharingError(exc.status_code, "INVALID_PARAMETER_VALUE", str(exc.detail)))
-            except DatashareError as exc:  # the store or the change engine refused: say what, keep the status honest
-                log.error("Delta Sharing %s %s failed: %s", request.method, request.url.path, exc)
-                return _answer(SharingError(500, "INTERNAL_ERROR", "The server could not read the table."))
-
-        return guarded
-
-
-class ProtocolError(BaseModel):
-    """The protocol's error answer."""
-
-    errorCode: str = Field(description="INVALID_PARAMETER_VALUE, UNAUTHENTICATED, RESOURCE_DOES_NOT_EXIST...")
-    message: str
-
-
-ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ProtocolError, "description": "Malformed request."},
-    401: {"model": ProtocolError, "description": "No bearer token, or one that is invalid, expired or revoked."},
-    404: {"model": ProtocolError, "description": "No such share, schema, table or version, or not shared with you."},
-    500: {"model": ProtocolError, "description": "The server could not read the table."},
-}
-
-
-def _params(*specs: tuple[str, dict[str, Any], str]) -> dict[str, Any]:
-    """OpenAPI query parameters of a route that reads them itself (to answer bad ones in the protocol's format)."""
-    return {
-        "parameters": [
-            {"name": name, "in": "query", "required": False, "schema": schema, "description": text}
-            for name, schema, text in specs
-        ]
-    }
-
-
-PAGING = _params(
-    ("maxResults", {"type": "integer", "minimum": 0}, "Items per page (at most 1000)."),
-    ("pageToken", {"type": "string"}, "nextPageToken of the previous page."),
-)
-VERSION_PARAMS = _params(
-    ("startingTimestamp", {"type": "string"}, "The first version committed at or after this time."),
-)
-CHANGES_PARAMS = _params(
-    ("startingVersion", {"type": "integer", "minimum": 0}, "First version, inclusive."),
-    ("startingTimestamp", {"type": "string"}, "Or: the first version committed at or after this time."),
-    ("endingVersion", {"type": "integer", "minimum": 0}, "Last version, inclusive (default: the newest)."),
-    ("endingTimestamp", {"type": "string"}, "Or: the last version committed at or before this time."),
-    ("includeHistoricalMetadata", {"type": "boolean"}, "Also the metadata of versions whose schema changed."),
-)
-QUERY_BODY = {
-    "requestBody": {
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "predicateHints": {"type": "array", "items": {"type": "string"}},
-                        "jsonPredicateHints": {"type": "string"},
-                        "limitHint": {"type": "integer", "minimum": 0},
-                        "version": {"type": "integer", "minimum": 0},
-                        "timestamp": {"type": "string"},
-                    },
-                }
-            }
-        }
-    }
-}
 router = APIRouter(prefix=PREFIX, tags=["delta-sharing"], route_class=SharingRoute, responses=ERRORS)
 
 
@@ -233,7 +131,7 @@ def _page(request: Request, items: list[dict[str, Any]], sort_key: Callable[[dic
     raw_max = request.query_params.get("maxResults")
     token = request.query_params.get("pageToken") or ""
     if raw_max is not None and (not raw_max.isdigit() or int(raw_max) > 10**9):
-        raise _bad(f"maxResults must be a non-negative whole number, got {raw_max[:20]!r}")
+        raise bad_request(f"maxResults must be a non-negative whole number, got {raw_max[:20]!r}")
     limit = min(int(raw_max), MAX_RESULTS) if raw_max is not None else MAX_RESULTS
     items = sorted(items, key=sort_key)
     if token:
@@ -257,7 +155,7 @@ def _tables(who: Recipientship) -> list[tuple[DatasetSpec, list[int]]]:
 
 def _check_share(who: Recipientship, share: str) -> None:
     if share.lower() != who.share:
-        raise _missing()
+        raise not_shared()
 
 
 def _table_item(who: Recipientship, spec: DatasetSpec) -> dict[str, Any]:
@@ -275,7 +173,7 @@ def _find(who: Recipientship, share: str, schema: str, table: str) -> tuple[Data
     for spec, versions in _tables(who):
         if spec.id == table.lower() and spec.sector == schema.lower():
             return spec, versions
-    raise _missing()
+    raise not_shared()
 
 
 # -- versions and time --------------------------------------------------------------------------------
@@ -286,21 +184,6 @@ def _committed_ms(release: Release) -> int:
     return int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() * 1000)
 
 
-def parse_timestamp(text: str) -> datetime:
-    """A protocol timestamp (``yyyy-[m]m-[d]d hh:mm:ss[.f...]``, the server's local zone) or ISO 8601 with a zone."""
-    raw = text.strip()
-    try:
-        parts = raw.replace("T", " ").split(" ", 1)
-        y, m, d = parts[0].split("-")
-        normal = f"{int(y):04d}-{int(m):02d}-{int(d):02d}" + (f"T{parts[1]}" if len(parts) > 1 else "")
-        when = datetime.fromisoformat(normal.replace("Z", "+00:00"))
-        when = when if when.tzinfo is not None else when.astimezone()  # naive: the server's local time
-        when.timestamp()
-    except (ValueError, OverflowError, OSError):
-        raise _bad(f"not a timestamp: {raw[:40]!r} (expected yyyy-mm-dd hh:mm:ss[.f], or ISO 8601)") from None
-    return when
-
-
 def _version_at(who: Recipientship, spec: DatasetSpec, versions: list[int], when: datetime, *, after: bool) -> int:
     """The version committed at or before ``when`` (``after=False``) or the first at or after it."""
     moment = when.timestamp() * 1000
@@ -308,11 +191,11 @@ def _version_at(who: Recipientship, spec: DatasetSpec, versions: list[int], when
     if after:
         later = [v for v, ms in releases if ms >= moment]
         if not later:
-            raise _bad(f"{spec.id}: no release was committed at or after {when.isoformat()}")
+            raise bad_request(f"{spec.id}: no release was committed at or after {when.isoformat()}")
         return later[0]
     earlier = [v for v, ms in releases if ms <= moment]
     if not earlier:
-        raise _bad(f"{spec.id}: no release was committed at or before {when.isoformat()}")
+        raise bad_request(f"{spec.id}: no release was committed at or before {when.isoformat()}")
     return earlier[-1]
 
 
@@ -363,21 +246,6 @@ def _metadata(release: Release, spec: DatasetSpec, *, version: int | None = None
     return meta
 
 
-def _lines(*objects: dict[str, Any]) -> str:
-    return "".join(json.dumps(o, ensure_ascii=False, separators=(",", ":")) + "\n" for o in objects)
-
-
-def _ndjson(body: str, version: int) -> Response:
-    return Response(
-        body,
-        media_type=NDJSON,
-        headers={VERSION_HEADER: str(version), CAPABILITIES_HEADER: "responseformat=parquet"},
-    )
-
-
-PROTOCOL = {"protocol": {"minReaderVersion": 1}}
-
-
 # -- routes ---------------------------------------------------------------------------------------
 
 
@@ -410,7 +278,7 @@ def list_tables(request: Request, share: str, schema: str, who: Who) -> dict[str
     _check_share(who, share)
     items = [_table_item(who, spec) for spec, _ in _tables(who) if spec.sector == schema.lower()]
     if not items:
-        raise _missing()
+        raise not_shared()
     return _page(request, items, lambda i: i["name"])
 
 
@@ -447,66 +315,10 @@ def table_metadata(share: str, schema: str, table: str, who: Who) -> Response:
     """Protocol and metadata (schema in Delta's JSON) of the newest release."""
     spec, versions = _find(who, share, schema, table)
     release = who.catalog.release(spec.id, versions[-1])
-    return _ndjson(_lines(PROTOCOL, {"metaData": _metadata(release, spec)}), release.version)
-
-
-@dataclass(frozen=True)
-class QueryBody:
-    """The ``/query`` request body, checked field by field."""
-
-    predicate_hints: list[str]
-    json_predicate_hints: Any
-    limit_hint: int | None
-    version: int | None
-    timestamp: str | None
-
-    @classmethod
-    def parse(cls, raw: bytes) -> QueryBody:
-        try:
-            body = json.loads(raw or b"{}")
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            raise _bad("the request body is not JSON") from None
-        if not isinstance(body, dict):
-            raise _bad("the request body must be a JSON object")
-        unsupported = sorted(set(body) & {"startingVersion", "endingVersion"})
-        if unsupported:
-            raise _bad(f"{', '.join(unsupported)} on /query is not served here: read changes from /changes")
-        hints = body.get("predicateHints") or []
-        if not isinstance(hints, list) or not all(isinstance(h, str) for h in hints):
-            raise _bad("predicateHints must be a list of strings")
-        json_hint = None
-        if body.get("jsonPredicateHints") not in (None, ""):
-            try:  # a hint: one we cannot read is skipped, as the protocol says
-                json_hint = json.loads(str(body["jsonPredicateHints"]))
-            except (ValueError, RecursionError):
-                log.info("Skipping jsonPredicateHints that are not JSON")
-        limit, version, timestamp = body.get("limitHint"), body.get("version"), body.get("timestamp")
-        for name, value in (("limitHint", limit), ("version", version)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-                raise _bad(f"{name} must be a non-negative whole number")
-        if timestamp is not None and not isinstance(timestamp, str):
-            raise _bad("timestamp must be a string")
-        if version is not None and timestamp is not None:
-            raise _bad("give either version or timestamp, not both")
-        return cls(hints, json_hint, limit, version, timestamp)
+    return ndjson_response(ndjson_lines(PROTOCOL, {"metaData": _metadata(release, spec)}), release.version)
 
 
 _stats = StatsCache()
-MAX_BODY = 1 << 20
-
-
-async def _body(request: Request) -> bytes:
-    """The request body, refused past 1 MiB without reading the rest (a query body is a few hints)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY:
-        raise _bad("the request body is larger than 1 MiB")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise _bad("the request body is larger than 1 MiB")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _file_lines(
@@ -552,7 +364,7 @@ def _file_lines(
 )
 async def query_table(share: str, schema: str, table: str, request: Request, who: Who) -> Response:
     """Files of the newest release, or of the release given by ``version`` or ``timestamp``."""
-    query = QueryBody.parse(await _body(request))
+    query = QueryBody.parse(await read_body(request))
     spec, versions = _find(who, share, schema, table)
     if query.version is not None:
         version = _check_version(spec, versions, query.version)
@@ -567,16 +379,7 @@ async def query_table(share: str, schema: str, table: str, request: Request, who
         "Delta Sharing: %s read %s v%s (%s of %s files)", who.share, spec.id, version, len(files), len(release.files)
     )
     meta = _metadata(release, spec, version=version if time_travel else None)
-    return _ndjson(_lines(PROTOCOL, {"metaData": meta}, *files), version)
-
-
-def _int_param(request: Request, name: str) -> int | None:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return None
-    if not raw.isdigit() or len(raw) > 18:
-        raise _bad(f"{name} must be a non-negative whole number, got {raw[:20]!r}")
-    return int(raw)
+    return ndjson_response(ndjson_lines(PROTOCOL, {"metaData": meta}, *files), version)
 
 
 def change_set(catalog: Catalog, spec: DatasetSpec, before: int, after: int) -> ChangeSet:
@@ -596,14 +399,14 @@ def table_changes(share: str, schema: str, table: str, request: Request, who: Wh
     change file of :mod:`datashare.changes` (``cdf``), whose ``_change_type`` is the protocol's.
     """
     spec, versions = _find(who, share, schema, table)
-    start_v, end_v = _int_param(request, "startingVersion"), _int_param(request, "endingVersion")
+    start_v, end_v = int_param(request, "startingVersion"), int_param(request, "endingVersion")
     start_ts, end_ts = request.query_params.get("startingTimestamp"), request.query_params.get("endingTimestamp")
     if start_v is not None and start_ts:
-        raise _bad("give either startingVersion or startingTimestamp, not both")
+        raise bad_request("give either startingVersion or startingTimestamp, not both")
     if end_v is not None and end_ts:
-        raise _bad("give either endingVersion or endingTimestamp, not both")
+        raise bad_request("give either endingVersion or endingTimestamp, not both")
     if start_v is None and not start_ts:
-        raise _bad("startingVersion or startingTimestamp is required")
+        raise bad_request("startingVersion or startingTimestamp is required")
     start = (
         start_v
         if start_v is not None
@@ -616,9 +419,9 @@ def table_changes(share: str, schema: str, table: str, request: Request, who: Wh
     else:
         end = versions[-1]
     if start > versions[-1]:
-        raise _bad(f"{spec.id}: startingVersion {start} is past the latest version {versions[-1]}")
+        raise bad_request(f"{spec.id}: startingVersion {start} is past the latest version {versions[-1]}")
     if end < start:
-        raise _bad(f"{spec.id}: the ending version ({end}) is before the starting version ({start})")
+        raise bad_request(f"{spec.id}: the ending version ({end}) is before the starting version ({start})")
     end = min(end, versions[-1])
     historical = request.query_params.get("includeHistoricalMetadata", "").lower() == "true"
     lines: list[dict[str, Any]] = []
@@ -632,7 +435,7 @@ def table_changes(share: str, schema: str, table: str, request: Request, who: Wh
             break
     final = who.catalog.release(spec.id, max(v for v in versions if v <= end))
     log.info("Delta Sharing: %s read changes of %s v%s..v%s", who.share, spec.id, start, end)
-    return _ndjson(_lines(PROTOCOL, {"metaData": _metadata(final, spec)}, *lines), start)
+    return ndjson_response(ndjson_lines(PROTOCOL, {"metaData": _metadata(final, spec)}, *lines), start)
 
 
 def _change_lines(
