@@ -59,6 +59,15 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     if "5m" in pg and "20m" in pg:
         small, large = pg["5m"]["ours"]["full"]["peak_rss_mib"], pg["20m"]["ours"]["full"]["peak_rss_mib"]
         out.append(_target("peak memory 20M / 5M", large / small, 1.10, note="flat: within 10%"))
+    sharing = results.get("sharing")
+    if sharing:
+        out.append(
+            _target(
+                f"{sharing['scale']}: Delta Sharing load_as_pandas / direct pyarrow read",
+                sharing["delta_sharing"]["wall_s"] / sharing["direct_pyarrow"]["wall_s"],
+                sharing["target"]["limit"],
+            )
+        )
     m = results.get("mariadb")
     if m:
         floor = min(_wall(m["floors"]["connectorx"]), _wall(m["floors"]["mariadb_client"]))

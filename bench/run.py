@@ -19,10 +19,11 @@ are measured once. Then the OData section (:mod:`bench.odata_bench`: a 1 M-row r
 paged through the catalog) writes ``<date>-odata.{json,md}``; ``--odata-only`` runs it alone.
 
     .venv/bin/python bench/run.py [--scales 5m,20m] [--repeat 3] [--no-naive] [--no-mariadb] [--no-odata | --odata-only]
-        [--scheduler]
+        [--scheduler] [--no-sharing]
 
 ``--scheduler`` adds the 5 M-row release through Airflow's real scheduler with two Celery workers and S3
-staging, per task (:mod:`scheduler`); ``make bench BENCH_ARGS=--scheduler``.
+staging, per task (:mod:`scheduler`); ``make bench BENCH_ARGS=--scheduler``. The Delta Sharing section
+(:mod:`bench.sharing_bench`) also runs alone: ``bench/sharing_bench.py``.
 """
 
 from __future__ import annotations
@@ -411,6 +412,9 @@ def main() -> int:
         action="store_true",
         help="also run the 5 M-row release through Airflow's real scheduler (two Celery workers, S3 staging)",
     )
+    parser.add_argument(
+        "--no-sharing", action="store_true", help="skip Delta Sharing and release changes (bench/sharing_bench.py)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("units").setLevel(logging.WARNING)
@@ -444,6 +448,11 @@ def main() -> int:
         log.info("the 5 M-row release through Airflow's real scheduler (bench/scheduler.py)")
         results["scheduler"] = measure_scheduler(unit="pg_5m", stations=0, days=0)
         log.info("%s", scheduler_markdown(results["scheduler"]))
+    if not args.no_sharing:
+        from sharing_bench import measure as measure_sharing
+
+        log.info("Delta Sharing and release changes (5m)")
+        results["sharing"] = measure_sharing("5m", args.repeat, WORK / "sharing-5m")
     results["targets"] = targets(results)
     results["noise"] = {**NOISE, **QUIET}
     results["bench_s"] = round(time.perf_counter() - started, 1)

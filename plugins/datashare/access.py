@@ -111,23 +111,33 @@ class Tokens:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
 
-    def issue(self, recipient: Recipient) -> str:
-        """A new token for a recipient; the plain token is returned once and never stored."""
+    def issue(self, recipient: Recipient, expires_at: datetime | None = None) -> str:
+        """A new token for a recipient; the plain token is returned once and never stored.
+
+        ``expires_at`` (aware) ends the token's validity; None: valid until revoked (as every token
+        issued before expiry existed, whose records have no ``expires_at``).
+        """
+        if expires_at is not None and expires_at.tzinfo is None:
+            raise ConfigError("a token expiry must carry a time zone")
         token = f"{TOKEN_PREFIX}{recipient.code}_{secrets.token_urlsafe(32)}"
         record = {"recipient": recipient.code, "issued_at": _now(), "revoked_at": None, "id": _digest(token)[:12]}
+        if expires_at is not None:
+            record["expires_at"] = _stamp(expires_at)
         if not self.backend.put_if_absent(f"{TOKENS}/{_digest(token)}.json", _dumps(record)):
             raise ConfigError("token collision; issue again")  # 256 bits of randomness: practically impossible
         return token
 
     def lookup(self, token: str) -> str | None:
-        """The recipient code of a valid, unrevoked token, else None."""
+        """The recipient code of a valid token (not revoked, not expired), else None."""
         if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
             return None
         key = f"{TOKENS}/{_digest(token)}.json"
         if not self.backend.exists(key):
             return None
         record = json.loads(self.backend.get_bytes(key))
-        return None if record.get("revoked_at") else record["recipient"]
+        if record.get("revoked_at") or expired(record):
+            return None
+        return record["recipient"]
 
     def list(self, recipient: str | None = None) -> list[dict[str, Any]]:
         """Token records (no secrets), optionally of one recipient."""
@@ -147,6 +157,24 @@ class Tokens:
             self.backend.put_bytes(key, _dumps(record))
             count += 1
         return count
+
+
+def expired(record: dict[str, Any], now: datetime | None = None) -> bool:
+    """Whether a token record's ``expires_at`` has passed; a record without one never expires."""
+    stamp = record.get("expires_at")
+    if not stamp:
+        return False
+    try:
+        until = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    except ValueError:
+        return True  # an expiry nobody can read is no licence to read forever
+    if until.tzinfo is None:
+        return True
+    return (now or datetime.now(UTC)) >= until
+
+
+def _stamp(when: datetime) -> str:
+    return when.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _dumps(obj: dict[str, Any]) -> bytes:

@@ -9,7 +9,8 @@ datashare verify [ID] [--version N] [--anchor SEQ:SHA256]   re-hash files, walk 
 datashare rules ID                       every rule of the dataset's suite in plain words (vi, en)
 datashare history ID [--page-size N]     write the dataset's validation history pages; print the index path
 datashare withdraw ID --version N --reason TEXT   hide a release from consumers (files kept, ledger entry)
-datashare grant RECIPIENT [--sql] [--http]   issue an HTTP token and/or a SQL login (shown once)
+datashare grant RECIPIENT [--sql] [--http] [--profile FILE] [--expires-days N]
+                                             issue an HTTP token (or a Delta Sharing profile) and/or a SQL login
 datashare revoke RECIPIENT [--token-id ID]   revoke a recipient's tokens and SQL login (or one token)
 datashare specs [FILE ...]               check spec files
 datashare pools                          Airflow pools of the source units, for `airflow pools import`
@@ -252,6 +253,7 @@ def _share_with_roles(settings: Settings, required: bool) -> str | None:
 
 def cmd_grant(args: argparse.Namespace, settings: Settings) -> int:
     import hashlib
+    from datetime import UTC, datetime, timedelta
 
     from sqlalchemy.engine import make_url
 
@@ -264,6 +266,13 @@ def cmd_grant(args: argparse.Namespace, settings: Settings) -> int:
     recipient = _recipient(settings, args.recipient)
     if not recipient.active:
         raise ConfigError(f"{settings.recipients_file}: recipient {recipient.code} is inactive; no credentials issued")
+    profile: Path | None = args.profile
+    if profile is not None and args.sql and not args.http:
+        raise ConfigError("--profile holds an HTTP token: add --http, or leave out --sql")
+    if profile is not None and profile.exists():
+        raise ConfigError(f"{profile}: already exists; a profile holds a secret, so it is never overwritten")
+    days = args.expires_days if args.expires_days is not None else (PROFILE_DAYS if profile is not None else None)
+    expires_at = datetime.now(UTC).replace(microsecond=0) + timedelta(days=days) if days is not None else None
     want_http, want_sql = args.http or not args.sql, args.sql or not args.http
     url = _share_with_roles(settings, required=args.sql) if want_sql else None
     store = _store(settings)
@@ -282,18 +291,53 @@ def cmd_grant(args: argparse.Namespace, settings: Settings) -> int:
                 f"{agency_database(target.database or '', recipient.code)}, same schema",
             ]
         if want_http:
-            token = Tokens(store.backend).issue(recipient)
+            token = Tokens(store.backend).issue(recipient, expires_at=expires_at)
             issued["token_id"] = hashlib.sha256(token.encode("utf-8")).hexdigest()[:12]
-            shown += [f"HTTP token  {token}", f"  id        {issued['token_id']} (header 'Authorization: Bearer ...')"]
+            if expires_at is not None:
+                issued["token_expires_at"] = expires_at.isoformat().replace("+00:00", "Z")
+            if profile is not None:
+                _write_profile(profile, settings.sharing_endpoint, token, expires_at)
+                issued["profile_endpoint"] = settings.sharing_endpoint
+                shown += [
+                    f"Delta Sharing profile {profile} (endpoint {settings.sharing_endpoint})",
+                    f"  token id  {issued['token_id']}"
+                    + (f", expires {issued['token_expires_at']}" if expires_at is not None else ""),
+                ]
+            else:
+                shown += [
+                    f"HTTP token  {token}",
+                    f"  id        {issued['token_id']} (header 'Authorization: Bearer ...')"
+                    + (f", expires {issued['token_expires_at']}" if expires_at is not None else ""),
+                ]
     finally:
         if issued:
             entry = Ledger(store.backend).append(
                 "recipient_granted", dataset_id=None, recipient=recipient.code, kind=recipient.kind, **issued
             )
-    print(f"Credentials of {recipient.code} ({recipient.name.en}), shown once: they are stored nowhere.")
+    if profile is not None:
+        print(f"Credentials of {recipient.code} ({recipient.name.en}); hand the profile file over as a secret.")
+    else:
+        print(f"Credentials of {recipient.code} ({recipient.name.en}), shown once: they are stored nowhere.")
     print("\n".join(shown))
     print(f"Recorded in the ledger (entry {entry.seq}, recipient_granted; no secrets).")
     return 0
+
+
+PROFILE_DAYS = 90
+"""Lifetime of a token issued with ``--profile`` unless ``--expires-days`` says otherwise."""
+
+
+def _write_profile(path: Path, endpoint: str, token: str, expires_at: Any) -> None:
+    """A Delta Sharing profile file (PROTOCOL.md, "Profile File Format"), readable by its owner only."""
+    import os
+
+    profile: dict[str, Any] = {"shareCredentialsVersion": 1, "endpoint": endpoint, "bearerToken": token}
+    if expires_at is not None:
+        profile["expirationTime"] = expires_at.isoformat().replace("+00:00", "Z")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(json.dumps(profile, indent=2) + "\n")
 
 
 def cmd_revoke(args: argparse.Namespace, settings: Settings) -> int:
@@ -554,6 +598,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipient", help="agency code from config/recipients.yaml")
     p.add_argument("--sql", action="store_true", help="issue a login on the PostgreSQL share")
     p.add_argument("--http", action="store_true", help="issue a token for the catalog's API and downloads")
+    p.add_argument(
+        "--profile",
+        type=Path,
+        metavar="FILE",
+        help="write the HTTP token into a new Delta Sharing profile file (endpoint: DATASHARE_SHARING_ENDPOINT)",
+    )
+    p.add_argument(
+        "--expires-days",
+        type=_positive_int,
+        metavar="N",
+        help=f"the HTTP token expires after N days (default: never; {PROFILE_DAYS} with --profile)",
+    )
     p.set_defaults(func=cmd_grant)
     p = sub.add_parser("revoke", help="revoke a recipient's HTTP tokens and SQL login")
     p.add_argument("recipient", help="agency code from config/recipients.yaml")

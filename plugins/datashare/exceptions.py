@@ -74,3 +74,7 @@ class ExportRefused(DatashareError):
 
 class WebhookError(DatashareError):
     """A webhook subscription was refused (bad or forbidden URL, too many subscriptions) or cannot be delivered."""
+
+
+class ChangesError(DatashareError):
+    """Two releases cannot be compared by key (a key column missing, a key that is not unique)."""

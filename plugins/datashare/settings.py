@@ -10,6 +10,8 @@ machine; production overrides come from environment variables (docker-compose se
 | ``DATASHARE_STAGING_DIR`` | ``<root>/_staging/.scratch`` (S3: ``<home>/var/scratch``) | the worker's scratch |
 | ``DATASHARE_SHARE_CONN_ID`` | ``datashare_share`` | Airflow connection of the SQL share |
 | ``DATASHARE_SHARE_SCHEMA`` | ``datashare`` | PostgreSQL schema of the SQL share |
+| ``DATASHARE_SHARING_ENDPOINT`` | ``http://127.0.0.1:8765/delta-sharing`` | Delta Sharing endpoint in profiles |
+| ``DATASHARE_SHARING_URL_TTL_S`` | ``900`` | lifetime of the file URLs Delta Sharing hands out (seconds) |
 
 When the share connection is not defined, the share is the SQLite file ``<home>/var/share.sqlite``.
 """
@@ -26,6 +28,8 @@ from datashare.exceptions import ConfigError
 log = logging.getLogger(__name__)
 
 PROJECT_HOME = Path(__file__).resolve().parents[2]
+DEFAULT_SHARING_ENDPOINT = "http://127.0.0.1:8765/delta-sharing"
+MAX_URL_TTL_S = 7 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,10 @@ class Settings:
     """Airflow connection id of the SQL share."""
     share_schema: str
     """Schema of the SQL share (PostgreSQL)."""
+    sharing_endpoint: str = DEFAULT_SHARING_ENDPOINT
+    """Public URL of the catalog's Delta Sharing server, as recipients reach it (written into profiles)."""
+    sharing_url_ttl_s: int = 900
+    """How long a file URL handed out by Delta Sharing stays valid (presigned on S3, signed locally)."""
 
     @property
     def release_root(self) -> Path:
@@ -100,4 +108,13 @@ class Settings:
             scratch_root=scratch.resolve(),
             share_conn_id=os.environ.get("DATASHARE_SHARE_CONN_ID", "datashare_share"),
             share_schema=os.environ.get("DATASHARE_SHARE_SCHEMA", "datashare"),
+            sharing_endpoint=os.environ.get("DATASHARE_SHARING_ENDPOINT", DEFAULT_SHARING_ENDPOINT).rstrip("/"),
+            sharing_url_ttl_s=_ttl(os.environ.get("DATASHARE_SHARING_URL_TTL_S", "900")),
         )
+
+
+def _ttl(text: str) -> int:
+    """A file-URL lifetime from the environment: whole seconds, 1 s to a week (S3's presigning limit)."""
+    if not text.strip().isdigit() or not 1 <= int(text) <= MAX_URL_TTL_S:
+        raise ConfigError(f"DATASHARE_SHARING_URL_TTL_S must be whole seconds from 1 to {MAX_URL_TTL_S}, got {text!r}")
+    return int(text)

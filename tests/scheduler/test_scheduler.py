@@ -90,7 +90,7 @@ def test_each_release_is_committed_exactly_once(outcome: Outcome, store: Any) ->
     try:
         from datashare.store import Ledger  # the store as a package (issue 10)
     except ImportError:  # before it, a module of its own
-        from datashare.ledger import Ledger
+        from datashare.store.ledger import Ledger
 
     ledger = Ledger(store.backend)
     for dataset_id in [*outcome.sources, *outcome.derived]:

@@ -92,7 +92,7 @@ def get_lang(
 def _wants_json(request: Request) -> bool:
     """JSON for the API, DCAT and OpenAPI; for files, JSON unless a browser asks for HTML; pages otherwise."""
     path = request.url.path.removeprefix(base_path(request))
-    if path.startswith("/api/") or path.endswith(".jsonld") or path == "/openapi.json":
+    if path.startswith(("/api/", "/delta-sharing/")) or path.endswith(".jsonld") or path == "/openapi.json":
         return True
     return "/files/" in path and "text/html" not in request.headers.get("accept", "")
 
@@ -202,7 +202,19 @@ def create_app(settings: Settings | None = None, limits: LimitSettings | None = 
     A malformed ``DATASHARE_CATALOG_*`` variable is a :class:`~datashare.exceptions.ConfigError` here,
     never a silent default.
     """
-    from datashare.catalog import api, contract, dcat, feeds, formats, head, pages, subscriptions
+    from datashare.catalog import (
+        api,
+        contract,
+        dcat,
+        feeds,
+        formats,
+        head,
+        pages,
+        release_changes,
+        sharing,
+        signed,
+        subscriptions,
+    )
     from datashare.catalog.odata import router as odata
 
     app = FastAPI(
@@ -227,8 +239,12 @@ def create_app(settings: Settings | None = None, limits: LimitSettings | None = 
     app.add_middleware(RequestSizeLimit, limits=limit_settings)  # added last: runs first, before any parsing
     app.include_router(api.router)
     app.include_router(subscriptions.router)
+    app.include_router(release_changes.api_router)
     app.include_router(dcat.router)
     app.include_router(odata.router)
+    app.include_router(sharing.router)
+    app.include_router(signed.router)
+    app.include_router(release_changes.router)
     app.include_router(api.files_router)
     app.include_router(pages.router)
     app.include_router(formats.router)

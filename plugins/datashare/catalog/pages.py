@@ -157,9 +157,21 @@ def release_page(
     request: Request, dataset_id: str, version: Version, lang: Lang, reader: ReaderDep, caller: CallerDep
 ) -> HTMLResponse:
     """One release: files, checksums, manifest and report links, validation summary."""
+    from datashare.catalog.release_changes import SCHEMA_LABELS, since_previous
+
     release = reader.release(dataset_id, version)
     ds = reader.dataset(dataset_id)
-    return render(request, "release.html", lang, caller=caller, ds=ds, release=release)
+    changes = since_previous(reader, dataset_id, version)
+    return render(
+        request,
+        "release.html",
+        lang,
+        caller=caller,
+        ds=ds,
+        release=release,
+        changes=changes,
+        schema_labels=SCHEMA_LABELS,
+    )
 
 
 @router.get("/licences/{licence_id}", response_class=HTMLResponse)
