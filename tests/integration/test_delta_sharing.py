@@ -252,7 +252,7 @@ def server(request: pytest.FixtureRequest, built: Built, tmp_path_factory: pytes
     settings = Settings(
         home=REPO,
         release_uri=uri,
-        staging_root=built.tmp / "staging",
+        scratch_root=built.tmp / "scratch",
         share_conn_id="datashare_share",
         share_schema="datashare",
         sharing_url_ttl_s=120,

@@ -8,6 +8,7 @@ api-server, whose server settings are not ours (and uvicorn with httptools accep
 | ``DATASHARE_CATALOG_MAX_HEADER_BYTES`` | ``16384`` | all request header lines together (431) |
 | ``DATASHARE_CATALOG_MAX_URL_BYTES`` | ``4096`` | path and query string as sent (414) |
 | ``DATASHARE_CATALOG_MAX_ODATA_URL_BYTES`` | ``32768`` | the same under ``/odata`` (Power BI sends long filters) |
+| ``DATASHARE_CATALOG_MAX_SHARING_BODY_BYTES`` | ``2097152`` | body under ``/delta-sharing`` (query hints) |
 | ``DATASHARE_CATALOG_MAX_BODY_BYTES`` | ``16384`` | request body: only the sign-in form has one (413) |
 | ``DATASHARE_CATALOG_TOKEN_FAILURES`` | ``10/600`` | failed tokens per client address: 10, then 1 per 60 s (429) |
 | ``DATASHARE_CATALOG_DOWNLOADS`` | ``120/60`` | downloads per caller: 120, then 2 per second (429) |
@@ -97,6 +98,8 @@ class LimitSettings:
     max_header_bytes: int = 16_384
     max_url_bytes: int = 4_096
     max_odata_url_bytes: int = 32_768
+    max_sharing_body_bytes: int = 2 * 1024 * 1024
+    """Delta Sharing queries carry predicate hints in their body; the protocol's own parser refuses past 1 MiB."""
     """OData clients (Power BI's query folding) send long ``$filter`` URLs; the OData parser bounds their depth."""
     max_body_bytes: int = 16_384
     token_failures: Rate = Rate(10, 600)
@@ -134,6 +137,7 @@ class LimitSettings:
             max_header_bytes=size("DATASHARE_CATALOG_MAX_HEADER_BYTES", defaults.max_header_bytes),
             max_url_bytes=size("DATASHARE_CATALOG_MAX_URL_BYTES", defaults.max_url_bytes),
             max_odata_url_bytes=size("DATASHARE_CATALOG_MAX_ODATA_URL_BYTES", defaults.max_odata_url_bytes),
+            max_sharing_body_bytes=size("DATASHARE_CATALOG_MAX_SHARING_BODY_BYTES", defaults.max_sharing_body_bytes),
             max_body_bytes=size("DATASHARE_CATALOG_MAX_BODY_BYTES", defaults.max_body_bytes),
             token_failures=rate("DATASHARE_CATALOG_TOKEN_FAILURES", defaults.token_failures),
             downloads=rate("DATASHARE_CATALOG_DOWNLOADS", defaults.downloads),
@@ -257,12 +261,19 @@ class RequestSizeLimit:
         self.app = app
         self.limits = limits
 
-    def _url_limit(self, scope: Scope) -> int:
+    @staticmethod
+    def _inside(scope: Scope, prefix: str) -> bool:
         root = str(scope.get("root_path", "")).rstrip("/")
         path = str(scope.get("path", ""))
         inside = path.removeprefix(root) if root and path.startswith(root) else path
-        odata = inside == "/odata" or inside.startswith("/odata/")
-        return self.limits.max_odata_url_bytes if odata else self.limits.max_url_bytes
+        return inside == prefix or inside.startswith(prefix + "/")
+
+    def _url_limit(self, scope: Scope) -> int:
+        return self.limits.max_odata_url_bytes if self._inside(scope, "/odata") else self.limits.max_url_bytes
+
+    def _body_limit(self, scope: Scope) -> int:
+        sharing = self._inside(scope, "/delta-sharing")
+        return self.limits.max_sharing_body_bytes if sharing else self.limits.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -276,10 +287,8 @@ class RequestSizeLimit:
             await self._refuse(scope, send, 431, "header", header_bytes, limits.max_header_bytes)
         elif url_bytes > (url_limit := self._url_limit(scope)):
             await self._refuse(scope, send, 414, "url", url_bytes, url_limit)
-        elif not declared.isdigit() or int(declared) > limits.max_body_bytes:
-            await self._refuse(
-                scope, send, 413, "body", int(declared) if declared.isdigit() else -1, limits.max_body_bytes
-            )
+        elif not declared.isdigit() or int(declared) > (body_limit := self._body_limit(scope)):
+            await self._refuse(scope, send, 413, "body", int(declared) if declared.isdigit() else -1, body_limit)
         else:
             await self._within_body_limit(scope, receive, send)
 
@@ -288,6 +297,7 @@ class RequestSizeLimit:
         caller gets 413 instead of whatever the app answers to that."""
         received = 0
         exceeded = False
+        limit = self._body_limit(scope)
 
         async def counted() -> Message:
             nonlocal received, exceeded
@@ -296,7 +306,7 @@ class RequestSizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limits.max_body_bytes:
+                if received > limit:
                     exceeded = True
                     return {"type": "http.disconnect"}  # nothing more is read
             return message
@@ -311,7 +321,7 @@ class RequestSizeLimit:
 
         await self.app(scope, counted, tracked)
         if exceeded and not started:
-            await self._refuse(scope, send, 413, "body", received, self.limits.max_body_bytes)
+            await self._refuse(scope, send, 413, "body", received, limit)
 
     @staticmethod
     async def _refuse(scope: Scope, send: Send, status: int, what: str, size: int, limit: int) -> None:
@@ -324,7 +334,7 @@ class RequestSizeLimit:
         vi_amount = f"{size} byte" if size >= 0 else "Content-Length không hợp lệ"
         vi, en = f"{vi}: {vi_amount}, tối đa {limit}.", f"{en}: {amount}, at most {limit}."
         log.warning("%s %r refused with %s: %s", scope.get("method"), scope["path"][:200], status, en)
-        if scope["path"].removeprefix(str(scope.get("root_path", ""))).startswith("/api/"):
+        if scope["path"].removeprefix(str(scope.get("root_path", ""))).startswith(("/api/", "/delta-sharing/")):
             body, media = json.dumps({"detail": en}).encode(), b"application/json"
         else:
             body, media = f"{vi}\n{en}\n".encode(), b"text/plain; charset=utf-8"

@@ -37,7 +37,7 @@ from fastapi.responses import Response
 
 from datashare.access import Recipient
 from datashare.catalog.app import base_path, get_catalog
-from datashare.catalog.auth import check_token
+from datashare.catalog.auth import check_token, client_address
 from datashare.catalog.hints import StatsCache, may_match
 from datashare.catalog.service import Catalog, Reader
 from datashare.catalog.sharing_protocol import (
@@ -108,7 +108,8 @@ def get_recipient(request: Request, catalog: Annotated[Catalog, Depends(get_cata
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise SharingError(401, "UNAUTHENTICATED", "Send the bearer token of your profile file.")
-    recipient = check_token(catalog, token.strip())  # Unauthorized for unknown, revoked or expired tokens
+    address = client_address(request, catalog)  # failed tokens count against the per-address limit
+    recipient = check_token(catalog, token.strip(), address=address)  # Unauthorized: unknown, revoked, expired
     return Recipientship(catalog, recipient, catalog.reader(recipient, base_path(request)))
 
 
