@@ -255,7 +255,7 @@ def test_a_download_flood_gets_429_with_retry_after_then_recovers(env: Env) -> N
     url = f"/datasets/{OPEN}/v/1/files/{env.part}"
     before = len(logged(env, flooder))
     assert [flooder.get(url).status_code for _ in range(3)] == [200] * 3
-    refused = flooder.get(url)
+    refused = flooder.get(url, headers={"Accept": "text/html"})  # a browser gets the bilingual page
     assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
     assert "Quá nhiều yêu cầu" in refused.text and "Too many downloads" in refused.text
     assert refused.headers["content-type"].startswith("text/html") and b"PAR1" not in refused.content
@@ -288,9 +288,11 @@ def test_a_recipients_download_is_not_served_unrecorded(env: Env) -> None:
     app.state.catalog.store = ReleaseStore(backend)  # type: ignore[arg-type]
     client = TestClient(app)
     url = f"/datasets/{OPEN}/v/1/files/{env.part}"
-    refused = client.get(url, headers=bearer(env.tokens["agency_a"]))
+    refused = client.get(url, headers={**bearer(env.tokens["agency_a"]), "Accept": "text/html"})
     assert refused.status_code == 503 and b"PAR1" not in refused.content
     assert "Không ghi nhận được lượt tải" in refused.text
+    program = client.get(url, headers=bearer(env.tokens["agency_a"]))  # a program gets JSON
+    assert program.status_code == 503 and program.json()["detail"].startswith("The download cannot be recorded")
     assert client.get(url).status_code == 200  # anonymous: batched, kept in memory until the store takes it
     backend.refuse = False
     today = datetime.now(UTC).date()
