@@ -48,6 +48,12 @@ class ReleaseError(DatashareError):
     """The release store refused an operation (conflict, missing release, tampered file)."""
 
 
+class StoreUnavailable(ReleaseError):
+    """The release store's server cannot be reached (refused, timed out, dropped); worth a retry."""
+
+    retryable = True
+
+
 class VersionConflict(ReleaseError):
     """Another writer committed or claimed the same version first."""
 

@@ -177,3 +177,27 @@ def test_presigned_url_is_sigv4_short_lived_and_serves_the_bytes(s3: S3Backend) 
             s3.presigned_url("ds/v1/data/part-00000.parquet", bad)
     with pytest.raises(ReleaseError, match="invalid store key"):
         s3.presigned_url("../secrets.json")
+
+
+def test_an_unreachable_object_store_is_a_retryable_error_naming_the_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Connection refused: the SDK retries, then a StoreUnavailable (worth a task retry) names bucket and endpoint."""
+    import socket
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+    from datashare.exceptions import StoreUnavailable
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    endpoint = f"http://127.0.0.1:{port}"
+    store = ReleaseStore(S3Backend("nowhere", "releases", endpoint_url=endpoint))
+
+    with pytest.raises(StoreUnavailable) as caught:
+        store.versions("air_quality_hourly")
+    assert caught.value.retryable
+    assert "s3://nowhere/releases" in str(caught.value) and endpoint in str(caught.value)
+    with pytest.raises(StoreUnavailable, match=f"at {endpoint}"):
+        list(store.backend.list("air_quality_hourly/_log"))

@@ -25,7 +25,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from datashare.exceptions import ConfigError, ReleaseError
+from datashare.exceptions import ConfigError, ReleaseError, StoreUnavailable
 from datashare.store.backends import CHUNK, check_key
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,71 @@ def _new_client(endpoint_url: str | None, config: Any) -> Any:
         if _session is None:
             _session = boto3.session.Session()
         return _session.client("s3", endpoint_url=endpoint_url, config=config)
+
+
+def _connection_errors() -> tuple[type[Exception], ...]:
+    """botocore's errors for a server that cannot be reached (refused, timed out, dropped mid-answer)."""
+    from botocore.exceptions import (
+        ConnectionClosedError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        ReadTimeoutError,
+    )
+
+    return (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ConnectionClosedError)
+
+
+class _Guarded:
+    """An S3 client whose calls turn "cannot reach the server" into :class:`StoreUnavailable` naming it.
+
+    The SDK has already retried (standard mode, 5 attempts) when this is raised; the task's own retries
+    come next, then the run fails naming the endpoint and the bucket. Nothing is half-published: every
+    write the store depends on is one request.
+    """
+
+    def __init__(self, client: Any, backend: S3Backend) -> None:
+        self._client = client
+        self._where = f"{backend.describe()} at {backend.endpoint_url or 'AWS S3'}"
+
+    def _unreachable(self, exc: Exception) -> StoreUnavailable:
+        return StoreUnavailable(f"release store {self._where} is unreachable: {exc}")
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr) or name in ("get_paginator", "generate_presigned_url"):
+            return attr if name != "get_paginator" else self._paginator(attr)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            from botocore.exceptions import NoCredentialsError
+
+            try:
+                return attr(*args, **kwargs)
+            except _connection_errors() as exc:
+                raise self._unreachable(exc) from None
+            except NoCredentialsError:
+                raise ConfigError(
+                    f"release store {self._where}: no credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, "
+                    "a profile or an instance role)"
+                ) from None
+
+        return call
+
+    def _paginator(self, make: Any) -> Any:
+        guard = self
+
+        def get(operation: str) -> Any:
+            paginator = make(operation)
+
+            class _Pages:
+                def paginate(self, **kwargs: Any) -> Any:
+                    try:
+                        yield from paginator.paginate(**kwargs)
+                    except _connection_errors() as exc:
+                        raise guard._unreachable(exc) from None
+
+            return _Pages()
+
+        return get
 
 
 def _client_error() -> type[Exception]:
@@ -165,7 +230,7 @@ class S3Backend:
             # MinIO and other self-hosted servers want path-style URLs; AWS picks for itself.
             s3={"addressing_style": "path" if self.endpoint_url else "auto"},
         )
-        return _new_client(self.endpoint_url, config)
+        return _Guarded(_new_client(self.endpoint_url, config), self)
 
     @cached_property
     def _transfer(self) -> Any:
