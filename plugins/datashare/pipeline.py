@@ -45,7 +45,9 @@ def stage_extract(ctx: RunContext, key_range: dict[str, Any] | None = None) -> d
         return _extract_derived(ctx, latest)
     cursor = None
     if ctx.spec.mode.kind == "incremental" and latest is not None:
-        cursor = latest.manifest["datashare"].get("source_cursor")
+        from datashare.cursor import stored
+
+        cursor = stored(ctx.spec, latest.manifest["datashare"])  # typed by what it recorded, as the spec reads it
     info = get_connection(ctx.spec.source.conn_id)
     index = key_range["index"] if key_range else 0
     bounds = (key_range["lo"], key_range["hi"]) if key_range else None
@@ -93,12 +95,14 @@ def _extract_derived(ctx: RunContext, latest: Release | None) -> dict[str, Any]:
 
 def stage_combine(ctx: RunContext, parts: list[dict[str, Any]]) -> dict[str, Any]:
     """One extraction reference from the key ranges' references, in range order."""
+    from datashare.cursor import cursor_column, newest
+
     cursors = [p["cursor_max"] for p in parts if p["cursor_max"] is not None]
     return {
         "paths": [path for p in parts for path in p["paths"]],
         "rows": sum(p["rows"] for p in parts),
         "cursor_from": parts[0]["cursor_from"],
-        "cursor_max": max(cursors) if cursors else None,
+        "cursor_max": newest(cursor_column(ctx.spec), cursors),  # compared as the cursor's type, not as text
         "ignored_columns": sorted({c for p in parts for c in p["ignored_columns"]}),
         "base_version": parts[0]["base_version"],
     }
@@ -224,10 +228,11 @@ def stage_commit(
     incremental_base = ctx.spec.mode.kind == "incremental" and latest is not None
     files = _reuse_or_filter(ctx, latest, staged) if incremental_base else []  # type: ignore[arg-type]
     files.append(DataFile.from_path(staged, f"part-{len(files):05d}.parquet", parquet_rows(staged)))
+    from datashare.cursor import TYPE_FIELD, cursor_column, newest, stored, type_record
+
     cursor = extracted["cursor_max"]
-    if incremental_base and latest.manifest["datashare"].get("source_cursor"):  # type: ignore[union-attr]
-        previous_cursor = latest.manifest["datashare"]["source_cursor"]  # type: ignore[union-attr]
-        cursor = max(filter(None, [cursor, previous_cursor]))
+    if incremental_base:
+        cursor = newest(cursor_column(ctx.spec), [cursor, stored(ctx.spec, latest.manifest["datashare"])])  # type: ignore[union-attr]
     manifest = build_manifest(
         ctx.spec,
         files,
@@ -246,6 +251,8 @@ def stage_commit(
         },
         code=code_version(ctx.settings.home),
     )
+    if cursor is not None:
+        manifest["datashare"][TYPE_FIELD] = type_record(ctx.spec)  # the cursor's type, so it reads back exactly
     result = store.commit(
         ctx.spec.id,
         run_key=ctx.run_key,
