@@ -65,7 +65,7 @@ def parse(text: str, column: Column, *, zone: str | None = None) -> Any:
         if kind == ColumnType.datetime:
             return _timestamp(datetime.fromisoformat(text), column, ZoneInfo(zone or column.zone))
     except (ValueError, InvalidOperation) as exc:
-        raise ContractError(f"cursor of column {column.name!r}: {text!r} is not a {kind.value} ({exc})") from None
+        raise ContractError(f"cursor of column {column.name!r}: {text!r} is not of type {kind.value} ({exc})") from None
     return text
 
 

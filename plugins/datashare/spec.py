@@ -463,6 +463,12 @@ class DatasetSpec(Strict):
         collectors = [c.name for c in self.columns if c.source_problems]
         if len(collectors) > 1:
             raise ValueError(f"columns: only one column may declare source_problems (found {collectors})")
+        fresh = next((c for c in self.columns if c.name == self.freshness.column), None)
+        if fresh is not None and (fresh.utc or fresh.zone != DEFAULT_TIMEZONE):
+            raise ValueError(
+                f"freshness.column: {fresh.name!r} must publish local {DEFAULT_TIMEZONE} time: the suite compares it "
+                "with the freshness bound in Vietnam time"
+            )
         if self.mode.cursor is not None:
             column = next((c for c in self.columns if c.name == self.mode.cursor), None)
             if column is not None and (column.source_type or column.type) == ColumnType.boolean:
