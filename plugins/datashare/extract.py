@@ -153,7 +153,7 @@ def _lenient_psycopg_loaders(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _column_arrays(
-    spec: DatasetSpec, rows: list[tuple[Any, ...]], contracts: list[Contract]
+    rows: list[tuple[Any, ...]], contracts: list[Contract]
 ) -> tuple[list[pa.Array], dict[int, list[str]]]:
     """The rows' columns as arrays of their contract types, and the problems of each row that has any."""
     arrays = []
@@ -194,14 +194,16 @@ def plan_ranges(spec: DatasetSpec, info: ConnectionInfo) -> list[tuple[int, int]
         engine.dispose()
     if bounds[0] is None:
         return [(0, 1)]
-    try:
-        lo, hi = (to_integer(b) for b in bounds)
-    except ValueError as exc:
-        bad = next(b for b in bounds if not isinstance(b, int) or isinstance(b, bool))
-        raise ContractError(
-            f"{spec.id}: partition column {parts.column!r} must hold integers to split into key ranges; "
-            f"the source's {'minimum' if bad is bounds[0] else 'maximum'} is {show(bad)}, which {exc}"
-        ) from None
+    checked = []
+    for which, bound in zip(("minimum", "maximum"), bounds, strict=True):
+        try:
+            checked.append(to_integer(bound))
+        except ValueError as exc:
+            raise ContractError(
+                f"{spec.id}: partition column {parts.column!r} must hold integers to split into key ranges; "
+                f"the source's {which} is {show(bound)}, which {exc}"
+            ) from None
+    lo, hi = checked
     hi += 1
     step = max(1, -(-(hi - lo) // parts.count))
     return [(start, min(start + step, hi)) for start in range(lo, hi, step)]
@@ -411,7 +413,7 @@ def _extract_plain(
             writer = BatchWriter(target, schema, compression=STAGING_COMPRESSION)
             for part in result.partitions():
                 rows = [tuple(r[i] for i in index) for r in part]
-                arrays, problems = _column_arrays(spec, rows, contracts)
+                arrays, problems = _column_arrays(rows, contracts)
                 if problems or collector is not None:
                     where = _row_key(spec, rows)
                     found = settle_problems(spec, collector, problems, len(rows), stage="source", where=where)

@@ -369,3 +369,17 @@ def test_a_timestamptz_cursor_reads_exactly_the_new_rows_whatever_the_server_zon
     assert (first["version"], second["version"]) == (1, 2) and second["rows"] == 2
     assert [r["v"] for r in _published(2)] == [datetime(2024, 1, 1, 7, 0), datetime(2024, 1, 1, 8, 0)]
     assert not run_dataset(DATASET)["created"]  # and nothing is read twice
+
+
+def test_sqlite_text_that_is_not_utf8_fails_naming_the_column(
+    project: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The driver refuses the value before we see it; its error names the column, and the run says whose it is."""
+    source = Source("sqlite", "plain", f"sqlite:///{tmp_path / 'unit.sqlite'}")
+    _table(source, "TEXT", [(1, "'ok'"), (2, "CAST(x'48e0204e' AS TEXT)")])
+    _use(project, monkeypatch, source, _home(tmp_path, {"type": "string"}))
+    with pytest.raises(ContractError) as info:
+        run_dataset(DATASET)
+    message = str(info.value)
+    assert message.startswith(f"{DATASET}: source text is not UTF-8") and "column 'v'" in message
+    assert not info.value.retryable and _store().versions(DATASET) == []

@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from datashare.exceptions import ContractError
 from datashare.pipeline import run_dataset
 from datashare.settings import Settings
 from datashare.store import ReleaseStore
@@ -170,3 +171,28 @@ def test_a_decimal_cursor_compares_as_a_number(
     second = run_dataset(DATASET)
     assert _manifest(2)["source_cursor"] == "12.5" and _manifest(2)["stats"]["extracted_rows"] == 3
     assert second["rows"] == 12
+
+
+@pytest.mark.parametrize(
+    ("sql_type", "values", "says"),
+    [
+        ("TEXT", ["'999'", "'1500'"], "the source's minimum is '1500', which is text, not an integer"),
+        ("REAL", ["1.5", "2"], "the source's minimum is 1.5, which has a fraction"),
+    ],
+    ids=["text-compared-as-text", "fraction"],
+)
+def test_key_ranges_need_an_integer_partition_column(
+    sql_type: str, values: list[str], says: str, project: Callable[..., Path], tmp_path: Path, monkeypatch
+) -> None:
+    """As text, min('999', '1500') is '1500': ranges planned on it would silently miss rows."""
+    url = f"sqlite:///{tmp_path / 'unit.sqlite'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"CREATE TABLE readings (id {sql_type} PRIMARY KEY, v TEXT)"))
+        for value in values:
+            conn.execute(sa.text(f"INSERT INTO readings (id, v) VALUES ({value}, 'x')"))
+    engine.dispose()
+    project(CONN, url)
+    monkeypatch.setenv("DATASHARE_HOME", str(_home(tmp_path, {"name": "id"}, partitions=True)))
+    with pytest.raises(ContractError, match=rf"{DATASET}: partition column 'id' must hold integers .*{says}"):
+        run_dataset(DATASET)

@@ -202,6 +202,33 @@ def test_enforce_contract_refuses_a_lossy_cast_naming_dataset_column_and_value(
     assert ds.id in message and "column 'aqi'" in message and bad in message and "code='B'" in message
 
 
+def test_enforce_contract_records_problems_where_the_suite_quarantines_them(
+    spec: DatasetSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    data = contract(spec, code="string", aqi="integer").model_dump(mode="json", exclude_none=True)
+    problems = {"name": "problems", "type": "string", "computed": True, "source_problems": True}
+    data["columns"].append({**problems, "description": {"vi": "Lỗi", "en": "Problems"}})
+    ds = DatasetSpec.model_validate(data)
+    raw = batch(code=["A", "B", "C"], aqi=[1.0, 2.5, None], problems=[None, None, "parse: earlier"])
+    (tmp_path / "expectations").mkdir()
+    monkeypatch.setenv("DATASHARE_HOME", str(tmp_path))
+    with pytest.raises(ContractError, match="the suite has no rule expect_column_values_to_be_null on 'problems'"):
+        enforce_contract(raw, ds)
+    rule = {"type": "expect_column_values_to_be_null", "kwargs": {"column": "problems"}}
+    (tmp_path / "expectations" / f"{ds.id}.json").write_text(json.dumps({"expectations": [rule]}))
+
+    out = enforce_contract(raw, ds).to_pydict()
+
+    assert out["aqi"] == [1, None, None]
+    assert out["problems"] == [
+        None,
+        "contract: column 'aqi': 2.5 has a fraction: an integer column cannot hold it",
+        "parse: earlier",
+    ]
+
+
 # -- the whole stage ------------------------------------------------------------------------
 
 
