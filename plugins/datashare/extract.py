@@ -411,7 +411,7 @@ def _extract_plain(
             index = [source_cols.index(n) for n in names]
             _check_source_types(spec, result, [contracts[names.index(n)] if n in names else None for n in source_cols])
             writer = BatchWriter(target, schema, compression=STAGING_COMPRESSION)
-            for part in result.partitions():
+            for part in result.partitions(spec.source.batch_rows):  # explicit: untyped text() ignores yield_per
                 rows = [tuple(r[i] for i in index) for r in part]
                 arrays, problems = _column_arrays(rows, contracts)
                 if problems or collector is not None:
