@@ -177,6 +177,8 @@ def to_integer(value: Any) -> int:
     if isinstance(value, float | Decimal):
         if not (math.isfinite(value) if isinstance(value, float) else value.is_finite()):
             raise Problem("is not a finite number")
+        if abs(value) >= 2**63 + 1:  # before int(): a numeric of 10^131072 would make a huge int
+            raise Problem("is beyond the 64-bit integer range")
         if value != int(value):
             raise Problem("has a fraction: an integer column cannot hold it")
         return _in_int64(int(value))

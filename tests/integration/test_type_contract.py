@@ -145,13 +145,8 @@ CASES: dict[str, list[Case]] = {
         ("text-in-integer", INTEGER, "INTEGER", "'abc'", "'abc' is text, not an integer"),
         ("beyond-int64", INTEGER, "INTEGER", "1e19", "1e+19 is beyond the 64-bit integer range"),
         ("infinity-in-number", NUMBER, "REAL", "9e999", "inf is infinite"),
-        (
-            "too-many-digits",
-            NUMBER,
-            "DECIMAL(30, 3)",
-            "'12345678901234567890.123'",
-            "'12345678901234567890.123' is text",
-        ),
+        ("text-in-number", NUMBER, "NUMERIC", "'12,5'", "'12,5' is text, not a number"),
+        # SQLite itself rounds '12345678901234567890.123' into a REAL column on insert: nothing left to catch.
         ("decimal-too-fine", DECIMAL, "DECIMAL(10, 3)", "'1.234'", "1.234 has more than 2 digits after"),
         ("decimal-too-large", DECIMAL, "DECIMAL(10, 3)", "'12345.6'", "12345.6 has more than 3 digits before"),
         ("boolean-2", {"type": "boolean"}, "BOOLEAN", "2", "2 is an integer other than 0 and 1"),
