@@ -178,10 +178,23 @@ def parse_vn_number(text: str, *, thousands: bool = True) -> float:
     if not thousands:
         if not _UNGROUPED.fullmatch(compact):
             raise ValueError("is not a number written without thousands separators ('.' or ',' for decimals)")
-        return float(compact.replace(",", "."))
+        return _exact(compact.replace(",", "."))
     if not _NUMBER.fullmatch(compact):
         raise ValueError("is not a number written with '.' for thousands and ',' for decimals")
-    return float(compact.replace(".", "").replace(",", "."))
+    return _exact(compact.replace(".", "").replace(",", "."))
+
+
+def _exact(plain: str) -> float:
+    """The double of a plain decimal literal, or ValueError when a double cannot hold it exactly.
+
+    ``float()`` would give ``inf`` for 400 digits and drop the last digits of 12345678901234567890:
+    the contract's ``number`` holds a value only when its shortest form reads back the same.
+    """
+    from decimal import Decimal
+
+    from datashare.conform import to_number
+
+    return to_number(Decimal(plain))
 
 
 def parse_decimal_comma(
@@ -198,7 +211,7 @@ def parse_decimal_comma(
     for name in columns:
         col = batch.column(name)
         if pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_decimal(col.type):
-            parsed = col.cast(pa.float64())
+            parsed = _numbers(name, col, problems)
         else:
 
             def convert(text: str) -> float:
@@ -208,6 +221,21 @@ def parse_decimal_comma(
         updates[name] = [(name, parsed)]
     out = _replace(batch, updates)
     return add_problems(out, flag_column, problems or {}) if flag_column else out
+
+
+def _numbers(name: str, col: pa.Array, problems: dict[int, str] | None) -> pa.Array:
+    """A numeric column as float64, exactly: a value a double cannot hold is a problem, never rounded."""
+    from datashare.conform import Contract, conform_array
+    from datashare.spec import ColumnType
+
+    parsed, found = conform_array(col, Contract(name=name, kind=ColumnType.number))
+    for row, problem in sorted(found.items()):
+        text = problem.split(": ", 1)[1]  # "column 'x': <value> <problem>"
+        if problems is None:
+            raise ValueError(f"parse_decimal_comma: column {name!r}, row {row}: {text}")
+        problem = f"parse_decimal_comma: column {name!r}: {text}"
+        problems[row] = f"{problems[row]}; {problem}" if row in problems else problem
+    return parsed
 
 
 def non_negative(batch: pa.RecordBatch, *, columns: Sequence[str], flag_column: str | None = None) -> pa.RecordBatch:

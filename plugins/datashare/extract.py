@@ -2,29 +2,40 @@
 
 Memory stays bounded by ``source.batch_rows`` whatever the table size. Rows come ordered by the
 dataset key (then the other columns, so the order is deterministic), which lets the transform stage
-drop duplicate keys in one pass. Incremental datasets read only rows past the cursor.
+drop duplicate keys in one pass. Incremental datasets read only rows past the cursor, compared as
+the cursor column's type (:mod:`datashare.cursor`).
+
+Sources are read, never written: every transaction is read-only (PostgreSQL's
+``default_transaction_read_only``, MariaDB's ``SET SESSION TRANSACTION READ ONLY`` and, through
+connectorx, ``SET STATEMENT tx_read_only=1 FOR``, SQLite opened ``mode=ro`` with ``query_only``), so a
+query that would change the source (``nextval``) is refused naming the connection.
 
 Schema drift is caught here, before anything is published: a column of the contract missing from
-the source, or holding values of another type, stops the run naming the column; a column the spec
-does not name is reported and left out.
+the source stops the run naming the column; a column the spec does not name is reported and left
+out. Every value passes the type contract (:mod:`datashare.conform`): one the contract's type cannot
+hold exactly fails the run naming dataset, column and value, or, when the spec has a
+``source_problems`` column, is left null and its problem recorded there so the suite quarantines
+the row.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import sqlalchemy as sa
 
+from datashare import cursor as cursors
+from datashare.conform import Contract, conform_values, problems_column, settle_problems, show, to_integer
 from datashare.connections import ConnectionInfo
 from datashare.exceptions import ContractError, SourceError, SourceUnavailable
 from datashare.parquet import STAGING_COMPRESSION, BatchWriter
-from datashare.spec import ColumnType, DatasetSpec
-from datashare.typemap import ARROW, SQLALCHEMY, source_type
+from datashare.spec import Column, ColumnType, DatasetSpec
+from datashare.typemap import SQLALCHEMY, source_type
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +47,7 @@ class ExtractResult:
     path: Path
     rows: int
     cursor_max: str | None
-    """Largest cursor value read (ISO text), None when no rows or snapshot mode."""
+    """Largest cursor value read, as exact text of its type (:func:`datashare.cursor.text`); None when no rows."""
     ignored_columns: tuple[str, ...]
 
 
@@ -73,75 +84,127 @@ def build_query(
     return sql + " ORDER BY " + ", ".join(f"src.{prep.quote(c)}" for c in order)
 
 
-def parse_cursor(value: str, kind: ColumnType) -> Any:
-    """Turn the cursor stored in a manifest back into a value to bind."""
-    if kind == ColumnType.datetime:
-        return datetime.fromisoformat(value)
-    if kind == ColumnType.date:
-        return date.fromisoformat(value)
-    if kind == ColumnType.integer:
-        return int(value)
-    if kind == ColumnType.number:
-        return float(value)
-    return value
+def _engine(info: ConnectionInfo, spec: DatasetSpec | None = None) -> sa.Engine:
+    """An engine whose every transaction is read-only, with drivers that hand over values they would refuse.
 
-
-def _engine(info: ConnectionInfo) -> sa.Engine:
+    PostgreSQL sessions also run in the zone of the spec's timestamp cursor, so a cursor bound as
+    wall time compares with ``timestamptz`` columns as the same instant.
+    """
     url = info.sqlalchemy_url()
-    if url.get_backend_name() == "sqlite":
+    backend = url.get_backend_name()
+    if backend == "sqlite":
         path = Path(url.database or "")
         if not path.is_file():
             raise SourceUnavailable(
                 f"source connection {info.conn_id!r} ({info.describe()}): the database file does not exist"
             )
-        return sa.create_engine(url, connect_args={"timeout": 30})
-    return sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+        return sa.create_engine(url, creator=lambda: _sqlite_read_only(path))
+    if backend == "postgresql":
+        options = [url.query.get("options")] if isinstance(url.query.get("options"), str) else []
+        options.append("-c default_transaction_read_only=on")
+        zone = cursors.session_zone(spec) if spec is not None else None
+        if zone:
+            options.append(f"-c TimeZone={zone}")
+        engine = sa.create_engine(
+            url, pool_pre_ping=True, connect_args={"connect_timeout": 10, "options": " ".join(options)}
+        )
+        sa.event.listen(engine, "connect", _lenient_psycopg_loaders)
+        return engine
+    return sa.create_engine(
+        url,
+        pool_pre_ping=True,
+        connect_args={"connect_timeout": 10, "init_command": "SET SESSION TRANSACTION READ ONLY"},
+    )
 
 
-def _column_arrays(rows: list[Any], names: list[str], types: dict[str, pa.DataType]) -> list[pa.Array]:
+def _sqlite_read_only(path: Path) -> Any:
+    """A SQLite connection that cannot write: the file opened ``mode=ro``, and ``query_only`` on top."""
+    import sqlite3
+
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30, check_same_thread=False)
+    conn.execute("PRAGMA query_only = ON")
+    return conn
+
+
+def _lenient_psycopg_loaders(dbapi_connection: Any, _record: Any) -> None:
+    """Dates and timestamps psycopg refuses ('infinity', year 10000) arrive as text for the contract to name."""
+    import psycopg
+    from psycopg.adapt import Loader
+
+    from datashare.conform import unreadable_time
+
+    adapters = dbapi_connection.adapters
+    for name in ("date", "timestamp", "timestamptz"):
+        oid = adapters.types[name].oid
+        strict = adapters.get_loader(oid, psycopg.pq.Format.TEXT)
+
+        class Lenient(Loader):
+            def __init__(self, oid: int, context: Any = None, strict: Any = strict) -> None:
+                super().__init__(oid, context)
+                self._strict = strict(oid, context)
+
+            def load(self, data: Any) -> Any:
+                try:
+                    return self._strict.load(data)
+                except psycopg.DataError:
+                    return unreadable_time(bytes(data).decode("utf-8", "replace"))
+
+        adapters.register_loader(oid, Lenient)
+
+
+def _column_arrays(
+    rows: list[tuple[Any, ...]], contracts: list[Contract]
+) -> tuple[list[pa.Array], dict[int, list[str]]]:
+    """The rows' columns as arrays of their contract types, and the problems of each row that has any."""
     arrays = []
-    for i, name in enumerate(names):
-        values = [row[i] for row in rows]
-        try:
-            arrays.append(pa.array(values, type=types[name]))
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError) as exc:
-            bad = next((v for v in values if v is not None and _not_castable(v, types[name])), None)
-            raise ContractError(
-                f"column {name!r}: source values no longer fit the contract type {types[name]} "
-                f"(e.g. {bad!r}); was the column retyped in the source? ({exc})"
-            ) from None
-    return arrays
+    problems: dict[int, list[str]] = {}
+    for i, contract in enumerate(contracts):
+        array, found = conform_values([row[i] for row in rows], contract)
+        arrays.append(array)
+        for row, text in found.items():
+            problems.setdefault(row, []).append(text)
+    return arrays, problems
 
 
-def _not_castable(value: Any, arrow_type: pa.DataType) -> bool:
-    try:
-        pa.array([value], type=arrow_type)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
-        return True
-    return False
+def _row_key(spec: DatasetSpec, rows: Sequence[tuple[Any, ...]]) -> Callable[[int], str]:
+    names = [c.name for c in spec.columns]
+    index = [names.index(k) for k in spec.key]
+    return lambda row: "row with key " + ", ".join(f"{spec.key[j]}={show(rows[row][i])}" for j, i in enumerate(index))
 
 
 def plan_ranges(spec: DatasetSpec, info: ConnectionInfo) -> list[tuple[int, int]]:
-    """Equal-width half-open ranges ``[lo, hi)`` of the partition column covering the whole source."""
+    """Equal-width half-open ranges ``[lo, hi)`` of the partition column covering the whole source.
+
+    The bounds are integers of the contract (a fraction, or text compared as text, is an error naming
+    the column and the value, not a range that silently misses rows).
+    """
     parts = spec.source.partitions
     if parts is None:
         raise SourceError(f"{spec.id}: the spec declares no source.partitions")
-    engine = _engine(info)
+    engine = _engine(info, spec)
     col = engine.dialect.identifier_preparer.quote(parts.column)
     try:
         with engine.connect() as conn:
-            lo, hi = conn.execute(
+            bounds = conn.execute(
                 sa.text(f"SELECT min(src.{col}), max(src.{col}) FROM {_base(spec, engine.dialect)} src")
             ).one()
-    except sa.exc.OperationalError as exc:
-        raise _classify(exc, spec, info) from None
     except sa.exc.DBAPIError as exc:
-        raise SourceError(f"source connection {info.conn_id!r} ({info.describe()}): {_first_line(exc)}") from None
+        raise _source_error(exc, spec, info) from None
     finally:
         engine.dispose()
-    if lo is None:
+    if bounds[0] is None:
         return [(0, 1)]
-    lo, hi = int(lo), int(hi) + 1
+    checked = []
+    for which, bound in zip(("minimum", "maximum"), bounds, strict=True):
+        try:
+            checked.append(to_integer(bound))
+        except ValueError as exc:
+            raise ContractError(
+                f"{spec.id}: partition column {parts.column!r} must hold integers to split into key ranges; "
+                f"the source's {which} is {show(bound)}, which {exc}"
+            ) from None
+    lo, hi = checked
+    hi += 1
     step = max(1, -(-(hi - lo) // parts.count))
     return [(start, min(start + step, hi)) for start in range(lo, hi, step)]
 
@@ -156,64 +219,62 @@ def extract(
 ) -> ExtractResult:
     """Stream the source into ``target`` (a Parquet file).
 
-    ``cursor`` is the last value already released (incremental mode); ``key_range`` limits the read
-    to ``[lo, hi)`` of the partition column (one mapped task's share). PostgreSQL and MariaDB/MySQL
-    go through the fast Arrow readers (:mod:`datashare.fastextract`); SQLite, and any source the fast
-    path cannot read faithfully, through SQLAlchemy. Both stage the same file.
+    ``cursor`` is the last value already released (incremental mode), as text of the cursor column's
+    type; ``key_range`` limits the read to ``[lo, hi)`` of the partition column (one mapped task's
+    share). PostgreSQL and MariaDB/MySQL go through the fast Arrow readers
+    (:mod:`datashare.fastextract`); SQLite, and any source the fast path cannot read faithfully or
+    whose values break the contract, through SQLAlchemy. Both stage the same file.
     """
     from datashare.fastextract import FastPathUnsupported, fast_reader
 
+    collector = problems_column(spec)
     spec = spec.source_view()  # computed columns are added by transforms, not read
     target.parent.mkdir(parents=True, exist_ok=True)
     reader = fast_reader(info)
+    args: dict[str, Any] = {"cursor": cursor, "key_range": key_range, "collector": collector}
     if cursor is not None and _nothing_past(spec, info, cursor, key_range):
         # Nothing to stream: stage the empty file and check the columns with a query that reads no row.
         # Running the ordered query instead can walk a whole index to find nothing (seconds at 20 M
         # rows), and the fast readers alone import pandas: seconds of a run that does nothing.
         log.info("%s: no row past cursor %s", spec.id, cursor)
-        return _extract_nothing(spec, info, target)
+        return _extract_nothing(spec, info, target, collector)
     if reader is not None:
         try:
-            return _extract_fast(reader, spec, info, target, cursor=cursor, key_range=key_range)
+            return _extract_fast(reader, spec, info, target, **args)
         except FastPathUnsupported as exc:
             log.info("%s: %s; reading through SQLAlchemy instead", spec.id, exc)
-    return _extract_plain(spec, info, target, cursor=cursor, key_range=key_range)
+    return _extract_plain(spec, info, target, **args)
 
 
 def _nothing_past(spec: DatasetSpec, info: ConnectionInfo, cursor: str, key_range: tuple[int, int] | None) -> bool:
     """Whether no source row lies past ``cursor``: one ``LIMIT 1`` probe (the cursor column is indexed)."""
     if spec.mode.kind != "incremental":
         return False
-    engine = _engine(info)
+    engine = _engine(info, spec)
     try:
         sql, params, types = _statement(spec, engine.dialect, cursor, key_range, probe=True)
         stmt = sa.text(sql).bindparams(*(sa.bindparam(name, type_=t) for name, t in types.items()))
         with engine.connect() as conn:
             return conn.execute(stmt, params).first() is None
-    except sa.exc.OperationalError as exc:
-        raise _classify(exc, spec, info) from None
     except sa.exc.DBAPIError as exc:
-        raise SourceError(f"source connection {info.conn_id!r} ({info.describe()}): {_first_line(exc)}") from None
+        raise _source_error(exc, spec, info) from None
     finally:
         engine.dispose()
 
 
-def _extract_nothing(spec: DatasetSpec, info: ConnectionInfo, target: Path) -> ExtractResult:
+def _extract_nothing(spec: DatasetSpec, info: ConnectionInfo, target: Path, collector: Column | None) -> ExtractResult:
     """The empty staged file of a run with nothing new, after checking the source's columns (``WHERE 1 = 0``)."""
-    engine = _engine(info)
+    engine = _engine(info, spec)
     try:
         with engine.connect() as conn:
             sql = f"SELECT * FROM {_base(spec, engine.dialect)} src WHERE 1 = 0"
             source_cols = list(conn.execute(sa.text(sql)).keys())
-    except sa.exc.OperationalError as exc:
-        raise _classify(exc, spec, info) from None
     except sa.exc.DBAPIError as exc:
-        raise SourceError(f"source connection {info.conn_id!r} ({info.describe()}): {_first_line(exc)}") from None
+        raise _source_error(exc, spec, info) from None
     finally:
         engine.dispose()
     ignored = _check_columns(spec, source_cols)
-    schema = pa.schema([pa.field(c.name, ARROW[source_type(c)]) for c in spec.columns])
-    BatchWriter(target, schema, compression=STAGING_COMPRESSION).close()
+    BatchWriter(target, staged_schema(spec, collector), compression=STAGING_COMPRESSION).close()
     return _result(target, 0, None, ignored)
 
 
@@ -234,8 +295,9 @@ def _statement(
         params.update(range_lo=key_range[0], range_hi=key_range[1])
         types.update(range_lo=sa.BigInteger(), range_hi=sa.BigInteger())
     if incremental:
-        column = next(c for c in spec.columns if c.name == spec.mode.cursor)
-        params["cursor"] = parse_cursor(cursor, source_type(column))  # type: ignore[arg-type]
+        column = cursors.cursor_column(spec)
+        assert column is not None and cursor is not None
+        params["cursor"] = cursors.bind_value(cursors.parse(cursor, column), column)
         types["cursor"] = SQLALCHEMY[source_type(column)]()
     return sql, params, types
 
@@ -257,10 +319,16 @@ def _check_columns(spec: DatasetSpec, source_cols: list[str]) -> tuple[str, ...]
     return ignored
 
 
+def staged_schema(spec: DatasetSpec, collector: Column | None) -> pa.Schema:
+    """The schema of an extraction's staged file: the source columns as read, then the problems column if any."""
+    fields = [pa.field(c.name, Contract.of(c, source=True).arrow) for c in spec.columns]
+    if collector is not None:
+        fields.append(pa.field(collector.name, pa.string()))
+    return pa.schema(fields)
+
+
 def _result(target: Path, rows: int, cursor_max: Any, ignored: tuple[str, ...]) -> ExtractResult:
-    text_cursor = None
-    if cursor_max is not None:
-        text_cursor = cursor_max.isoformat() if isinstance(cursor_max, date | datetime) else str(cursor_max)
+    text_cursor = None if cursor_max is None else cursors.text(cursor_max)
     return ExtractResult(path=target, rows=rows, cursor_max=text_cursor, ignored_columns=ignored)
 
 
@@ -272,9 +340,17 @@ def _extract_fast(
     *,
     cursor: str | None,
     key_range: tuple[int, int] | None,
+    collector: Column | None,
 ) -> ExtractResult:
     """Arrow batches from ADBC or connectorx, read ahead in a thread, written as they come."""
-    from datashare.fastextract import FastPathUnsupported, literal_sql, open_source, source_errors, stream_to_parquet
+    from datashare.fastextract import (
+        FastPathUnsupported,
+        literal_sql,
+        open_source,
+        source_errors,
+        stream_to_parquet,
+        unconvertible,
+    )
 
     backend = info.sqlalchemy_url().get_backend_name()
     dialect = sa.create_engine(info.sqlalchemy_url()).dialect
@@ -284,19 +360,32 @@ def _extract_fast(
     log.info("Extracting %s from %s via %s%s", spec.id, info.describe(), reader, since)
     started = False
     try:
-        with open_source(reader, info, sql, spec.source.batch_rows) as stream:
+        with open_source(reader, info, sql, spec.source.batch_rows, zone=cursors.session_zone(spec)) as stream:
             started = True
             rows, cursor_max, ignored = stream_to_parquet(
-                spec, stream, target, pg=reader == "adbc", check_columns=lambda cols: _check_columns(spec, cols)
+                spec,
+                stream,
+                target,
+                pg=reader == "adbc",
+                check_columns=lambda cols: _check_columns(spec, cols),
+                schema=staged_schema(spec, collector),
             )
     except FastPathUnsupported:
         target.unlink(missing_ok=True)
         raise
     except source_errors() as exc:
         target.unlink(missing_ok=True)
-        if not started:  # could not even start: the plain path gives the error its proper class
-            raise FastPathUnsupported(f"{reader} could not open the source ({_first_line(exc)})") from None
-        raise _classify_message(_first_line(exc), spec, info) from None
+        message = _first_line(exc)
+        if not started or unconvertible(exc):
+            # could not start, or the reader cannot convert a value (a zero date): the plain path gives
+            # the error its proper class, or names the column and the value
+            raise FastPathUnsupported(f"{reader} could not read the source ({message})") from None
+        raise _classify_message(message, spec, info) from None
+    except BaseException as exc:
+        target.unlink(missing_ok=True)
+        if unconvertible(exc):  # connectorx panics (a BaseException) on values it cannot convert
+            raise FastPathUnsupported(f"{reader} could not convert a value ({_first_line(exc)})") from None
+        raise
     log.info("%s: %s rows extracted via %s", spec.id, f"{rows:,}", reader)
     return _result(target, rows, cursor_max, ignored)
 
@@ -308,13 +397,19 @@ def _extract_plain(
     *,
     cursor: str | None,
     key_range: tuple[int, int] | None,
+    collector: Column | None,
 ) -> ExtractResult:
-    """Rows through SQLAlchemy, converted to Arrow batch by batch: every backend, and the reference."""
-    engine = _engine(info)
-    types = {c.name: ARROW[source_type(c)] for c in spec.columns}
-    sa_types = {c.name: SQLALCHEMY[source_type(c)] for c in spec.columns}
+    """Rows through SQLAlchemy, as the drivers give them, through the type contract batch by batch.
+
+    Every backend can take this path, and it is the reference: it names every value the contract
+    cannot hold (the fast paths come here when they meet one).
+    """
+    import pyarrow.compute as pc
+
+    engine = _engine(info, spec)
+    contracts = [Contract.of(c, source=True) for c in spec.columns]
     sql, params, param_types = _statement(spec, engine.dialect, cursor, key_range)
-    stmt = sa.text(sql).columns(**{name: t() for name, t in sa_types.items()})
+    stmt = sa.text(sql)  # untyped: the drivers' own values, converted by the contract, not by SQLAlchemy
     if "cursor" in params:
         stmt = stmt.bindparams(sa.bindparam("cursor", type_=param_types["cursor"]))
     since = f" past cursor {cursor}" if "cursor" in params else ""
@@ -323,39 +418,38 @@ def _extract_plain(
     cursor_max: Any = None
     writer: BatchWriter | None = None
     ignored: tuple[str, ...] = ()
+    schema = staged_schema(spec, collector)
+    names = [c.name for c in spec.columns]
     try:
         with engine.connect() as conn:
             result = conn.execution_options(stream_results=True, yield_per=spec.source.batch_rows).execute(stmt, params)
             source_cols = list(result.keys())
             ignored = _check_columns(spec, source_cols)
-            names = [c.name for c in spec.columns]
             index = [source_cols.index(n) for n in names]
-            schema = pa.schema([pa.field(n, types[n]) for n in names])
+            _check_source_types(spec, result, [contracts[names.index(n)] if n in names else None for n in source_cols])
             writer = BatchWriter(target, schema, compression=STAGING_COMPRESSION)
-            for part in result.partitions():
+            for part in result.partitions(spec.source.batch_rows):  # explicit: untyped text() ignores yield_per
                 rows = [tuple(r[i] for i in index) for r in part]
-                batch = pa.RecordBatch.from_arrays(_column_arrays(rows, names, types), schema=schema)
+                arrays, problems = _column_arrays(rows, contracts)
+                if problems or collector is not None:
+                    where = _row_key(spec, rows)
+                    found = settle_problems(spec, collector, problems, len(rows), stage="source", where=where)
+                    arrays.append(pa.array([found.get(i) for i in range(len(rows))], pa.string()))
+                batch = pa.RecordBatch.from_arrays(arrays, schema=schema)
                 writer.write(batch)
                 rows_total += batch.num_rows
                 if spec.mode.cursor is not None and batch.num_rows:
-                    import pyarrow.compute as pc
-
                     m = pc.max(batch.column(spec.mode.cursor)).as_py()
                     if m is not None and (cursor_max is None or m > cursor_max):
                         cursor_max = m
                 log.info("%s: %s rows extracted", spec.id, f"{rows_total:,}")
-    except sa.exc.OperationalError as exc:
+    except BaseException as exc:
         if writer is not None:
             writer.close()
-        raise _classify(exc, spec, info) from None
-    except sa.exc.DBAPIError as exc:
-        if writer is not None:
-            writer.close()
-        raise SourceError(f"source connection {info.conn_id!r} ({info.describe()}): {_first_line(exc)}") from None
-    except sa.exc.InvalidRequestError as exc:  # the driver cannot read a column as the contract's type
-        if writer is not None:
-            writer.close()
-        raise _retyped(engine, spec, sa_types, exc) from None
+        target.unlink(missing_ok=True)
+        if isinstance(exc, sa.exc.DBAPIError):
+            raise _source_error(exc, spec, info) from None
+        raise
     finally:
         engine.dispose()
     if writer is not None:
@@ -363,26 +457,27 @@ def _extract_plain(
     return _result(target, rows_total, cursor_max, ignored)
 
 
-def _retyped(
-    engine: sa.Engine, spec: DatasetSpec, sa_types: dict[str, type[sa.types.TypeEngine]], exc: Exception
-) -> ContractError:
-    """Name the column whose source type no longer reads as the contract's (e.g. a number column now text)."""
-    prep = engine.dialect.identifier_preparer
-    base = _base(spec, engine.dialect)
-    for name, sa_type in sa_types.items():
-        probe = sa.text(f"SELECT src.{prep.quote(name)} FROM {base} src WHERE 1 = 0").columns(**{name: sa_type()})
-        try:
-            with engine.connect() as conn:
-                conn.execute(probe).all()
-        except sa.exc.InvalidRequestError:
-            return ContractError(
-                f"source {spec.source.table or 'query'} of {spec.id}: column {name!r} can no longer be read as the "
-                f"contract type {sa_type.__name__}; was the column retyped in the source? ({exc})"
+_PG_NUMERIC = frozenset({20, 21, 23, 700, 701, 1700})
+"""PostgreSQL type OIDs of numbers (int8, int2, int4, float4, float8, numeric)."""
+
+
+def _check_source_types(spec: DatasetSpec, result: sa.CursorResult, contracts: list[Contract | None]) -> None:
+    """On PostgreSQL, a numeric contract column the source now types otherwise is drift, even with no row to show.
+
+    The values are checked anyway; this names a retyped column when an incremental run reads nothing.
+    """
+    cursor = result.cursor
+    if cursor is None or type(cursor).__module__.split(".")[0] != "psycopg":
+        return
+    numeric = (ColumnType.integer, ColumnType.number, ColumnType.decimal)
+    for contract, column in zip(contracts, cursor.description or (), strict=False):
+        if contract is not None and contract.kind in numeric and column.type_code not in _PG_NUMERIC:
+            info = cursor.connection.adapters.types.get(column.type_code)
+            has = info.name if info else column.type_code
+            raise ContractError(
+                f"source {spec.source.table or 'query'} of {spec.id}: column {contract.name!r} can no longer be read "
+                f"as the contract type {contract.kind.value}: the source has {has}; was it retyped in the source?"
             )
-        except sa.exc.DBAPIError:
-            continue
-    what = spec.source.table or "query"
-    return ContractError(f"source {what} of {spec.id}: a column no longer fits the contract: {exc}")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -390,14 +485,35 @@ def _first_line(exc: BaseException) -> str:
     return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
 
 
-def _classify(exc: sa.exc.OperationalError, spec: DatasetSpec, info: ConnectionInfo) -> Exception:
-    """Connection failures are worth a retry; a missing table or column is not."""
-    return _classify_message(_first_line(exc), spec, info)
+_READ_ONLY = ("read-only transaction", "read only transaction", "readonly database", "(25006)", "1792,")
+
+
+def _source_error(exc: sa.exc.DBAPIError, spec: DatasetSpec, info: ConnectionInfo) -> Exception:
+    """The engine's error for a driver's: read-only refusals and decoding errors are final, dropped links retried."""
+    message = _first_line(exc)
+    orig = getattr(exc, "orig", None)
+    if getattr(orig, "sqlstate", None) == "25006" or any(m in f"{orig!r} {message}".lower() for m in _READ_ONLY):
+        return _read_only(message, spec, info)
+    if "could not decode to utf-8" in message.lower():
+        return ContractError(f"{spec.id}: source text is not UTF-8: {message} (the value is kept as SQLite holds it)")
+    if isinstance(exc, sa.exc.OperationalError):
+        return _classify_message(message, spec, info)
+    return SourceError(f"source connection {info.conn_id!r} ({info.describe()}): {message}")
+
+
+def _read_only(message: str, spec: DatasetSpec, info: ConnectionInfo) -> SourceError:
+    return SourceError(
+        f"source connection {info.conn_id!r} ({info.describe()}) is read-only: the query of {spec.id} tried to "
+        f"change the source and was refused ({message}). Sources are only ever read; remove the side effect "
+        "(nextval, a write) from the query."
+    )
 
 
 def _classify_message(msg: str, spec: DatasetSpec, info: ConnectionInfo) -> Exception:
     """:class:`SourceError` for what a retry cannot fix, :class:`SourceUnavailable` for the rest."""
     lowered = msg.lower()
+    if any(m in lowered for m in _READ_ONLY):
+        return _read_only(msg, spec, info)
     permanent = ("no such table", "doesn't exist", "does not exist", "no such column", "unknown column", "syntax")
     if any(p in lowered for p in permanent):
         what = spec.source.table or "query"

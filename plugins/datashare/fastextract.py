@@ -8,7 +8,15 @@ work and ours overlap: on two cores the server sorts and sends while we decode a
 The staged file equals the plain SQLAlchemy path's (same columns, types, values and row order; a test
 compares the releases byte for byte). Where this path cannot promise that, for a source type it does
 not map faithfully (``float4``, ``numeric``, time zones...), it raises :class:`FastPathUnsupported`
-before reading a row and :func:`datashare.extract.extract` runs the plain path instead.
+before reading a row and :func:`datashare.extract.extract` runs the plain path instead. It does the
+same when a batch holds a value the contract cannot hold (NaN, a timestamp PostgreSQL calls
+``infinity``, which ADBC wraps around to a date 290,000 years BC, a zero date connectorx cannot
+convert): the plain path is the one place that names such values, so both paths fail, or
+quarantine, alike.
+
+Both readers run read-only: ADBC's session with ``default_transaction_read_only``, connectorx's
+query prefixed ``SET STATEMENT tx_read_only=1 FOR`` (MariaDB; a server without it fails to start the
+stream and the plain path, read-only by session, reads instead).
 """
 
 from __future__ import annotations
@@ -24,12 +32,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
+from datashare.conform import Contract, fits
 from datashare.connections import ConnectionInfo
-from datashare.exceptions import ContractError
 from datashare.parquet import STAGING_COMPRESSION, BatchWriter
 from datashare.prefetch import read_ahead
 from datashare.spec import DatasetSpec
-from datashare.typemap import ARROW, source_type
 
 log = logging.getLogger(__name__)
 
@@ -95,33 +102,48 @@ def _faithful(field: pa.Field, target: pa.DataType, *, pg: bool) -> bool:
     return False
 
 
-def _conformer(field: pa.Field, target: pa.DataType, *, pg: bool) -> Callable[[pa.Array], pa.Array]:
+def _conformer(field: pa.Field, contract: Contract, *, pg: bool) -> Callable[[pa.Array], pa.Array]:
     """A function bringing one source column to its staged type, or :class:`FastPathUnsupported`."""
+    target = contract.arrow
     if not _faithful(field, target, pg=pg):
         what = (field.metadata or {}).get(b"POSTGRESQL:type", b"").decode() or str(field.type)
         raise FastPathUnsupported(f"column {field.name!r} arrives as {what}, the contract reads {target}")
-    if field.type.equals(target):
-        return lambda array: array
 
-    def cast(array: pa.Array) -> pa.Array:
-        try:
-            return array.cast(target, safe=True)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-            raise ContractError(
-                f"column {field.name!r}: source values no longer fit the contract type {target} ({exc})"
-            ) from None
+    def conform(array: pa.Array) -> pa.Array:
+        fitted = fits(array, contract)
+        if fitted is None:
+            raise FastPathUnsupported(
+                f"column {field.name!r} holds a value its contract type {target} cannot hold exactly"
+            )
+        return fitted
 
-    return cast
+    return conform
+
+
+def unconvertible(exc: BaseException) -> bool:
+    """Whether a fast reader failed on a value it cannot convert (connectorx panics on a zero date)."""
+    text = str(exc).lower()
+    return type(exc).__name__ == "PanicException" or "convert" in text or "decimal scale" in text
 
 
 @contextmanager
-def open_source(reader: str, info: ConnectionInfo, sql: str, batch_rows: int) -> Iterator[pa.RecordBatchReader]:
-    """The query's rows as an Arrow stream, through ADBC or connectorx; the connection closes on exit."""
+def open_source(
+    reader: str, info: ConnectionInfo, sql: str, batch_rows: int, *, zone: str | None = None
+) -> Iterator[pa.RecordBatchReader]:
+    """The query's rows as an Arrow stream, read-only, through ADBC or connectorx; the connection closes on exit.
+
+    ``zone``: the PostgreSQL session's time zone (the dataset's timestamp cursor's, see
+    :func:`datashare.cursor.session_zone`).
+    """
     url = info.sqlalchemy_url()
     if reader == "adbc":
+        from urllib.parse import quote
+
         import adbc_driver_postgresql.dbapi as adbc
 
-        uri = url.set(drivername="postgresql", query={"connect_timeout": "10"}).render_as_string(hide_password=False)
+        options = "-c default_transaction_read_only=on" + (f" -c TimeZone={zone}" if zone else "")
+        base = url.set(drivername="postgresql", query={}).render_as_string(hide_password=False)
+        uri = f"{base}?connect_timeout=10&options={quote(options, safe='')}"  # libpq reads %20, not +
         with adbc.connect(uri) as conn, conn.cursor() as cur:
             cur.execute(sql)
             reader = cur.fetch_record_batch()
@@ -133,7 +155,8 @@ def open_source(reader: str, info: ConnectionInfo, sql: str, batch_rows: int) ->
     import connectorx as cx
 
     uri = url.set(drivername="mysql", query={}).render_as_string(hide_password=False)
-    stream = cx.read_sql(uri, sql, return_type="arrow_stream", batch_size=batch_rows)
+    read_only = f"SET STATEMENT tx_read_only=1 FOR {sql}"  # MariaDB: this one statement runs read-only
+    stream = cx.read_sql(uri, read_only, return_type="arrow_stream", batch_size=batch_rows)
     try:
         yield stream
     finally:
@@ -159,29 +182,33 @@ def stream_to_parquet(
     *,
     pg: bool,
     check_columns: Callable[[list[str]], tuple[str, ...]],
+    schema: pa.Schema,
 ) -> tuple[int, Any, tuple[str, ...]]:
     """Write the stream's rows, in the contract's source types, to ``target``; returns (rows, cursor max, ignored).
 
-    ``check_columns`` raises for columns missing from the source and returns those the spec ignores.
-    Raises :class:`FastPathUnsupported` (before reading any row) for a type it cannot map faithfully.
+    ``check_columns`` raises for columns missing from the source and returns those the spec ignores;
+    ``schema`` is the staged file's (:func:`datashare.extract.staged_schema`): the source columns, then
+    the problems column, all null here since a value with a problem sends the source to the plain path.
+    Raises :class:`FastPathUnsupported` for a type it cannot map faithfully (before reading any row) and
+    for a value the contract cannot hold.
     """
     source_cols = stream.schema.names
     ignored = check_columns(source_cols)
     names = [c.name for c in spec.columns]
-    types = {c.name: ARROW[source_type(c)] for c in spec.columns}
+    contracts = [Contract.of(c, source=True) for c in spec.columns]
     fields = [stream.schema.field(source_cols.index(n)) for n in names]
-    convert = [_conformer(f, types[f.name], pg=pg) for f in fields]
+    convert = [_conformer(f, c, pg=pg) for f, c in zip(fields, contracts, strict=True)]
     index = [source_cols.index(n) for n in names]
-    schema = pa.schema([pa.field(n, types[n]) for n in names])
+    extra = len(schema) - len(names)
     cursor = spec.mode.cursor
     rows, cursor_max = 0, None
     with BatchWriter(target, schema, compression=STAGING_COMPRESSION) as writer:
         for raw in read_ahead(iter(stream)):
             if not raw.num_rows:
                 continue
-            batch = pa.RecordBatch.from_arrays(
-                [fn(raw.column(i)) for fn, i in zip(convert, index, strict=True)], schema=schema
-            )
+            arrays = [fn(raw.column(i)) for fn, i in zip(convert, index, strict=True)]
+            arrays += [pa.nulls(raw.num_rows, schema.field(len(names) + j).type) for j in range(extra)]
+            batch = pa.RecordBatch.from_arrays(arrays, schema=schema)
             writer.write(batch)
             rows += batch.num_rows
             if cursor is not None:

@@ -49,7 +49,9 @@ def stage_extract(ctx: RunContext, key_range: dict[str, Any] | None = None) -> E
             return _extract_derived(ctx, latest, scratch)
         cursor = None
         if ctx.spec.mode.kind == "incremental" and latest is not None:
-            cursor = latest.manifest["datashare"].get("source_cursor")
+            from datashare.cursor import stored
+
+            cursor = stored(ctx.spec, latest.manifest["datashare"])  # typed by what it recorded, as the spec reads it
         info = get_connection(ctx.spec.source.conn_id)
         index = key_range["index"] if key_range else 0
         bounds = (key_range["lo"], key_range["hi"]) if key_range else None
@@ -97,13 +99,15 @@ def _extract_derived(ctx: RunContext, latest: Release | None, scratch: Path) -> 
 
 def stage_combine(ctx: RunContext, parts: list[Extracted | dict[str, Any]]) -> Extracted:
     """One extraction reference from the key ranges' references, in range order."""
+    from datashare.cursor import cursor_column, newest
+
     refs = [Extracted.of(p) for p in parts]
     cursors = [p.cursor_max for p in refs if p.cursor_max is not None]
     return Extracted(
         files=tuple(f for p in refs for f in p.files),
         rows=sum(p.rows for p in refs),
         cursor_from=refs[0].cursor_from,
-        cursor_max=max(cursors) if cursors else None,
+        cursor_max=newest(cursor_column(ctx.spec), cursors),  # compared as the cursor's type, not as text
         ignored_columns=tuple(sorted({c for p in refs for c in p.ignored_columns})),
         base_version=refs[0].base_version,
     )
@@ -279,10 +283,10 @@ def stage_commit(
         if delta.rows or not files:
             files.append(DataFile(name="", rows=delta.rows, sha256=delta.sha256, bytes=delta.bytes, key=delta.key))
         files = _renamed(files)
-        cursor = extracted.cursor_max
-        previous_cursor = base.manifest["datashare"].get("source_cursor") if incremental else None  # type: ignore[union-attr]
-        if previous_cursor:
-            cursor = max(filter(None, [cursor, previous_cursor]))
+        from datashare.cursor import TYPE_FIELD, cursor_column, newest, stored, type_record
+
+        previous_cursor = stored(ctx.spec, base.manifest["datashare"]) if incremental else None  # type: ignore[union-attr]
+        cursor = newest(cursor_column(ctx.spec), [extracted.cursor_max, previous_cursor])
         manifest = build_manifest(
             ctx.spec,
             files,
@@ -301,6 +305,8 @@ def stage_commit(
             },
             code=code,
         )
+        if cursor is not None:
+            manifest["datashare"][TYPE_FIELD] = type_record(ctx.spec)  # the cursor's type, so it reads back exactly
         return CommitPlan(
             files=files, manifest=manifest, content_sha256=content_sha256(ctx.spec, files), validation=evidence
         )

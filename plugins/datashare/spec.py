@@ -47,6 +47,12 @@ class ColumnType(StrEnum):
     boolean = "boolean"
     date = "date"
     datetime = "datetime"
+    decimal = "decimal"
+    """Exact decimal number with the column's ``precision`` and ``scale`` (PostgreSQL numeric, MariaDB DECIMAL)."""
+
+
+DEFAULT_TIMEZONE = "Asia/Ho_Chi_Minh"
+"""Zone of naive source timestamps unless a column says otherwise: the units store Vietnam time."""
 
 
 class PersonalData(StrEnum):
@@ -83,12 +89,80 @@ class Column(Strict):
         default=False,
         description="Added by a transform (a mapped code, a flag), not read from the source.",
     )
+    precision: int | None = Field(
+        default=None,
+        ge=1,
+        le=38,
+        description="decimal only (required): total number of significant digits, 1–38 (numeric(precision, scale)).",
+    )
+    scale: int | None = Field(
+        default=None,
+        ge=0,
+        le=38,
+        description="decimal only (required): digits after the decimal point, 0–precision; a value with more is "
+        "never rounded (the row is quarantined or the run fails).",
+    )
+    timezone: str | None = Field(
+        default=None,
+        description="datetime only: IANA time zone of the source's naive values, and whose wall time 'local' "
+        f"publishes; values carrying an offset are converted to it (default {DEFAULT_TIMEZONE}, Vietnam time).",
+    )
+    publish_time: Literal["local", "utc"] | None = Field(
+        default=None,
+        description="datetime only: 'local' (default) publishes naive wall time in 'timezone'; 'utc' publishes "
+        "instants in UTC (a timestamp with time zone), naive source values read as 'timezone'.",
+    )
+    source_problems: bool = Field(
+        default=False,
+        description="Computed text column only: also receives source values the contract's type cannot hold "
+        "exactly (the value is left null and the suite's rule expecting this column to be null quarantines the "
+        "row); without such a column those values fail the run naming dataset, column and value.",
+    )
 
     @model_validator(mode="after")
     def _computed_has_no_source_type(self) -> Column:
         if self.computed and self.source_type is not None:
             raise ValueError("source_type: a computed column is not read from the source, so it has no source type")
         return self
+
+    @model_validator(mode="after")
+    def _type_details(self) -> Column:
+        """Precision and scale belong to decimals, time zones to timestamps, source problems to a computed text."""
+        types = {self.type, self.source_type}
+        if ColumnType.decimal in types:
+            if self.precision is None or self.scale is None:
+                raise ValueError("precision: a decimal column declares 'precision' and 'scale' (e.g. 12 and 2)")
+            if self.scale > self.precision:
+                raise ValueError(f"scale: {self.scale} is more than the precision {self.precision}")
+        elif self.precision is not None or self.scale is not None:
+            raise ValueError("precision: 'precision' and 'scale' belong to decimal columns")
+        if ColumnType.datetime in types:
+            if self.timezone is not None:
+                _check_timezone(self.timezone)
+        elif self.timezone is not None or self.publish_time is not None:
+            raise ValueError("timezone: 'timezone' and 'publish_time' belong to datetime columns")
+        if self.source_problems and not (self.computed and self.type == ColumnType.string):
+            raise ValueError("source_problems: only a computed string column collects source problems")
+        return self
+
+    @property
+    def zone(self) -> str:
+        """The column's time zone (datetime columns): declared, or the default."""
+        return self.timezone or DEFAULT_TIMEZONE
+
+    @property
+    def utc(self) -> bool:
+        """Whether a datetime column publishes UTC instants rather than local wall time."""
+        return self.publish_time == "utc"
+
+
+def _check_timezone(name: str) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"timezone: {name!r} is not an IANA time zone (e.g. Asia/Ho_Chi_Minh, UTC)") from None
 
 
 class Keywords(Strict):
@@ -395,6 +469,27 @@ class DatasetSpec(Strict):
                 )
         if not (self.publish.parquet or self.publish.sql):
             raise ValueError("publish: at least one target (parquet or sql) must be on")
+        return self
+
+    @model_validator(mode="after")
+    def _type_contract(self) -> DatasetSpec:
+        """One column at most collects source problems; a cursor is a type with an order."""
+        collectors = [c.name for c in self.columns if c.source_problems]
+        if len(collectors) > 1:
+            raise ValueError(f"columns: only one column may declare source_problems (found {collectors})")
+        fresh = next((c for c in self.columns if c.name == self.freshness.column), None)
+        if fresh is not None and (fresh.utc or fresh.zone != DEFAULT_TIMEZONE):
+            raise ValueError(
+                f"freshness.column: {fresh.name!r} must publish local {DEFAULT_TIMEZONE} time: the suite compares it "
+                "with the freshness bound in Vietnam time"
+            )
+        if self.mode.cursor is not None:
+            column = next((c for c in self.columns if c.name == self.mode.cursor), None)
+            if column is not None and (column.source_type or column.type) == ColumnType.boolean:
+                raise ValueError(
+                    f"mode.cursor: column {column.name!r} is boolean; a cursor grows: integer, decimal, number, "
+                    "date, datetime or string"
+                )
         return self
 
     @property

@@ -169,6 +169,8 @@ def _map_field(field: pa.Field) -> _Column:
         mapped = (pa.bool_(), "boolean", "BOOLEAN")
     elif pa.types.is_date32(t):
         mapped = (pa.date32(), "date", "DATE")
+    elif pa.types.is_decimal128(t):  # exact: numeric in PostgreSQL, text in SQLite (its REAL would round)
+        mapped = (t, f"numeric({t.precision}, {t.scale})", "TEXT")
     elif pa.types.is_timestamp(t) and t.tz is None:
         mapped = (pa.timestamp("us"), "timestamp", "TIMESTAMP")
     elif pa.types.is_timestamp(t):
@@ -176,7 +178,7 @@ def _map_field(field: pa.Field) -> _Column:
     else:
         raise PublishError(
             f"column {name!r} has Arrow type {field.type} that the SQL share cannot store "
-            "(supported: strings, integers, floats, bool, date32, timestamps)"
+            "(supported: strings, integers, floats, decimals, bool, date32, timestamps)"
         )
     raw = (field.metadata or {}).get(b"description", b"")
     description = unicodedata.normalize("NFC", raw.decode("utf-8", errors="replace"))
@@ -570,4 +572,6 @@ def _sqlite_values(column: pa.Array, arrow_type: pa.DataType) -> list[Any]:
         return [None if v is None else v.isoformat(sep=" ") for v in values]
     if pa.types.is_date32(arrow_type):
         return [None if v is None else v.isoformat() for v in values]
+    if pa.types.is_decimal(arrow_type):
+        return [None if v is None else format(v, "f") for v in values]
     return values

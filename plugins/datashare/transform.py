@@ -89,22 +89,54 @@ def drop_duplicate_keys(
     return batch.filter(pc.invert(dup)), ndup - conflicts, conflicts
 
 
-def enforce_contract(batch: pa.RecordBatch, target: pa.Schema, spec_id: str) -> pa.RecordBatch:
-    """Select the contract's columns in order and cast them to the contract's types, or name what is wrong."""
-    arrays = []
+def enforce_contract(batch: pa.RecordBatch, spec: DatasetSpec, target: pa.Schema | None = None) -> pa.RecordBatch:
+    """Select the contract's columns in order, as the contract's types exactly, or name what is wrong.
+
+    A value the type cannot hold exactly (a fraction in an integer column, NaN, text in a number
+    column...) is a problem (:mod:`datashare.conform`): recorded in the spec's ``source_problems``
+    column so the suite quarantines the row, or, without one, a :class:`ContractError` naming the
+    dataset, the column and the value. Nothing is cast by truncation.
+    """
+    from datashare.conform import Contract, conform_array, problems_column, settle_problems, show
+
+    target = target if target is not None else arrow_schema(spec)
+    columns = {c.name: c for c in spec.columns}
+    collector = problems_column(spec)
+    arrays: dict[str, pa.Array] = {}
+    problems: dict[int, list[str]] = {}
+    retyped: list[str] = []
     for field in target:
+        if collector is not None and field.name == collector.name:
+            continue  # filled below (created when nothing wrote a problem yet)
         if field.name not in batch.schema.names:
-            raise ContractError(f"{spec_id}: column {field.name!r} of the contract is missing after the transforms")
+            raise ContractError(f"{spec.id}: column {field.name!r} of the contract is missing after the transforms")
         col = batch.column(field.name)
-        if not col.type.equals(field.type):
-            try:
-                col = col.cast(field.type, safe=True)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                raise ContractError(
-                    f"{spec_id}: column {field.name!r} has type {col.type}, the contract says {field.type}: {exc}"
-                ) from None
-        arrays.append(col)
-    return pa.RecordBatch.from_arrays(arrays, schema=target)
+        array, found = conform_array(col, Contract.of(columns[field.name]))
+        if found and len(found) == len(col) - col.null_count and not col.type.equals(field.type):
+            first = found[min(found)]
+            retyped.append(f"column {field.name!r} has type {col.type}, the contract says {field.type}: e.g. {first}")
+        arrays[field.name] = array
+        for row, text in found.items():
+            problems.setdefault(row, []).append(text)
+    if retyped and collector is None:  # every value of a column: a type that changed, not a few dirty rows
+        raise ContractError(f"{spec.id}: " + "; ".join(retyped))
+
+    def where(row: int) -> str:
+        return "row with key " + ", ".join(f"{k}={show(_value(batch, k, row))}" for k in spec.key)
+
+    found = settle_problems(spec, collector, problems, batch.num_rows, stage="contract", where=where)
+    if collector is not None:
+        from transforms.parse import add_problems
+
+        arrays[collector.name] = add_problems(batch, collector.name, found).column(collector.name).cast(pa.string())
+    return pa.RecordBatch.from_arrays([arrays[f.name] for f in target], schema=target)
+
+
+def _value(batch: pa.RecordBatch, name: str, row: int) -> object:
+    try:
+        return batch.column(name)[row].as_py()
+    except (OverflowError, ValueError):
+        return batch.column(name)[row]
 
 
 def protect_personal_data(batch: pa.RecordBatch, spec: DatasetSpec, key: bytes | None) -> pa.RecordBatch:
@@ -173,7 +205,7 @@ def transform(spec: DatasetSpec, source: Path | Sequence[Path], target: Path) ->
             conflicts += c
             if protected:
                 kept = protect_personal_data(kept, spec, key)
-            out = enforce_contract(kept, schema, spec.id)
+            out = enforce_contract(kept, spec, schema)
             writer.write(out)
             rows += out.num_rows
     if dups:

@@ -5,16 +5,8 @@ from __future__ import annotations
 import pyarrow as pa
 import sqlalchemy as sa
 
+from datashare.conform import Contract
 from datashare.spec import Column, ColumnType, DatasetSpec
-
-ARROW: dict[ColumnType, pa.DataType] = {
-    ColumnType.string: pa.string(),
-    ColumnType.integer: pa.int64(),
-    ColumnType.number: pa.float64(),
-    ColumnType.boolean: pa.bool_(),
-    ColumnType.date: pa.date32(),
-    ColumnType.datetime: pa.timestamp("us"),
-}
 
 SQLALCHEMY: dict[ColumnType, type[sa.types.TypeEngine]] = {
     ColumnType.string: sa.String,
@@ -23,7 +15,16 @@ SQLALCHEMY: dict[ColumnType, type[sa.types.TypeEngine]] = {
     ColumnType.boolean: sa.Boolean,
     ColumnType.date: sa.Date,
     ColumnType.datetime: sa.DateTime,
+    ColumnType.decimal: sa.Numeric,
 }
+
+TABLE_SCHEMA: dict[ColumnType, str] = {ColumnType.decimal: "number"}
+"""Table Schema names of our types where they differ (Frictionless has no decimal: it is an exact number)."""
+
+
+def arrow_type(column: Column, *, source: bool = False) -> pa.DataType:
+    """The Arrow type of a column as published, or (``source``) as staged from the source."""
+    return Contract.of(column, source=source).arrow
 
 
 def arrow_field(column: Column) -> pa.Field:
@@ -35,7 +36,7 @@ def arrow_field(column: Column) -> pa.Field:
     }
     if column.unit:
         meta[b"unit"] = column.unit.encode()
-    return pa.field(column.name, ARROW[column.type], nullable=True, metadata=meta)
+    return pa.field(column.name, arrow_type(column), nullable=True, metadata=meta)
 
 
 def arrow_schema(spec: DatasetSpec) -> pa.Schema:
@@ -59,7 +60,7 @@ def table_schema(spec: DatasetSpec) -> dict[str, object]:
             continue
         field: dict[str, object] = {
             "name": c.name,
-            "type": c.type.value,
+            "type": TABLE_SCHEMA.get(c.type, c.type.value),
             "title": c.description.en,
             "description": c.description.vi,
         }

@@ -47,8 +47,20 @@ def _digests(root: Path, version: int) -> list[str]:
 def _both_paths(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, plain_env: dict[str, str], fast_env: dict[str, str]
 ) -> tuple[dict, dict]:
+    import datashare.fastextract as fastextract
+
     plain = _run(monkeypatch, tmp_path / "plain", plain_env)
+    streamed: list[int] = []
+    real = fastextract.stream_to_parquet
+
+    def counting(*args, **kwargs):
+        result = real(*args, **kwargs)
+        streamed.append(result[0])
+        return result
+
+    monkeypatch.setattr(fastextract, "stream_to_parquet", counting)
     fast = _run(monkeypatch, tmp_path / "fast", fast_env)
+    assert streamed and all(streamed)  # the fast reader streamed the rows: no silent fall-back to the plain path
     assert plain["created"] and fast["created"]
     assert fast["rows"] == plain["rows"] > 0
     assert _digests(tmp_path / "fast", fast["version"]) == _digests(tmp_path / "plain", plain["version"])

@@ -146,33 +146,87 @@ def test_null_keys_are_never_duplicates() -> None:
 # -- enforce_contract -----------------------------------------------------------------------
 
 
-def test_enforce_contract_selects_orders_and_casts() -> None:
-    target = pa.schema([pa.field("code", pa.string()), pa.field("pm25", pa.float64())])
+def contract(spec: DatasetSpec, **types: str) -> DatasetSpec:
+    """The real spec cut down to ``types`` (name -> type), keyed on the first."""
+    columns = [
+        {"name": n, "type": t, "nullable": i > 0, "description": {"vi": n, "en": n}}
+        for i, (n, t) in enumerate(types.items())
+    ]
+    data = spec.model_dump(mode="json", exclude_none=True) | {"columns": columns, "key": [next(iter(types))]}
+    data["mode"] = {"kind": "snapshot"}
+    data["freshness"] = {"max_age_hours": 48}
+    data.pop("transforms", None)
+    return DatasetSpec.model_validate(data)
+
+
+def test_enforce_contract_selects_orders_and_casts(spec: DatasetSpec) -> None:
+    ds = contract(spec, code="string", pm25="number")
     raw = batch(extra=[True], pm25=[12], code=["A"])
 
-    out = enforce_contract(raw, target, "ds")
+    out = enforce_contract(raw, ds)
 
-    assert out.schema == target
+    assert out.schema == arrow_schema(ds)
     assert out.to_pydict() == {"code": ["A"], "pm25": [12.0]}
 
 
-def test_enforce_contract_names_a_missing_column() -> None:
-    target = pa.schema([pa.field("code", pa.string()), pa.field("pm25", pa.float64())])
-    with pytest.raises(ContractError, match=r"ds: column 'pm25' of the contract is missing"):
-        enforce_contract(batch(code=["A"]), target, "ds")
+def test_enforce_contract_names_a_missing_column(spec: DatasetSpec) -> None:
+    ds = contract(spec, code="string", pm25="number")
+    with pytest.raises(ContractError, match=rf"{ds.id}: column 'pm25' of the contract is missing"):
+        enforce_contract(batch(code=["A"]), ds)
 
 
-def test_enforce_contract_names_a_column_that_cannot_be_cast() -> None:
-    target = pa.schema([pa.field("code", pa.string()), pa.field("pm25", pa.float64())])
-    with pytest.raises(ContractError, match=r"ds: column 'pm25' has type string, the contract says double") as info:
-        enforce_contract(batch(code=["A", "B"], pm25=["12.5", "abc"]), target, "ds")
-    assert "abc" in str(info.value)
+def test_enforce_contract_names_a_column_that_cannot_be_cast(spec: DatasetSpec) -> None:
+    ds = contract(spec, code="string", pm25="number")
+    with pytest.raises(ContractError, match=r"column 'pm25' has type string, the contract says double") as info:
+        enforce_contract(batch(code=["A", "B"], pm25=["12.5", "abc"]), ds)
+    assert "'12.5' is text, not a number" in str(info.value)
 
 
-def test_enforce_contract_refuses_a_lossy_cast() -> None:
-    target = pa.schema([pa.field("aqi", pa.int64())])
-    with pytest.raises(ContractError, match="'aqi'"):
-        enforce_contract(batch(aqi=[12.5]), target, "ds")
+@pytest.mark.parametrize(
+    ("kind", "values", "bad"),
+    [
+        ("integer", [12.0, 12.5], "12.5 has a fraction"),
+        ("integer", [1.0, 1e19], "1e+19 is beyond the 64-bit integer range"),
+        ("number", [1.0, float("nan")], "nan is NaN"),
+        ("number", [1.0, float("-inf")], "-inf is infinite"),
+        ("number", pa.array([1, 2**53 + 1], pa.int64()), "9007199254740993 has more digits than a double holds"),
+    ],
+)
+def test_enforce_contract_refuses_a_lossy_cast_naming_dataset_column_and_value(
+    spec: DatasetSpec, kind: str, values: Any, bad: str
+) -> None:
+    ds = contract(spec, code="string", aqi=kind)
+    with pytest.raises(ContractError) as info:
+        enforce_contract(batch(code=["A", "B"], aqi=values), ds)
+    message = str(info.value)
+    assert ds.id in message and "column 'aqi'" in message and bad in message and "code='B'" in message
+
+
+def test_enforce_contract_records_problems_where_the_suite_quarantines_them(
+    spec: DatasetSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    data = contract(spec, code="string", aqi="integer").model_dump(mode="json", exclude_none=True)
+    problems = {"name": "problems", "type": "string", "computed": True, "source_problems": True}
+    data["columns"].append({**problems, "description": {"vi": "Lỗi", "en": "Problems"}})
+    ds = DatasetSpec.model_validate(data)
+    raw = batch(code=["A", "B", "C"], aqi=[1.0, 2.5, None], problems=[None, None, "parse: earlier"])
+    (tmp_path / "expectations").mkdir()
+    monkeypatch.setenv("DATASHARE_HOME", str(tmp_path))
+    with pytest.raises(ContractError, match="the suite has no rule expect_column_values_to_be_null on 'problems'"):
+        enforce_contract(raw, ds)
+    rule = {"type": "expect_column_values_to_be_null", "kwargs": {"column": "problems"}}
+    (tmp_path / "expectations" / f"{ds.id}.json").write_text(json.dumps({"expectations": [rule]}))
+
+    out = enforce_contract(raw, ds).to_pydict()
+
+    assert out["aqi"] == [1, None, None]
+    assert out["problems"] == [
+        None,
+        "contract: column 'aqi': 2.5 has a fraction: an integer column cannot hold it",
+        "parse: earlier",
+    ]
 
 
 # -- the whole stage ------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 
 import pyarrow as pa
@@ -196,3 +197,33 @@ def test_numbers_without_thousands_separators() -> None:
     assert parse_decimal_comma(batch(v=["0.005"]), columns=["v"], thousands=False).column("v").to_pylist() == [0.005]
     with pytest.raises(ValueError, match=r"'1\.250,5' is not a lab value"):
         detection_limit(batch(v=["1.250,5"]), columns=["v"], thousands=False)
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("1" + "0" * 400, "is beyond the range of a double"),
+        ("12.345.678.901.234.567.890", "has more digits than a double holds exactly"),
+        ("0,12345678901234567890", "has more digits than a double holds exactly"),
+        ("0," + "0" * 400 + "1", "has more digits than a double holds exactly"),
+    ],
+)
+def test_a_number_a_double_cannot_hold_is_never_rounded(value: str, problem: str) -> None:
+    """float() gives inf for 400 digits and drops the tail of 20: the contract's number holds neither."""
+    batch = pa.RecordBatch.from_pydict({"flow": ["1.250,5", value]})
+    with pytest.raises(
+        ValueError, match=rf"parse_decimal_comma: column 'flow', row 1: '{re.escape(value[:10])}.*{problem}"
+    ):
+        parse_decimal_comma(batch, columns=["flow"])
+    flagged = parse_decimal_comma(batch, columns=["flow"], flag_column="problems")
+    assert flagged.column("flow").to_pylist() == [1250.5, None]
+    assert problem in flagged.column("problems")[1].as_py() and flagged.column("problems")[0].as_py() is None
+
+
+def test_numeric_columns_are_cast_exactly_or_named() -> None:
+    batch = pa.RecordBatch.from_pydict({"flow": pa.array([3, 2**53 + 1], pa.int64())})
+    with pytest.raises(ValueError, match=r"column 'flow', row 1: 9007199254740993 has more digits than a double"):
+        parse_decimal_comma(batch, columns=["flow"])
+    flagged = parse_decimal_comma(batch, columns=["flow"], flag_column="problems")
+    assert flagged.column("flow").to_pylist() == [3.0, None]
+    assert "9007199254740993" in flagged.column("problems")[1].as_py()
