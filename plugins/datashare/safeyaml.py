@@ -1,0 +1,172 @@
+"""Reading a hand-written YAML file that may be hostile or careless: bounded, strict, and never a traceback.
+
+One bad file must never cost more than its own error message. So a file is read only if it is a
+regular file no larger than the caller's limit (checked on the open descriptor before reading it whole,
+so a FIFO, a device or a file swapped in between cannot block or exhaust the reader); its bytes must
+be UTF-8; it must hold exactly one YAML document, loaded with a safe loader (libyaml's C parser when
+PyYAML was built with it: about eight times faster than the pure-Python one) that also refuses
+
+* a key given twice in one mapping, at any depth (YAML says keys are unique; PyYAML would keep the
+  last one silently, so ``classification: shared`` then ``classification: open`` would publish as open);
+* aliases (``*name``) and merge keys (``<<``): nothing in a config file needs them, and an alias graph
+  that expands exponentially (the "billion laughs") is how a small file exhausts memory;
+* nesting deeper than :data:`MAX_DEPTH`.
+
+Every failure raises the caller's error class with the file, the line and the column where we know them.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from datashare.exceptions import DatashareError
+
+MAX_DEPTH = 32
+"""Deepest nesting of mappings and lists accepted (the specs use 5)."""
+
+_Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _StrictLoader(_Base):  # type: ignore[misc,valid-type]
+    """Safe loader that refuses duplicate keys, aliases, merge keys and deep nesting."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._path: list[str] = []
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        # Each node of a YAML tree is constructed once; meeting one again means an alias points at it.
+        if node in self.constructed_objects or node in self.recursive_objects:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                "the value anchored here (&name) is used again through an alias (*name); aliases are not "
+                "allowed: write the value out",
+                node.start_mark,
+            )
+        if not isinstance(node, yaml.CollectionNode):
+            return super().construct_object(node, deep=deep)
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"nested deeper than {MAX_DEPTH} levels", node.start_mark
+                )
+            return super().construct_object(node, deep=True)  # depth-first, so the depth is counted
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if not isinstance(node, yaml.MappingNode):
+            raise yaml.constructor.ConstructorError(None, None, f"expected a mapping, found {node.id}", node.start_mark)
+        mapping: dict[Any, Any] = {}
+        key_nodes: dict[Any, yaml.Node] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                raise yaml.constructor.ConstructorError(
+                    None, None, "merge keys (<<) are not allowed: write the keys out", key_node.start_mark
+                )
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = key_nodes.get(key)
+            except TypeError:
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a key must be a plain value, not a list or a mapping", key_node.start_mark
+                ) from None
+            if first is not None:  # 1, 1.0 and true are one key to Python: also a duplicate
+                field = ".".join([*self._path, str(key)]).replace(".[", "[")
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"{field}: the key {key!r} appears twice in one mapping (lines {first.start_mark.line + 1} "
+                    f"and {key_node.start_mark.line + 1}); keys must be unique",
+                    key_node.start_mark,
+                )
+            key_nodes[key] = key_node
+            self._path.append(str(key))
+            try:
+                mapping[key] = self.construct_object(value_node, deep=True)
+            finally:
+                self._path.pop()
+        return mapping
+
+    def construct_sequence(self, node: yaml.SequenceNode, deep: bool = False) -> list[Any]:
+        if not isinstance(node, yaml.SequenceNode):
+            raise yaml.constructor.ConstructorError(
+                None, None, f"expected a sequence, found {node.id}", node.start_mark
+            )
+        items = []
+        for index, child in enumerate(node.value):
+            self._path.append(f"[{index}]")
+            try:
+                items.append(self.construct_object(child, deep=True))
+            finally:
+                self._path.pop()
+        return items
+
+
+def read_text(path: Path, *, max_bytes: int, error: type[DatashareError], what: str) -> str:
+    """The UTF-8 text of a regular file of at most ``max_bytes``; anything else raises ``error``."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except OSError as exc:
+        raise error(f"{path}: cannot read {what}: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise error(f"{path}: cannot read {what}: not a regular file")
+        if info.st_size > max_bytes:
+            raise error(f"{path}: {what} is {info.st_size:,} bytes; the limit is {max_bytes:,} bytes")
+        try:
+            data = handle.read(max_bytes + 1)
+        except OSError as exc:
+            raise error(f"{path}: cannot read {what}: {exc.strerror}") from None
+    if len(data) > max_bytes:  # it grew between the check and the read
+        raise error(f"{path}: {what} is larger than the limit of {max_bytes:,} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise error(
+            f"{path}: not UTF-8: byte 0x{data[exc.start]:02x} at line {line}, column {column} "
+            f"({exc.reason}); save the file as UTF-8"
+        ) from None
+    return text.removeprefix("\ufeff")
+
+
+def _where(exc: yaml.MarkedYAMLError) -> str:
+    mark = exc.problem_mark or exc.context_mark
+    return f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+
+
+def load_yaml(text: str, *, source: str, error: type[DatashareError]) -> Any:
+    """Load one YAML document strictly (see the module's docstring); ``source`` names the file in errors."""
+    loader = _StrictLoader(text)
+    try:
+        return loader.get_single_data()
+    except yaml.MarkedYAMLError as exc:
+        problem = exc.problem or "malformed"
+        context = f" ({exc.context})" if exc.context and "single document" not in exc.context else ""
+        if "expected a single document" in str(exc):
+            problem = "holds more than one YAML document (a second '---'): one spec, one document"
+        raise error(f"{source}: not valid YAML{_where(exc)}: {problem}{context}") from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow (NUL, other controls)
+        line = text.count("\n", 0, exc.position) + 1
+        character = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        raise error(f"{source}: not valid YAML at line {line}: character #x{character:04x} is not allowed") from None
+    except yaml.YAMLError as exc:
+        raise error(f"{source}: not valid YAML: {exc}") from None
+    except (ValueError, OverflowError) as exc:  # e.g. a 30 February timestamp, an integer of 10,000 digits
+        raise error(f"{source}: not valid YAML: {exc}") from None
+    except RecursionError:  # the pure-Python parser (no libyaml) on deep nesting
+        raise error(f"{source}: not valid YAML: nested deeper than the parser can follow") from None
+    finally:
+        loader.dispose()
