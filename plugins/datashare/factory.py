@@ -5,6 +5,18 @@ Expectations. Each task loads its run context and calls one stage of :mod:`datas
 XCom carries the stages' small JSON references. Errors the engine marks as not worth a retry
 (a failed suite, a broken contract) fail the task at once; source outages are retried with
 exponential backoff.
+
+Parsing scales with the number of specs only where it must. The DAG processor builds every DAG;
+a task process (Airflow sets the parsing context's ``dag_id``) reads only its own spec file,
+``dags/datasets/<dag_id>.yaml``, and builds only its own DAG, so a task's start-up does not grow with
+the number of datasets.
+
+A broken spec costs only its own DAG. Airflow records an import error against the DAG *file*, and the
+DAG processor then marks every DAG of that file stale, so ``dags/datashare_dags.py`` never fails: it
+logs each broken spec and builds the others. ``dags/datashare_spec_errors.py``, a file that defines no
+DAG, raises one import error listing every broken spec with its file and field
+(:func:`raise_for_broken_specs`): that is what Airflow's UI and ``airflow dags list-import-errors``
+show, and it clears itself when the specs are fixed.
 """
 
 from __future__ import annotations
@@ -17,7 +29,7 @@ from typing import Any
 
 from datashare.alerts import on_failure_callback
 from datashare.exceptions import SpecError
-from datashare.spec import DatasetSpec, load_specs
+from datashare.spec import DatasetSpec, is_dataset_id, load_spec, load_specs, spec_path, spec_problems
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +88,7 @@ def build_dag(spec: DatasetSpec, source_file: Path | None = None) -> Any:
     asset = dataset_asset(spec.id)
     schedule: Any = spec.schedule
     if spec.source.kind == "derived":
-        schedule = [dataset_asset(i) for i in spec.source.inputs]  # runs on data, not on the clock
+        schedule = derived_schedule(spec.source.inputs)
     doc = (
         f"### {spec.title.vi}\n\n{spec.description.vi}\n\n### {spec.title.en}\n\n{spec.description.en}\n\n"
         f"Spec: `dags/datasets/{spec.id}.yaml` · suite: `expectations/{spec.suite_name}.json` · "
@@ -168,19 +180,98 @@ def _start_date() -> Any:
     return datetime(2025, 7, 1, tzinfo=UTC)
 
 
-def build_dags(datasets_dir: Path | None = None) -> dict[str, Any]:
-    """Build a DAG for every valid spec; a malformed spec is logged with its file and field, not raised."""
-    if datasets_dir is None:
-        from datashare.settings import Settings
+def derived_schedule(inputs: list[str]) -> Any:
+    """Run on data, not on the clock: when *any* input publishes a release (an Asset expression ``a | b | c``).
 
-        datasets_dir = Settings.from_env().datasets_dir
+    A list of Assets would wait until every input had published since the last run, so a dataset built
+    from air, water and licences would stay stale for as long as the licences did not change.
+    """
+    from airflow.sdk import AssetAny
+
+    return AssetAny(*(dataset_asset(i) for i in inputs))
+
+
+def _datasets_dir(datasets_dir: Path | None) -> Path:
+    if datasets_dir is not None:
+        return datasets_dir
+    from datashare.settings import Settings
+
+    return Settings.from_env().datasets_dir
+
+
+def _parsing_dag_id() -> str | None:
+    """The DAG a task process is parsing the file for (Airflow's parsing context), or None: build them all."""
+    from airflow.sdk import get_parsing_context
+
+    return get_parsing_context().dag_id
+
+
+def build_dags(datasets_dir: Path | None = None) -> dict[str, Any]:
+    """Build a DAG for every valid spec; a malformed spec is logged with its file and field, never raised.
+
+    In a task process only the task's own DAG is built, from its own spec file: the other specs are
+    neither listed nor read.
+    """
+    datasets_dir = _datasets_dir(datasets_dir)
+    wanted = _parsing_dag_id()
+    if wanted is not None:
+        return _build_one(datasets_dir, wanted)
     specs, errors = load_specs(datasets_dir)
     for path, err in errors.items():
         log.error("Skipping dataset spec %s: %s", path, err)
     dags = {}
     for dataset_id, spec in specs.items():
-        try:
-            dags[dataset_id] = build_dag(spec)
-        except SpecError as exc:  # pragma: no cover - build_dag raises only for specs load_specs accepted
-            log.error("Cannot build the DAG of %s: %s", dataset_id, exc)
+        dag = _build_or_log(spec, datasets_dir / f"{dataset_id}.yaml")
+        if dag is not None:
+            dags[dataset_id] = dag
     return dags
+
+
+def _build_one(datasets_dir: Path, dag_id: str) -> dict[str, Any]:
+    """The one DAG a task runs, or nothing when ``dag_id`` is not a dataset of this folder (Airflow says so)."""
+    if not is_dataset_id(dag_id):
+        return {}
+    path = spec_path(datasets_dir, dag_id)
+    try:
+        spec = load_spec(path)
+    except SpecError as exc:
+        log.error("Cannot build the DAG of %s: %s", dag_id, exc)
+        return {}
+    dag = _build_or_log(spec, path)
+    return {} if dag is None else {dag_id: dag}
+
+
+def _build_or_log(spec: DatasetSpec, path: Path) -> Any:
+    """Build one DAG; any failure costs this DAG only, logged with its spec file (never the other DAGs)."""
+    try:
+        return build_dag(spec)
+    except Exception:  # the spec passed validation, so this is a bug of ours: isolate it, keep the traceback
+        log.exception("Cannot build the DAG of %s from %s", spec.id, path)
+        return None
+
+
+def raise_for_broken_specs(datasets_dir: Path | None = None, expectations_dir: Path | None = None) -> None:
+    """Raise one :class:`SpecError` listing every spec problem of the folder, each with its file and field.
+
+    Called at the top of ``dags/datashare_spec_errors.py``, a DAG file with no DAG: Airflow records the
+    error as that file's import error (shown in the UI and by ``airflow dags list-import-errors``),
+    which marks no dataset DAG stale, and clears it when a later parse succeeds. A task process never
+    parses that file; should one do so, nothing is checked. Suites are checked to exist (a stat, no
+    read) when the folders come from the settings or ``expectations_dir`` is given.
+    """
+    if _parsing_dag_id() is not None:
+        return
+    if datasets_dir is None:
+        from datashare.settings import Settings
+
+        settings = Settings.from_env()
+        datasets_dir, expectations_dir = settings.datasets_dir, expectations_dir or settings.expectations_dir
+    specs, errors = load_specs(datasets_dir)
+    problems = spec_problems(specs, errors, datasets_dir, expectations_dir)
+    if not problems:
+        return
+    lines = [p for messages in problems.values() for p in messages]
+    raise SpecError(
+        f"{len(problems)} dataset spec(s) in {datasets_dir} have problems; a spec that cannot be loaded has "
+        "no DAG, every other dataset's DAG is loaded:\n\n" + "\n\n".join(lines)
+    )
