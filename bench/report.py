@@ -65,6 +65,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         out.append(
             _target("MariaDB: extraction / fastest bare streaming read", _wall(m["ours"]["extract"]) / floor, 1.25)
         )
+    out += results.get("dag_parsing", {}).get("targets", [])  # measured and judged by bench/parse_bench.py
     return out
 
 
@@ -175,6 +176,10 @@ def write_markdown(results: dict[str, Any], path: Path) -> str:
         )
         if "naive" in m:
             row("MariaDB 1M", "extract", "naive: read_sql", _wall(m["naive"]), n, m["naive"]["peak_rss_mib"], floor)
+    if "dag_parsing" in results:
+        from parse_bench import table as parse_table
+
+        lines += parse_table(results["dag_parsing"], with_targets=False)
     lines += ["", "| target | measured | limit | met |", "|---|---:|---:|---|"]
     for t in results["targets"]:
         sign = "≥" if t["at_least"] else "≤"

@@ -266,6 +266,8 @@ def raise_for_broken_specs(datasets_dir: Path | None = None, expectations_dir: P
 
         settings = Settings.from_env()
         datasets_dir, expectations_dir = settings.datasets_dir, expectations_dir or settings.expectations_dir
+    if not datasets_dir.is_dir():
+        raise SpecError(f"{datasets_dir}: no such folder, so no dataset has a DAG (is DATASHARE_HOME right?)")
     specs, errors = load_specs(datasets_dir)
     problems = spec_problems(specs, errors, datasets_dir, expectations_dir)
     if not problems:

@@ -118,16 +118,21 @@ def read_text(path: Path, *, max_bytes: int, error: type[DatashareError], what: 
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
     except OSError as exc:
         raise error(f"{path}: cannot read {what}: {exc.strerror}") from None
-    with os.fdopen(fd, "rb") as handle:
+    try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise error(f"{path}: cannot read {what}: not a regular file")
         if info.st_size > max_bytes:
             raise error(f"{path}: {what} is {info.st_size:,} bytes; the limit is {max_bytes:,} bytes")
-        try:
-            data = handle.read(max_bytes + 1)
-        except OSError as exc:
-            raise error(f"{path}: cannot read {what}: {exc.strerror}") from None
+        chunks, left = [], max_bytes + 1
+        while left > 0 and (chunk := os.read(fd, min(left, 1 << 20))):
+            chunks.append(chunk)
+            left -= len(chunk)
+        data = b"".join(chunks)
+    except OSError as exc:
+        raise error(f"{path}: cannot read {what}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
     if len(data) > max_bytes:  # it grew between the check and the read
         raise error(f"{path}: {what} is larger than the limit of {max_bytes:,} bytes")
     try:

@@ -208,6 +208,9 @@ class Source(Strict):
                 )
             if not self.inputs:
                 raise ValueError("a derived source needs 'inputs' (dataset ids)")
+            twice = sorted({i for i in self.inputs if self.inputs.count(i) > 1})
+            if twice:
+                raise ValueError(f"inputs: {twice} listed more than once")
             if self.builder not in BUILDERS:
                 raise ValueError(f"builder: {self.builder!r} is not registered; registered: {sorted(BUILDERS)}")
             return self
@@ -491,6 +494,9 @@ def _field_path(loc: tuple[Any, ...], data: Any) -> str:
     return ".".join(parts) or "(top level)"
 
 
+_NAMED_FIELD = re.compile(r"^([a-z_][a-z0-9_]*(?:\.[a-z0-9_]+)*): ")
+
+
 def parse_spec(data: Any, *, source: str) -> DatasetSpec:
     """Validate a loaded YAML document; ``source`` names the file in errors."""
     if not isinstance(data, dict):
@@ -502,8 +508,11 @@ def parse_spec(data: Any, *, source: str) -> DatasetSpec:
         for err in exc.errors():
             field = _field_path(tuple(err["loc"]), data)
             msg = err["msg"].removeprefix("Value error, ")
+            named = _NAMED_FIELD.match(msg) if err["type"] == "value_error" else None
             if not err["loc"] and ": " in msg:  # whole-spec checks name their field first
                 field, msg = msg.split(": ", 1)
+            elif named:  # so do checks of a part (source, columns...): "inputs: ..." is source.inputs
+                field, msg = f"{field}.{named.group(1)}", msg[named.end() :]
             if err["type"] == "extra_forbidden":
                 msg = "unknown field (check the spelling; see docs/spec.md for the fields)"
             elif err["type"] == "missing":

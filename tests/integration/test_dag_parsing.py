@@ -176,5 +176,8 @@ def test_raise_for_broken_specs_lists_every_problem_and_is_silent_when_none(
     assert "classification.sharing: the key 'sharing' appears twice" in message
     assert "aq_copy_000" not in message
 
+    with pytest.raises(SpecError, match="no such folder, so no dataset has a DAG"):
+        raise_for_broken_specs(home / "elsewhere", REPO / "expectations")
+
     monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "aq_copy_000")  # a task process checks nothing
     raise_for_broken_specs(datasets, REPO / "expectations")

@@ -272,6 +272,13 @@ def test_derived_input_that_could_collide_is_refused(tmp_path: Path) -> None:
     _refused(path, "- source.inputs", "contains '__'")
 
 
+def test_derived_input_listed_twice_is_refused(tmp_path: Path) -> None:
+    text = (REPO / "dags" / "datasets" / "province_environment_indicators.yaml").read_text(encoding="utf-8")
+    path = tmp_path / "province_environment_indicators.yaml"
+    path.write_text(text.replace("inputs: [air_quality_hourly,", "inputs: [air_quality_hourly, air_quality_hourly,"))
+    _refused(path, "- source.inputs: ['air_quality_hourly'] listed more than once")
+
+
 def _share_objects(dataset_id: str) -> set[str]:
     """Every relation name the SQL share derives from an id (sqlshare, sqlshare_pg), for versions 1, 10, 999999."""
     names = {dataset_id}
