@@ -75,12 +75,12 @@ print("RESULT " + json.dumps({"import_s": t1 - t0, "parse_s": t2 - t1, "parse_cp
 """
 
 
-def make_project(root: Path, count: int) -> Path:
+def make_project(root: Path, count: int, dags_from: Path = REPO / "dags") -> Path:
     """A DATASHARE_HOME with the real DAG files and suites, and ``count`` copies of the air-quality spec."""
     home = root / f"specs-{count}"
     datasets = home / "dags" / "datasets"
     datasets.mkdir(parents=True)
-    for dag_file in (REPO / "dags").glob("*.py"):
+    for dag_file in dags_from.glob("*.py"):
         shutil.copy(dag_file, home / "dags")
     shutil.copytree(REPO / "expectations", home / "expectations")
     text = (REPO / "dags" / "datasets" / f"{SOURCE_SPEC}.yaml").read_text(encoding="utf-8")
@@ -131,15 +131,20 @@ def _median(runs: list[dict[str, Any]], key: str) -> float:
     return round(statistics.median(r[key] for r in runs), 4)
 
 
-def measure(counts: list[int], repeat: int, work: Path | None = None) -> dict[str, Any]:
-    """Measure every count; returns figures and the targets' verdicts."""
+def measure(
+    counts: list[int], repeat: int, work: Path | None = None, dags_from: Path = REPO / "dags"
+) -> dict[str, Any]:
+    """Measure every count; returns figures and the targets' verdicts.
+
+    ``dags_from`` (the DAG files) and ``PYTHONPATH`` (the engine) let the same bench measure another version.
+    """
     root = Path(tempfile.mkdtemp(prefix="datashare-parse-", dir=work))
     airflow_home = root / "airflow"
     (airflow_home / "plugins").mkdir(parents=True)
     out: dict[str, Any] = {"counts": {}, "repeat": repeat, "load_before": os.getloadavg()}
     try:
         for count in counts:
-            home = make_project(root, count)
+            home = make_project(root, count, dags_from)
             dags = home / "dags"
             folder_env, dag_id = _env(home, airflow_home), f"aq_copy_{count // 2:04d}"
             task_env = _env(home, airflow_home, dag_id)
@@ -248,13 +253,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--counts", default="10,200,1000", help="numbers of specs (default 10,200,1000)")
     parser.add_argument("--repeat", type=int, default=5, help="runs per measurement (medians)")
+    parser.add_argument("--dags-from", type=Path, default=REPO / "dags", help="DAG files to measure (default: ours)")
+    parser.add_argument("--out", default="parse", help="results file suffix: bench/results/<date>-<out>.json")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     counts = [int(c) for c in args.counts.split(",") if c.strip()]
-    parse = measure(counts, args.repeat)
+    parse = measure(counts, args.repeat, dags_from=args.dags_from)
     parse["date"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = RESULTS / f"{dt.date.today().isoformat()}-parse"
+    stem = RESULTS / f"{dt.date.today().isoformat()}-{args.out}"
     stem.with_suffix(".json").write_text(json.dumps(parse, indent=2, sort_keys=True) + "\n")
     text = "\n".join(table(parse)).strip() + "\n"
     stem.with_suffix(".md").write_text(text)

@@ -27,6 +27,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from airflow.sdk import task
+
 from datashare.alerts import on_failure_callback
 from datashare.exceptions import SpecError
 from datashare.spec import DatasetSpec, is_dataset_id, load_spec, load_specs, spec_path, spec_problems
@@ -81,11 +83,82 @@ def _call(stage: str, dataset_id: str, *refs: Any) -> Any:
         raise AirflowFailException(str(exc)) from exc
 
 
+def _dataset_id() -> str:
+    """The dataset a running task belongs to: its DAG's id is the dataset id (build_dag makes it so)."""
+    from airflow.sdk import get_current_context
+
+    return str(get_current_context()["dag"].dag_id)
+
+
+# The tasks of every dataset DAG, decorated once: a DAG gets its own copies when they are called inside it,
+# with its pool and its Asset set by ``override``. About a fifth cheaper to parse than decorating them per DAG.
+
+
+@task(pool_slots=1)
+def extract() -> dict[str, Any]:
+    """Stream the source into staging Parquet (one pool slot = one source connection)."""
+    return _call("stage_extract", _dataset_id())
+
+
+@task(pool_slots=1)
+def plan_ranges() -> list[dict[str, Any]]:
+    """Split the partition column into the spec's number of key ranges."""
+    return _call("stage_plan", _dataset_id())
+
+
+@task(pool_slots=1, map_index_template="{{ task.op_kwargs['key_range']['index'] }}")
+def extract_range(key_range: dict[str, Any]) -> dict[str, Any]:
+    """Stream one key range into staging Parquet (mapped: one task per range)."""
+    return _call("stage_extract", _dataset_id(), key_range)
+
+
+@task
+def combine(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Join the ranges' references, in range order."""
+    # One slice request; iterating Airflow's lazy sequence would probe past its end and log an error.
+    return _call("stage_combine", _dataset_id(), list(parts[:]))
+
+
+@task
+def transform(extracted: dict[str, Any]) -> dict[str, Any]:
+    """Apply the transforms and the schema contract."""
+    return _call("stage_transform", _dataset_id(), extracted)
+
+
+@task
+def validate(transformed: dict[str, Any]) -> dict[str, Any]:
+    """Run the Great Expectations suite; the report is stored whatever the verdict."""
+    return _call("stage_validate", _dataset_id(), transformed)
+
+
+@task
+def commit_release(extracted: dict[str, Any], transformed: dict[str, Any], validated: dict[str, Any]) -> dict[str, Any]:
+    """Commit release N with a put-if-absent commit record, or nothing if the content is unchanged."""
+    return _call("stage_commit", _dataset_id(), extracted, transformed, validated)
+
+
+@task
+def publish_sql(committed: dict[str, Any]) -> dict[str, Any]:
+    """Load the release into <id>__v<N> and repoint the view <id>."""
+    return _call("stage_publish_sql", _dataset_id(), committed)
+
+
+@task
+def record(committed: dict[str, Any], published: dict[str, Any]) -> dict[str, Any]:
+    """Summarise the run; emit the Asset only when a new release was committed."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    dataset_id = _dataset_id()
+    summary = _call("stage_record", dataset_id, committed, published)
+    if not summary["created"]:
+        raise AirflowSkipException(f"no new version of {dataset_id}: {summary['reason']}")
+    return summary
+
+
 def build_dag(spec: DatasetSpec, source_file: Path | None = None) -> Any:
     """The DAG of one dataset: extract -> transform -> validate -> commit_release -> publish_sql -> record."""
-    from airflow.sdk import DAG, task
+    from airflow.sdk import DAG
 
-    asset = dataset_asset(spec.id)
     schedule: Any = spec.schedule
     if spec.source.kind == "derived":
         schedule = derived_schedule(spec.source.inputs)
@@ -95,7 +168,7 @@ def build_dag(spec: DatasetSpec, source_file: Path | None = None) -> Any:
         f"classification: {spec.classification.sharing.value} / {spec.classification.importance.value}"
     )
     with DAG(
-        dag_id=spec.id,
+        dag_id=spec.id,  # the tasks find their dataset by it (_dataset_id)
         description=spec.title.en,
         doc_md=doc,
         schedule=schedule,
@@ -106,69 +179,15 @@ def build_dag(spec: DatasetSpec, source_file: Path | None = None) -> Any:
         tags=sorted({"datashare", spec.sector, spec.classification.sharing.value, *spec.tags}),
         dagrun_timeout=timedelta(hours=6),
     ) as dag:
-        dataset_id = spec.id
-
-        @task(pool=spec.pool, pool_slots=1)
-        def extract() -> dict[str, Any]:
-            """Stream the source into staging Parquet (one pool slot = one source connection)."""
-            return _call("stage_extract", dataset_id)
-
-        @task(pool=spec.pool, pool_slots=1)
-        def plan_ranges() -> list[dict[str, Any]]:
-            """Split the partition column into the spec's number of key ranges."""
-            return _call("stage_plan", dataset_id)
-
-        @task(pool=spec.pool, pool_slots=1, map_index_template="{{ task.op_kwargs['key_range']['index'] }}")
-        def extract_range(key_range: dict[str, Any]) -> dict[str, Any]:
-            """Stream one key range into staging Parquet (mapped: one task per range)."""
-            return _call("stage_extract", dataset_id, key_range)
-
-        @task
-        def combine(parts: list[dict[str, Any]]) -> dict[str, Any]:
-            """Join the ranges' references, in range order."""
-            # One slice request; iterating Airflow's lazy sequence would probe past its end and log an error.
-            return _call("stage_combine", dataset_id, list(parts[:]))
-
-        @task
-        def transform(extracted: dict[str, Any]) -> dict[str, Any]:
-            """Apply the transforms and the schema contract."""
-            return _call("stage_transform", dataset_id, extracted)
-
-        @task
-        def validate(transformed: dict[str, Any]) -> dict[str, Any]:
-            """Run the Great Expectations suite; the report is stored whatever the verdict."""
-            return _call("stage_validate", dataset_id, transformed)
-
-        @task
-        def commit_release(
-            extracted: dict[str, Any], transformed: dict[str, Any], validated: dict[str, Any]
-        ) -> dict[str, Any]:
-            """Commit release N with a put-if-absent commit record, or nothing if the content is unchanged."""
-            return _call("stage_commit", dataset_id, extracted, transformed, validated)
-
-        @task
-        def publish_sql(committed: dict[str, Any]) -> dict[str, Any]:
-            """Load the release into <id>__v<N> and repoint the view <id>."""
-            return _call("stage_publish_sql", dataset_id, committed)
-
-        @task(outlets=[asset])
-        def record(committed: dict[str, Any], published: dict[str, Any]) -> dict[str, Any]:
-            """Summarise the run; emit the Asset only when a new release was committed."""
-            from airflow.sdk.exceptions import AirflowSkipException
-
-            summary = _call("stage_record", dataset_id, committed, published)
-            if not summary["created"]:
-                raise AirflowSkipException(f"no new version of {dataset_id}: {summary['reason']}")
-            return summary
-
         if spec.source.partitions is not None:
-            extracted = combine(extract_range.expand(key_range=plan_ranges()))
+            ranges = plan_ranges.override(pool=spec.pool)()
+            extracted = combine(extract_range.override(pool=spec.pool).expand(key_range=ranges))
         else:
-            extracted = extract()
+            extracted = extract.override(pool=spec.pool)()
         transformed = transform(extracted)
         validated = validate(transformed)
         committed = commit_release(extracted, transformed, validated)
-        record(committed, publish_sql(committed))
+        record.override(outlets=[dataset_asset(spec.id)])(committed, publish_sql(committed))
     if source_file is not None:
         dag.fileloc = str(source_file)
     return dag
