@@ -64,8 +64,14 @@ def test_dagbag_integrity(airflow_db: Path) -> None:
         assert dag.owner == spec.owner
         outlets = dag.get_task("record").outlets  # Airflow normalises the URI with a trailing slash
         assert [o.uri.rstrip("/") for o in outlets] == [f"datashare://{dag_id}"]
-    # Parsing builds the graph and nothing else: the whole folder in well under a second.
-    assert all(stat.duration.total_seconds() < 1.0 for stat in bag.dagbag_stats), bag.dagbag_stats
+    # Parse time is measured by `make bench` (bench/parse_bench.py), not asserted here: on a loaded machine the
+    # wall time of a 0.1 s parse varies tenfold. tests/integration/test_dag_parsing.py checks that parsing imports
+    # no data library and that a task reads only its own spec.
+    assert {stat.file for stat in bag.dagbag_stats} == {
+        "datashare_dags.py",
+        "datashare_spec_errors.py",
+        "datashare_audit.py",
+    }
 
 
 def test_malformed_spec_is_reported_and_other_dags_still_load(

@@ -33,6 +33,9 @@ def hook(event, args):
         events["listed"].append(os.fsdecode(args[0]))
 sys.addaudithook(hook)
 from airflow.dag_processing.dagbag import BundleDagBag
+heavy = {"pyarrow", "numpy", "pandas", "great_expectations", "boto3", "psycopg", "duckdb", "sqlalchemy.orm.session",
+         "datashare.pipeline", "datashare.context", "datashare.store"}
+preloaded = heavy & set(sys.modules)
 dags = os.path.join(home, "dags")
 specs = os.path.join(dags, "datasets")
 for dag_id in json.loads(sys.argv[1]):
@@ -49,6 +52,7 @@ for dag_id in json.loads(sys.argv[1]):
         "import_errors": bag.import_errors,
         "opened": sorted({p for p in events["opened"] if p.startswith(specs)}),
         "listed": sorted({p for p in events["listed"] if p.startswith(specs)}),
+        "heavy_imports": sorted((heavy & set(sys.modules)) - preloaded),
     }))
 """
 
@@ -92,6 +96,8 @@ def test_task_parse_builds_only_its_own_dag_and_reads_only_its_own_spec(tmp_path
     # The DAG processor's parse: every spec read, every DAG built (so the hook does see what a parse reads).
     assert full["dag_ids"] == [f"aq_copy_{i:03d}" for i in range(30)]
     assert len(full["opened"]) == 30 and full["listed"] == [str(datasets)]
+    # Parsing builds the graph and nothing else: no data library, no engine stage is imported.
+    assert full["heavy_imports"] == [] and task["heavy_imports"] == []
     # A task's parse: its own spec only.
     assert task["import_errors"] == {}
     assert task["dag_ids"] == ["aq_copy_007"]
