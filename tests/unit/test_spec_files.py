@@ -111,6 +111,9 @@ def test_directory_and_device_are_refused(tmp_path: Path) -> None:
     link = tmp_path / "zero.yaml"
     link.symlink_to("/dev/zero")
     _refused(link, "not a regular file")
+    loop = tmp_path / "loop.yaml"
+    loop.symlink_to(loop)
+    _refused(loop, "cannot read spec: Too many levels of symbolic links")
 
 
 def test_symlink_to_a_spec_is_followed(tmp_path: Path) -> None:
