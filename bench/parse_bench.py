@@ -97,6 +97,8 @@ def _env(home: Path, airflow_home: Path, dag_id: str | None = None) -> dict[str,
             "AIRFLOW_HOME": str(airflow_home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            # Measure a slow parse rather than lose it to Airflow's 30 s import timeout (the target is 10 s).
+            "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "600",
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(airflow_home / "plugins"),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "ERROR",
@@ -152,7 +154,7 @@ def measure(
             _child(_TASK, [str(dags), dag_id], task_env)
             folder = [_child(_FOLDER, [str(dags)], folder_env) for _ in range(repeat)]
             task = [_child(_TASK, [str(dags), dag_id], task_env) for _ in range(repeat)]
-            if folder[0]["dags"] != count + 1 or folder[0]["import_errors"] or task[0]["dags"] != 1:
+            if folder[0]["dags"] != count + 1 or folder[0]["import_errors"]:
                 raise RuntimeError(f"unexpected parse at {count} specs: {folder[0]} / {task[0]}")
             for run in folder:
                 run["parse_s"] = sum(run["files"].values())
@@ -175,6 +177,7 @@ def measure(
                     "parse_s": _median(task, "parse_s"),
                     "parse_cpu_s": _median(task, "parse_cpu_s"),
                     "import_s": _median(task, "import_s"),
+                    "dags_built": task[0]["dags"],
                 },
             }
             log.info("%5d specs: %s", count, json.dumps(out["counts"][str(count)]))
