@@ -181,10 +181,13 @@ def test_alias_bomb_is_refused_quickly(tmp_path: Path, real_text: str) -> None:
         ("- id: x\n", "got list"),
         ("batch_rows: " + "9" * 5000 + "\n", "not valid YAML"),
         ("when: 2024-02-30\n", "day is out of range"),
-        ("a: !!python/object/apply:os.system [echo hi]\n", "could not determine a constructor"),
+        ("a: !!python/object/apply:os.system [echo hi]\n", "tag:yaml.org,2002:python/object/apply:os.system' is not"),
+        ("a: !!python/name:os.system ''\n", "could not determine a constructor"),
         ("a: b\nc: d\x00\n", "line 2: character #x0000 is not allowed"),
         ("? [a, b]\n: c\n", "a key must be a plain value"),
         ("a: [1, 2\n", "not valid YAML at line 2"),
+        ("tags: !!set {a, b}\n", "the tag 'tag:yaml.org,2002:set' is not allowed"),
+        ("tags: !!omap [a: 1]\n", "the tag 'tag:yaml.org,2002:omap' is not allowed"),
     ],
 )
 def test_malformed_yaml_is_a_spec_error(tmp_path: Path, yaml_text: str, expected: str) -> None:
