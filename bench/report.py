@@ -80,6 +80,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         out.append(
             _target("5m: through the real scheduler / the stages' own time", s["ratio_to_stages_own"], 1.5, note=note)
         )
+    out += results.get("dag_parsing", {}).get("targets", [])  # measured and judged by bench/parse_bench.py
     return out
 
 
@@ -190,6 +191,10 @@ def write_markdown(results: dict[str, Any], path: Path) -> str:
         )
         if "naive" in m:
             row("MariaDB 1M", "extract", "naive: read_sql", _wall(m["naive"]), n, m["naive"]["peak_rss_mib"], floor)
+    if "dag_parsing" in results:
+        from parse_bench import table as parse_table
+
+        lines += parse_table(results["dag_parsing"], with_targets=False)
     lines += ["", "| target | measured | limit | met |", "|---|---:|---:|---|"]
     for t in results["targets"]:
         sign = "≥" if t["at_least"] else "≤"

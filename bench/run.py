@@ -8,6 +8,8 @@ PostgreSQL and 1 M rows in its MariaDB (:mod:`bench.sources`), then measures, ea
   release, an incremental one with about 1% new rows, and a run with nothing new;
 * the naive path (``pandas.read_sql``, GX on the DataFrame, ``to_parquet``, ``to_sql`` measured on a
   subset and extrapolated), at 5 M rows only: at 20 M it needs about 20 GiB;
+* DAG parsing at 10, 200 and 1,000 specs: the dags folder and one task's start-up (:mod:`bench.parse_bench`,
+  also runnable alone);
 * the floors: ``COPY (query) TO STDOUT (FORMAT binary)`` into nothing (psycopg and psql, the faster
   counts), a bare pyarrow write of the released table, ``COPY ... FROM STDIN (FORMAT binary)`` of the
   same rows into an empty table (psql); for MariaDB, the faster of connectorx's Arrow stream and
@@ -19,7 +21,7 @@ are measured once. Then the OData section (:mod:`bench.odata_bench`: a 1 M-row r
 paged through the catalog) writes ``<date>-odata.{json,md}``; ``--odata-only`` runs it alone.
 
     .venv/bin/python bench/run.py [--scales 5m,20m] [--repeat 3] [--no-naive] [--no-mariadb] [--no-odata | --odata-only]
-        [--scheduler] [--no-sharing]
+        [--scheduler] [--no-sharing] [--no-parse]
 
 ``--scheduler`` adds the 5 M-row release through Airflow's real scheduler with two Celery workers and S3
 staging, per task (:mod:`scheduler`); ``make bench BENCH_ARGS=--scheduler``. The Delta Sharing section
@@ -45,6 +47,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import sqlalchemy as sa
+from parse_bench import measure as measure_parsing
 from report import targets, write_chart, write_markdown
 from sources import INCREMENT_DAYS, POSTGRES_ADMIN, UNITS, Unit, append_increment, ensure, trim
 
@@ -415,6 +418,7 @@ def main() -> int:
     parser.add_argument(
         "--no-sharing", action="store_true", help="skip Delta Sharing and release changes (bench/sharing_bench.py)"
     )
+    parser.add_argument("--no-parse", action="store_true", help="skip DAG parsing at 10, 200 and 1,000 specs")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("units").setLevel(logging.WARNING)
@@ -453,6 +457,9 @@ def main() -> int:
 
         log.info("Delta Sharing and release changes (5m)")
         results["sharing"] = measure_sharing("5m", args.repeat, WORK / "sharing-5m")
+    if not args.no_parse:
+        wait_quiet()
+        results["dag_parsing"] = measure_parsing([10, 200, 1000], args.repeat, WORK)
     results["targets"] = targets(results)
     results["noise"] = {**NOISE, **QUIET}
     results["bench_s"] = round(time.perf_counter() - started, 1)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
+if TYPE_CHECKING:  # not at run time: every DAG parse and task start-up loads this module through the specs
+    import pyarrow as pa
 
-Transform = Callable[..., pa.RecordBatch]
+Transform = Callable[..., "pa.RecordBatch"]
 
 TRANSFORMS: dict[str, str] = {
     "nfc_text": "transforms.text:nfc_text",

@@ -376,27 +376,38 @@ def cmd_revoke(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_specs(args: argparse.Namespace, settings: Settings) -> int:
+    """Check spec files, each on its own, and list every problem; non-zero when there is one."""
     if args.doc:
         from datashare.spec import fields_markdown
 
         print(fields_markdown(), end="")
         return 0
-    paths = [Path(p) for p in args.files] or sorted(settings.datasets_dir.glob("*.yaml"))
-    bad = 0
-    for path in paths:
-        try:
-            spec = load_spec(path)
-        except DatashareError as exc:
-            bad += 1
-            print(exc)
-            continue
-        suite = settings.expectations_dir / f"{spec.suite_name}.json"
-        if not suite.is_file():
-            bad += 1
-            print(f"{path}: suite: expectations/{spec.suite_name}.json does not exist")
-            continue
-        print(f"{path}: ok")
-    return 1 if bad else 0
+    from datashare.spec import load_spec_files, spec_problems
+
+    folder = settings.datasets_dir
+    if args.files:
+        specs, errors = load_spec_files([Path(p) for p in args.files])
+    elif not folder.is_dir():
+        print(f"{folder}: no such folder (DATASHARE_HOME is {settings.home})")
+        return 1
+    else:
+        specs, errors = load_specs(folder)
+    problems = spec_problems(specs, errors, folder, settings.expectations_dir)
+    for dataset_id in specs:
+        path = folder / f"{dataset_id}.yaml"
+        if path not in problems:
+            print(f"{path}: ok")
+    for messages in problems.values():
+        for message in messages:
+            print(message)
+    checked = len(specs) + len(errors)
+    if not checked:
+        print(f"no spec files (*.yaml) in {folder}")
+        return 1
+    if problems:
+        print(f"{len(problems)} of {checked} spec file(s) have problems")
+        return 1
+    return 0
 
 
 def cmd_pools(args: argparse.Namespace, settings: Settings) -> int:

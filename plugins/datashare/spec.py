@@ -3,21 +3,39 @@
 A spec says where a dataset comes from, what it must look like, how it is checked, who may read it and
 how it is published. Loading is strict: an unknown field, a wrong type or an impossible combination
 raises :class:`SpecError` naming the file, the field and what was expected.
+
+Every spec is loaded on its own, so one broken file costs only its own dataset: the file is read only
+if it is a regular file of at most :data:`MAX_SPEC_BYTES`, as UTF-8, through :mod:`datashare.safeyaml`
+(one document, no duplicate keys, no aliases, bounded nesting). Dataset ids reserve the names the SQL
+share, the release store and Airflow derive from them (see :func:`_dataset_id`).
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import unicodedata
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from datashare.exceptions import SpecError
 
+log = logging.getLogger(__name__)
+
+MAX_SPEC_BYTES = 256 * 1024
+"""Largest spec file read (256 KiB; the largest real spec is 13 KB). Larger files are refused unread."""
 IDENTIFIER = r"^[a-z][a-z0-9_]{0,47}$"
+DATASET_ID = r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$"
+"""Dataset ids: lowercase words of letters and digits joined by single underscores, at most 48 characters."""
+DATASET_ID_MAX = 48
+RESERVED_ID_PREFIXES = ("datashare_", "sqlite_", "pg_")
+"""``datashare_*`` names the project's own DAGs and SQL roles; SQLite refuses tables named ``sqlite_*``;
+PostgreSQL's catalogs are ``pg_*``."""
+SHARE_SUFFIXES = ("__v<N>", "__v<N>__load", "__p<digest>")
+"""What the SQL share appends to an id to name a dataset's tables (:mod:`datashare.sqlshare`)."""
 COLUMN_NAME = r"^[a-z_][a-z0-9_]{0,62}$"
 CONN_ID = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,249}$"
 Dialect = Literal["sqlite", "mysql", "postgresql"]
@@ -25,17 +43,60 @@ DIALECTS: tuple[str, ...] = ("sqlite", "mysql", "postgresql")
 """Database dialects a source query may be written for (SQLAlchemy names; MariaDB is mysql)."""
 
 
-class Strict(BaseModel):
-    """Base model: unknown fields are errors; models are immutable once loaded."""
+_DATASET_ID_RE = re.compile(DATASET_ID)
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+
+def _dataset_id(value: str) -> str:
+    """Check a dataset id beyond its character set, saying why a name is refused.
+
+    The SQL share names a dataset's objects ``<id>`` (the view), ``<id>__v<N>`` and ``<id>__v<N>__load``
+    (version tables), ``<id>__p<digest>`` (data-file parts), and locks them down by the pattern
+    ``^<id>__...``; the release store keeps everything under ``<id>/``. With no ``__`` in an id and no
+    trailing ``_``, the part of any such name before its first ``__`` is exactly the id that owns it,
+    so no two datasets can ever own, match or drop the same object.
+    """
+    if "__" in value:
+        raise ValueError(
+            f"{value!r} contains '__': the SQL share names a dataset's tables <id>__v<N> and <id>__p<digest>, "
+            "so an id with '__' could take another dataset's names; use single underscores"
+        )
+    if value.endswith("_"):
+        raise ValueError(f"{value!r} ends with '_': ids are words joined by single underscores")
+    reserved = next((p for p in RESERVED_ID_PREFIXES if value.startswith(p) or value == p.rstrip("_")), None)
+    if reserved is not None:
+        raise ValueError(f"{value!r} starts with {reserved.rstrip('_')!r}, which is reserved; choose another id")
+    if not _DATASET_ID_RE.fullmatch(value):  # pragma: no cover - the checks above leave nothing else
+        raise ValueError(f"{value!r} does not match {DATASET_ID}")
+    return value
+
+
+DatasetId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=DATASET_ID_MAX), AfterValidator(_dataset_id)]
+"""A dataset id (see :func:`_dataset_id`)."""
+
+
+def is_dataset_id(value: object) -> bool:
+    """Whether ``value`` is a valid dataset id (safe to turn into a file name)."""
+    if not isinstance(value, str) or len(value) > DATASET_ID_MAX or not _DATASET_ID_RE.fullmatch(value):
+        return False
+    return not any(value.startswith(p) or value == p.rstrip("_") for p in RESERVED_ID_PREFIXES)
+
+
+class Strict(BaseModel):
+    """Base model: unknown fields are errors; models are immutable once loaded; no NaN or infinity."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Text(Strict):
     """A text in Vietnamese first, then English."""
 
-    vi: str = Field(min_length=1, description="Vietnamese text (Unicode NFC).")
+    vi: str = Field(min_length=1, description="Vietnamese text (stored in Unicode NFC).")
     en: str = Field(min_length=1, description="English text.")
+
+    @field_validator("vi", "en")
+    @classmethod
+    def _nfc(cls, value: str) -> str:
+        return unicodedata.normalize("NFC", value)
 
 
 class ColumnType(StrEnum):
@@ -193,8 +254,9 @@ class Source(Strict):
     conn_id: str | None = Field(
         default=None, pattern=CONN_ID, description="database: Airflow connection id of the unit's database."
     )
-    inputs: list[Annotated[str, Field(pattern=IDENTIFIER)]] = Field(
-        default_factory=list, description="derived: dataset ids read; the DAG runs when their Assets update."
+    inputs: list[DatasetId] = Field(
+        default_factory=list,
+        description="derived: dataset ids read; the DAG runs when any of their Assets updates.",
     )
     builder: str | None = Field(
         default=None, pattern=r"^[a-z][a-z0-9_]*$", description="derived: registered builder (transforms/registry.py)."
@@ -231,6 +293,9 @@ class Source(Strict):
                 )
             if not self.inputs:
                 raise ValueError("a derived source needs 'inputs' (dataset ids)")
+            twice = sorted({i for i in self.inputs if self.inputs.count(i) > 1})
+            if twice:
+                raise ValueError(f"inputs: {twice} listed more than once")
             if self.builder not in BUILDERS:
                 raise ValueError(f"builder: {self.builder!r} is not registered; registered: {sorted(BUILDERS)}")
             return self
@@ -360,11 +425,17 @@ class RowCountChange(Strict):
 class DatasetSpec(Strict):
     """A dataset: everything needed to extract, check and publish it."""
 
-    id: str = Field(pattern=IDENTIFIER, description="Dataset id: file names, DAG id, SQL view name.")
+    id: DatasetId = Field(
+        description="Dataset id: file names, DAG id, SQL view name. Lowercase letters and digits in words "
+        "joined by single underscores (no '__', which the SQL share's table names use), at most 48 characters, "
+        "not starting with datashare_, sqlite_ or pg_."
+    )
     title: Text = Field(description="Short title.")
     description: Text = Field(description="What the data is, where it comes from, what it is for.")
     sector: str = Field(pattern=IDENTIFIER, description="Sector, e.g. environment_monitoring.")
-    owner: str = Field(min_length=1, description="Team that answers for the DAG (Airflow owner).")
+    owner: str = Field(
+        pattern=r"^[^\x00-\x1f\x7f]{1,100}$", description="Team that answers for the DAG (Airflow owner)."
+    )
     source: Source
     mode: Mode
     key: Annotated[list[Annotated[str, Field(pattern=COLUMN_NAME)]], Field(min_length=1)] = Field(
@@ -386,9 +457,13 @@ class DatasetSpec(Strict):
     row_count_change: RowCountChange | None = Field(
         default=None, description="Snapshot datasets: bound on the row count against the previous release."
     )
-    schedule: str | None = Field(description="Cron expression or preset (@daily); null: only on demand.")
+    schedule: str | None = Field(
+        max_length=100, description="Cron expression (5 fields) or preset (@daily); null: only on demand."
+    )
     licence: str = Field(min_length=1, description="Licence of the published data, e.g. CC-BY-4.0.")
-    tags: list[str] = Field(default_factory=list, description="Extra Airflow tags.")
+    tags: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,49}$")]] = Field(
+        default_factory=list, max_length=20, description="Extra Airflow tags (lowercase, at most 50 characters)."
+    )
     keywords: Keywords = Field(
         default_factory=Keywords, description="Search words in each language; shown in the catalog and DCAT."
     )
@@ -402,8 +477,11 @@ class DatasetSpec(Strict):
         if value.startswith("@"):
             if value not in presets:
                 raise ValueError(f"unknown preset {value!r}; expected one of {sorted(presets)}")
-        elif len(value.split()) != 5:
-            raise ValueError(f"{value!r} is not a 5-field cron expression")
+        else:
+            from croniter import croniter  # what Airflow checks a cron schedule with
+
+            if len(value.split()) != 5 or not croniter.is_valid(value):
+                raise ValueError(f"{value!r} is not a valid 5-field cron expression")
         return value
 
     @model_validator(mode="after")
@@ -525,6 +603,9 @@ def _field_path(loc: tuple[Any, ...], data: Any) -> str:
     return ".".join(parts) or "(top level)"
 
 
+_NAMED_FIELD = re.compile(r"^([a-z_][a-z0-9_]*(?:\.[a-z0-9_]+)*): ")
+
+
 def parse_spec(data: Any, *, source: str) -> DatasetSpec:
     """Validate a loaded YAML document; ``source`` names the file in errors."""
     if not isinstance(data, dict):
@@ -536,8 +617,11 @@ def parse_spec(data: Any, *, source: str) -> DatasetSpec:
         for err in exc.errors():
             field = _field_path(tuple(err["loc"]), data)
             msg = err["msg"].removeprefix("Value error, ")
+            named = _NAMED_FIELD.match(msg) if err["type"] == "value_error" else None
             if not err["loc"] and ": " in msg:  # whole-spec checks name their field first
                 field, msg = msg.split(": ", 1)
+            elif named:  # so do checks of a part (source, columns...): "inputs: ..." is source.inputs
+                field, msg = f"{field}.{named.group(1)}", msg[named.end() :]
             if err["type"] == "extra_forbidden":
                 msg = "unknown field (check the spelling; see docs/spec.md for the fields)"
             elif err["type"] == "missing":
@@ -547,42 +631,172 @@ def parse_spec(data: Any, *, source: str) -> DatasetSpec:
 
 
 def load_spec(path: Path) -> DatasetSpec:
-    """Load one spec file; its name must match the spec's id."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read spec: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML: {exc}") from None
+    """Load one spec file; its name must match the spec's id. Every failure is a :class:`SpecError`."""
+    from datashare.safeyaml import load_yaml, read_text
+
+    text = read_text(path, max_bytes=MAX_SPEC_BYTES, error=SpecError, what="spec")
+    data = load_yaml(text, source=str(path), error=SpecError)
     spec = parse_spec(data, source=str(path))
     if path.stem != spec.id:
         raise SpecError(f"{path}: id: {spec.id!r} must equal the file name {path.stem!r}")
     return spec
 
 
+def spec_path(folder: Path, dataset_id: str) -> Path:
+    """The spec file of ``dataset_id`` in ``folder``; an id that is not one (``../x``) is refused, not joined."""
+    if not is_dataset_id(dataset_id):
+        raise SpecError(f"{dataset_id!r} is not a dataset id (ids match {DATASET_ID})")
+    return folder / f"{dataset_id}.yaml"
+
+
 def load_specs(folder: Path) -> tuple[dict[str, DatasetSpec], dict[Path, SpecError]]:
-    """Load every ``*.yaml`` spec in a folder; bad files are returned as errors, not raised."""
+    """Load every ``*.yaml`` spec in a folder, each on its own; bad files are returned as errors, not raised.
+
+    Hidden files (an editor's ``.#x.yaml`` lock, say) are not specs. A ``*.yml`` file is reported: it is
+    surely meant as a spec, and would otherwise be ignored without a word.
+    """
+    paths = []
+    for path in sorted(folder.glob("*.y*ml")):
+        if not path.name.startswith(".") and path.suffix in (".yaml", ".yml"):
+            paths.append(path)
+    return load_spec_files(paths)
+
+
+def load_spec_files(paths: list[Path]) -> tuple[dict[str, DatasetSpec], dict[Path, SpecError]]:
+    """Load the given spec files, each on its own: one failure never stops the others."""
     specs: dict[str, DatasetSpec] = {}
     errors: dict[Path, SpecError] = {}
-    for path in sorted(folder.glob("*.yaml")):
+    for path in paths:
+        if path.suffix == ".yml":
+            errors[path] = SpecError(f"{path}: spec files end in .yaml: rename it {path.with_suffix('.yaml').name}")
+            continue
         try:
             spec = load_spec(path)
         except SpecError as exc:
             errors[path] = exc
             continue
+        except Exception as exc:  # a bug of ours must still cost only this spec, never the others
+            log.exception("Unexpected error loading spec %s", path)
+            errors[path] = SpecError(f"{path}: cannot be loaded: {type(exc).__name__}: {exc}")
+            continue
         specs[spec.id] = spec
     return specs, errors
 
 
+def spec_problems(
+    specs: dict[str, DatasetSpec],
+    errors: dict[Path, SpecError],
+    folder: Path,
+    expectations_dir: Path | None = None,
+) -> dict[Path, list[str]]:
+    """Every problem of a set of specs, per file: the files' own errors, then what only the whole set shows.
+
+    A derived dataset whose input has no spec file in ``folder`` would never run; one whose inputs lead
+    back to itself would feed on its own releases; a spec without its suite in ``expectations_dir``
+    (when given) fails every run at validation.
+    """
+    problems: dict[Path, list[str]] = {path: [str(err)] for path, err in errors.items()}
+    derived = {i: s.source.inputs for i, s in specs.items() if s.source.kind == "derived"}
+    for dataset_id, spec in specs.items():
+        path = folder / f"{dataset_id}.yaml"
+        found = problems.setdefault(path, [])
+        if expectations_dir is not None and not (expectations_dir / f"{spec.suite_name}.json").is_file():
+            found.append(f"{path}: suite: {expectations_dir / (spec.suite_name + '.json')} does not exist")
+        for name in derived.get(dataset_id, []):
+            if name not in specs and not (folder / f"{name}.yaml").is_file():
+                found.append(f"{path}: source.inputs: no dataset {name!r} ({folder / (name + '.yaml')} does not exist)")
+        cycle = _cycle_through(dataset_id, derived)
+        if cycle:
+            found.append(f"{path}: source.inputs: the inputs lead back to this dataset ({' -> '.join(cycle)})")
+    return {path: found for path, found in sorted(problems.items()) if found}
+
+
+def _cycle_through(start: str, derived: dict[str, list[str]]) -> list[str] | None:
+    """A path of inputs from ``start`` back to ``start``, if there is one."""
+    stack: list[tuple[str, list[str]]] = [(i, [start, i]) for i in derived.get(start, [])]
+    seen: set[str] = set()
+    while stack:
+        node, path = stack.pop()
+        if node == start:
+            return path
+        if node in seen:
+            continue
+        seen.add(node)
+        stack.extend((i, [*path, i]) for i in derived.get(node, []))
+    return None
+
+
+def _shown(ann: Any) -> str:
+    """A field's type as a reader of the docs wants it: no pydantic metadata, enums as their values."""
+    import types
+    import typing
+    from enum import Enum
+
+    origin, args = typing.get_origin(ann), typing.get_args(ann)
+    if origin is Annotated:
+        return _shown(args[0])
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_shown(a) for a in args)
+    if origin is Literal:
+        return " or ".join(f"'{a}'" for a in args)
+    if origin in (list, dict):
+        return f"{origin.__name__}[{', '.join(_shown(a) for a in args)}]"
+    if ann is type(None):
+        return "null"
+    if isinstance(ann, type) and issubclass(ann, Enum):
+        return " or ".join(f"'{m.value}'" for m in ann)
+    if isinstance(ann, type):
+        return ann.__name__
+    return str(ann).replace("typing.", "")
+
+
+def _loading_rules() -> list[str]:
+    return [
+        "## How a spec file is read",
+        "",
+        "Each spec is loaded on its own: a broken one is reported with its file and field (by `datashare specs`,",
+        "in the DAG processor's log, and as the import error of `dags/datashare_spec_errors.py` in Airflow's UI)",
+        "and costs only its own DAG; every other dataset's DAG loads. A spec file",
+        "",
+        f"- is a regular file named `<id>.yaml` (a `.yml` file is reported, hidden files are ignored) of at most "
+        f"{MAX_SPEC_BYTES // 1024} KiB, checked before it is read;",
+        "- is UTF-8, and holds exactly one YAML document whose top level is a mapping;",
+        "- gives each key once per mapping, at any depth (`classification: shared` then `classification: open` "
+        'is an error, not "last wins");',
+        f"- uses no aliases (`*name`) or merge keys (`<<`), and nests at most {_max_depth()} levels;",
+        "- gives no NaN or infinite number.",
+        "",
+        "The id equals the file name and is lowercase letters and digits in words joined by single underscores "
+        f"(`{DATASET_ID}`), at most {DATASET_ID_MAX} characters, not starting with "
+        + ", ".join(f"`{p}`" for p in RESERVED_ID_PREFIXES)
+        + ". The SQL share names a dataset's objects `<id>` (view), "
+        + ", ".join(f"`<id>{s}`" for s in SHARE_SUFFIXES)
+        + " (tables) and the release store keeps it under `<id>/`: with no `__` in any id, the part of such a name "
+        "before its first `__` is the id that owns it, so two datasets can never own the same object.",
+        "",
+        "A derived dataset (`source.kind: derived`) runs when *any* of its inputs publishes a release (Airflow "
+        "Asset expression `a | b | c`), built from the newest release of every input; an input without a spec, "
+        "or inputs that lead back to the dataset itself, are reported as problems.",
+        "",
+    ]
+
+
+def _max_depth() -> int:
+    from datashare.safeyaml import MAX_DEPTH
+
+    return MAX_DEPTH
+
+
 def fields_markdown() -> str:
     """Reference of every spec field, generated from the models' descriptions (docs/spec.md)."""
+    from enum import Enum
+
     lines = [
         "# Dataset spec reference",
         "",
         "Generated from `plugins/datashare/spec.py` by `datashare specs --doc`; a test keeps it in step.",
         "",
+        *_loading_rules(),
     ]
     seen: set[type[BaseModel]] = set()
 
@@ -603,10 +817,11 @@ def fields_markdown() -> str:
         nested: list[tuple[type[BaseModel], str]] = []
         for name, info in model.model_fields.items():
             ann = info.annotation
-            shown = str(ann).replace("typing.", "").replace("datashare.spec.", "").replace("<class '", "")
-            shown = shown.replace("'>", "").replace("|", "or")
-            default = "required" if info.is_required() else repr(info.get_default(call_default_factory=True))
+            shown = _shown(ann)
+            value = None if info.is_required() else info.get_default(call_default_factory=True)
+            default = "required" if info.is_required() else repr(value.value if isinstance(value, Enum) else value)
             meaning = info.description or (getattr(ann, "__doc__", None) or "").strip().splitlines()[0]
+            meaning = meaning.replace("|", "\\|")
             lines.append(f"| `{name}` | {shown} | {default.replace('|', 'or')} | {meaning} |")
             for arg in (ann, *getattr(ann, "__args__", ())):
                 for candidate in (arg, *getattr(arg, "__args__", ())):

@@ -56,16 +56,24 @@ def test_dagbag_integrity(airflow_db: Path) -> None:
             assert t.retries >= 1 and t.retry_exponential_backoff, (dag_id, t.task_id)
         extract = "extract_range" if spec.source.partitions else "extract"
         assert dag.get_task(extract).pool == spec.pool
-        if spec.source.kind == "derived":  # scheduled on exactly its inputs' Assets
-            uris = sorted(a.uri.rstrip("/") for a in dag.timetable.asset_condition.objects)
+        if spec.source.kind == "derived":  # runs when any of its inputs' Assets updates (a | b | c)
+            condition = dag.timetable.asset_condition
+            assert type(condition).__name__ == "AssetAny", type(condition)
+            uris = sorted(a.uri.rstrip("/") for a in condition.objects)
             assert uris == sorted(f"datashare://{i}" for i in spec.source.inputs)
         else:
             assert spec.pool == f"unit_{spec.source.unit}"
         assert dag.owner == spec.owner
         outlets = dag.get_task("record").outlets  # Airflow normalises the URI with a trailing slash
         assert [o.uri.rstrip("/") for o in outlets] == [f"datashare://{dag_id}"]
-    # Parsing builds the graph and nothing else: the whole folder in well under a second.
-    assert all(stat.duration.total_seconds() < 1.0 for stat in bag.dagbag_stats), bag.dagbag_stats
+    # Parse time is measured by `make bench` (bench/parse_bench.py), not asserted here: on a loaded machine the
+    # wall time of a 0.1 s parse varies tenfold. tests/integration/test_dag_parsing.py checks that parsing imports
+    # no data library and that a task reads only its own spec.
+    assert {stat.file for stat in bag.dagbag_stats} == {
+        "datashare_dags.py",
+        "datashare_spec_errors.py",
+        "datashare_audit.py",
+    }
 
 
 def test_malformed_spec_is_reported_and_other_dags_still_load(
@@ -74,18 +82,26 @@ def test_malformed_spec_is_reported_and_other_dags_still_load(
     home = tmp_path / "home"
     datasets = home / "dags" / "datasets"
     datasets.mkdir(parents=True)
+    shutil.copytree(REPO / "expectations", home / "expectations")
     shutil.copy(REPO / "dags" / "datasets" / f"{DATASET}.yaml", datasets)
     bad = yaml.safe_load((datasets / f"{DATASET}.yaml").read_text(encoding="utf-8"))
     bad["id"] = "broken_dataset"
     bad["retention"] = {"sql_versions": "three"}
     (datasets / "broken_dataset.yaml").write_text(yaml.safe_dump(bad, allow_unicode=True), encoding="utf-8")
+    (datasets / "not_utf8.yaml").write_bytes(b"id: not_utf8\ntitle: \xff\n")
     monkeypatch.setenv("DATASHARE_HOME", str(home))
     with caplog.at_level(logging.ERROR, logger="datashare.factory"):
         bag = _dagbag()
-    assert bag.import_errors == {}
+    # Every DAG but the broken specs' ones loads, from the real dags folder's files.
     assert sorted(bag.dag_ids) == sorted([DATASET, AUDIT_DAG, WEBHOOKS_DAG])
-    message = caplog.text
-    assert "broken_dataset.yaml" in message and "retention.sql_versions" in message
+    assert "broken_dataset.yaml" in caplog.text and "retention.sql_versions" in caplog.text
+    # One import error, on the file that owns no DAG, names every broken spec with its field.
+    assert list(bag.import_errors) == [str(REPO / "dags" / "datashare_spec_errors.py")]
+    error = next(iter(bag.import_errors.values()))
+    assert f"{datasets / 'broken_dataset.yaml'}: invalid dataset spec" in error
+    assert "- retention.sql_versions:" in error
+    assert f"{datasets / 'not_utf8.yaml'}: not UTF-8: byte 0xff at line 2" in error
+    assert DATASET not in error
 
 
 def _observation_keys(url: str) -> int:

@@ -120,7 +120,9 @@ def test_combining_key_ranges_keeps_the_newest_cursor_by_type(column: dict, curs
     ctx = SimpleNamespace(spec=_spec(column))
     parts = [
         {
-            "paths": [f"p{i}"],
+            "files": [
+                {"key": f"_staging/x/r/extract-{i}/part-{i:05d}.parquet", "rows": 1, "sha256": "0" * 64, "bytes": 1}
+            ],
             "rows": 1,
             "cursor_from": None,
             "cursor_max": c,
@@ -129,7 +131,7 @@ def test_combining_key_ranges_keeps_the_newest_cursor_by_type(column: dict, curs
         }
         for i, c in enumerate(cursors)
     ]
-    assert stage_combine(ctx, parts)["cursor_max"] == newest  # type: ignore[arg-type]
+    assert stage_combine(ctx, parts).cursor_max == newest  # type: ignore[arg-type]
 
 
 def test_bound_values_have_the_column_type() -> None:
