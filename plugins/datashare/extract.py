@@ -263,17 +263,24 @@ def _nothing_past(spec: DatasetSpec, info: ConnectionInfo, cursor: str, key_rang
 
 
 def _extract_nothing(spec: DatasetSpec, info: ConnectionInfo, target: Path, collector: Column | None) -> ExtractResult:
-    """The empty staged file of a run with nothing new, after checking the source's columns (``WHERE 1 = 0``)."""
+    """The empty staged file of a run with nothing new, after checking the source's columns (``WHERE 1 = 0``).
+
+    The check is the one a run with rows makes: names (added, removed) and, on PostgreSQL, the types
+    of numeric contract columns, so a retyped column is named on the first run after the change.
+    """
     engine = _engine(info, spec)
+    contracts = {c.name: Contract.of(c, source=True) for c in spec.columns}
     try:
         with engine.connect() as conn:
             sql = f"SELECT * FROM {_base(spec, engine.dialect)} src WHERE 1 = 0"
-            source_cols = list(conn.execute(sa.text(sql)).keys())
+            result = conn.execute(sa.text(sql))
+            source_cols = list(result.keys())
+            ignored = _check_columns(spec, source_cols)
+            _check_source_types(spec, result, [contracts.get(n) for n in source_cols])
     except sa.exc.DBAPIError as exc:
         raise _source_error(exc, spec, info) from None
     finally:
         engine.dispose()
-    ignored = _check_columns(spec, source_cols)
     BatchWriter(target, staged_schema(spec, collector), compression=STAGING_COMPRESSION).close()
     return _result(target, 0, None, ignored)
 

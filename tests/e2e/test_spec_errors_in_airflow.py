@@ -109,7 +109,8 @@ def test_broken_specs_are_import_errors_and_every_other_dag_loads(airflow_env: d
     assert [e["filepath"] for e in errors] == ["datashare_spec_errors.py"], errors
     error = errors[0]["error"]
     assert f"{datasets / 'not_utf8.yaml'}: not UTF-8: byte 0xff at line 5, column 14" in error
-    assert f"{datasets / 'shared_then_open.yaml'}: not valid YAML at line 80" in error
+    line = air.split("\n").index("  sharing: open") + 2  # the second `sharing`, one line below the first
+    assert f"{datasets / 'shared_then_open.yaml'}: not valid YAML at line {line}" in error
     assert "classification.sharing: the key 'sharing' appears twice" in error
     assert f"{datasets / 'air_quality_hourly__v3.yaml'}: invalid dataset spec" in error
     assert "- id: 'air_quality_hourly__v3' contains '__'" in error

@@ -421,7 +421,10 @@ def test_openapi_documents_the_api(client: TestClient) -> None:
 def test_pages_are_self_contained(client: TestClient) -> None:
     response = client.get(f"/datasets/{OPEN}")
     html = response.text
-    assert "<script" not in html and "<link" not in html and " src=" not in html and "url(" not in html
+    assert "<script" not in html and " src=" not in html and "url(" not in html
+    # The only links in the head are feed auto-discovery, to the catalog's own relative paths: nothing is loaded.
+    links = re.findall(r"<link [^>]*>", html)
+    assert links and all('rel="alternate"' in link and 'href="/' in link for link in links), links
     # The only absolute URL is the dataset's own, in the citation people copy.
     assert set(re.findall(r"https?://[^\s<\"}]+", html)) == {"http://testserver/datasets/air_quality_hourly/v/2"}
     assert "default-src 'none'" in response.headers["content-security-policy"]

@@ -178,7 +178,8 @@ def test_raise_for_broken_specs_lists_every_problem_and_is_silent_when_none(
     message = str(info.value)
     assert "2 dataset spec(s)" in message
     assert f"{datasets / 'aq_copy_001.yaml'}: not UTF-8: byte 0xff at line 2" in message
-    assert f"{datasets / 'shared_then_open.yaml'}: not valid YAML at line 80" in message
+    line = SOURCE.read_text(encoding="utf-8").split("\n").index("  sharing: open") + 2  # the second `sharing`
+    assert f"{datasets / 'shared_then_open.yaml'}: not valid YAML at line {line}" in message
     assert "classification.sharing: the key 'sharing' appears twice" in message
     assert "aq_copy_000" not in message
 

@@ -434,7 +434,9 @@ def test_an_older_version_and_a_timestamp_read_that_release(server: Server, hano
     pd.testing.assert_frame_equal(frame, v1)
     assert not frame.equals(_published(local, LAND, 2))
     committed = dt.datetime.fromisoformat(local.release(LAND, 1).record["committed_at"].replace("Z", "+00:00"))
-    at = (committed + dt.timedelta(milliseconds=500)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    second = dt.datetime.fromisoformat(local.release(LAND, 2).record["committed_at"].replace("Z", "+00:00"))
+    assert committed < second  # commit times are kept to the millisecond, so two releases a moment apart differ
+    at = (committed + (second - committed) / 2).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     pd.testing.assert_frame_equal(delta_sharing.load_as_pandas(_url(hanoi, LAND), timestamp=at), v1)
     before = (committed - dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     with pytest.raises(HTTPError, match="400"):
@@ -544,7 +546,8 @@ def test_table_changes_between_two_versions_are_exactly_the_rows_that_changed(se
     assert changed <= set(server.built.touched)  # re-surveyed parcels, nothing else
 
     # The same range by commit time: the first release at or after the start, the last at or before the end.
-    stamp = committed.astimezone().strftime("%Y-%m-%d %H:%M:%S")  # the protocol's format: the server's zone
+    # ISO 8601 in UTC to the millisecond, as commit times are kept (a second may hold two releases)
+    stamp = committed.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     by_time = delta_sharing.load_table_changes_as_pandas(
         _url(hanoi, LAND), starting_timestamp=stamp, ending_timestamp=stamp
     )
@@ -552,8 +555,16 @@ def test_table_changes_between_two_versions_are_exactly_the_rows_that_changed(se
     assert _normalise(by_time.drop(columns=["_commit_version", "_commit_timestamp"]), KEYS[LAND]) == _normalise(
         expected, KEYS[LAND]
     )
-    iso = committed.strftime("%Y-%m-%dT%H:%M:%SZ")
-    assert delta_sharing.get_table_version(_url(hanoi, LAND), starting_timestamp=iso) == 2
+    assert delta_sharing.get_table_version(_url(hanoi, LAND), starting_timestamp=stamp) == 2
+    # the protocol's other form, the server's local time to the second: the first release at or after it
+    local_second = committed.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    floor = committed.replace(microsecond=0)
+    first_after = min(
+        v
+        for v in (1, 2)
+        if dt.datetime.fromisoformat(local.release(LAND, v).record["committed_at"].replace("Z", "+00:00")) >= floor
+    )
+    assert delta_sharing.get_table_version(_url(hanoi, LAND), starting_timestamp=local_second) == first_after
 
 
 def test_the_change_feed_starts_with_the_first_release_as_inserts(server: Server, hanoi: str) -> None:

@@ -35,8 +35,8 @@ def _problem() -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("changes", "says"),
     [
-        ({"type": "decimal"}, "columns.aqi: precision: a decimal column declares 'precision' and 'scale'"),
-        ({"type": "decimal", "precision": 5, "scale": 6}, "columns.aqi: scale: 6 is more than the precision 5"),
+        ({"type": "decimal"}, "columns.aqi.precision: a decimal column declares 'precision' and 'scale'"),
+        ({"type": "decimal", "precision": 5, "scale": 6}, "columns.aqi.scale: 6 is more than the precision 5"),
         (
             {"type": "decimal", "precision": 39, "scale": 0},
             "columns.aqi.precision: Input should be less than or equal to 38",

@@ -70,11 +70,6 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _now_s() -> str:
-    """Commit times are kept to the second, as consumers read them (Delta Sharing's timestamps, the catalog)."""
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 def _parse_time(text: Any) -> float | None:
     try:
         return datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
@@ -649,7 +644,7 @@ class ReleaseStore:
             "version": version,
             "run": run_key,
             "attempt": attempt,
-            "committed_at": _now_s(),
+            "committed_at": _now(),  # to the millisecond: Delta Sharing reads a table "at" a moment
             "manifest_sha256": sha256_bytes(manifest_bytes),
             "content_sha256": planned.content_sha256,
             "previous": previous_ref,
