@@ -2,18 +2,18 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | sha256sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: setup demo demo-next-day run test test-fast lint format lock specs verify clean bench
+.PHONY: setup demo demo-next-day run test test-fast lint typecheck check format lock specs verify clean bench
 
-## setup: virtual environment with the pinned requirements (uv: seconds instead of minutes)
+## setup: virtual environment with the pinned runtime and development requirements (uv: seconds, not minutes)
 setup: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { echo "Python 3.11 is required (set PYTHON=python3.11)"; exit 1; }
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==0.13.8
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.txt
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.txt -r requirements-dev.txt
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	@rm -f $(VENV)/.installed-* && touch $@
 
@@ -43,13 +43,22 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+## typecheck: mypy over the engine, transforms and unit simulators (configured in pyproject.toml)
+typecheck: setup
+	$(BIN)/mypy
+
+## check: what CI runs before the tests
+check: lint typecheck
+
 format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-## lock: re-resolve requirements.in into the pinned requirements.txt
+## lock: re-resolve requirements.in (runtime, the image) and requirements-dev.in (tests, tools; constrained by
+##       the runtime pins) into requirements.txt and requirements-dev.txt
 lock: setup
 	$(BIN)/uv pip compile requirements.in --python-version 3.11 -o requirements.txt
+	$(BIN)/uv pip compile requirements-dev.in --python-version 3.11 -o requirements-dev.txt
 
 specs: setup
 	$(BIN)/datashare specs

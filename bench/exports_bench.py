@@ -2,7 +2,7 @@
 
 Writes a synthetic air-quality release (the real schema: codes, Vietnamese station names, hourly
 times, six pollutants with some nulls, the AQI) of ``--rows`` rows in Parquet parts of 500,000 rows
-into a temporary local store, then makes each export with :class:`datashare.exports.Exporter` in a
+into a temporary local store, then makes each export with :class:`datashare.releases.exports.Exporter` in a
 child process and reports its wall time (imports excluded) and the child's peak resident memory.
 
     .venv/bin/python bench/exports_bench.py [--rows 1000000] [--formats csv,xlsx,zip]
@@ -74,7 +74,7 @@ def make_release(root: Path, rows: int) -> None:
 
 def export_one(root: Path, fmt: str) -> None:
     """Make one export (in this process) and print its seconds and size as JSON."""
-    from datashare.exports import Exporter
+    from datashare.releases.exports import Exporter
     from datashare.store import Release, ReleaseStore
 
     manifest = json.loads((root / "air_quality_hourly" / "v1" / "datapackage.json").read_text())

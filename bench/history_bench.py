@@ -2,7 +2,7 @@
 
 Writes the ledger entries straight into a temporary local store (one object per entry, chained like
 the real ledger), one run in ten failing and one in three committing a release, then times
-``datashare.history.build_history``: read every entry once, render every page, write them.
+``datashare.quality.history.build_history``: read every entry once, render every page, write them.
 
     .venv/bin/python bench/history_bench.py [--runs 10000] [--page-size 50]
 """
@@ -16,7 +16,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from datashare.history import build_history
+from datashare.quality.history import build_history
 from datashare.store import ReleaseStore, dumps, sha256_bytes
 from datashare.store.ledger import GENESIS, PREFIX
 

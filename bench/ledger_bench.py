@@ -65,7 +65,7 @@ print(json.dumps(out))
 
 
 def _env(work: Path) -> dict[str, str]:
-    from datashare.connections import connection_env_value
+    from datashare.source.connections import connection_env_value
 
     return {
         **os.environ,

@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sources import UNITS, Unit, ensure
 
 from datashare.catalog.odata.router import PAGE_SIZE
-from datashare.connections import connection_env_value
+from datashare.source.connections import connection_env_value
 
 log = logging.getLogger("bench.odata")
 REPO = Path(__file__).resolve().parents[1]
@@ -76,7 +76,9 @@ def _release(unit: Unit, rows: int) -> Path:
         "GX_ANALYTICS_ENABLED": "false",
     }
     log.info("releasing %s rows with the pipeline", f"{rows:,}")
-    code = f"from datashare.pipeline import run_dataset; import json; print(json.dumps(run_dataset({DATASET!r})))"
+    code = (
+        f"from datashare.pipeline.stages import run_dataset; import json; print(json.dumps(run_dataset({DATASET!r})))"
+    )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"the pipeline failed: {out.stderr[-3000:]}")

@@ -51,7 +51,7 @@ from parse_bench import measure as measure_parsing
 from report import targets, write_chart, write_markdown
 from sources import INCREMENT_DAYS, POSTGRES_ADMIN, UNITS, Unit, append_increment, ensure, trim
 
-from datashare.connections import connection_env_value
+from datashare.source.connections import connection_env_value
 
 log = logging.getLogger("bench")
 REPO = Path(__file__).resolve().parents[1]

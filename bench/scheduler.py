@@ -15,7 +15,7 @@ through the REST API and reads back, per task:
   code less the stage's own time: imports the worker did not preload, the engine's set-up such as the
   first boto3 call, and staging transfers to and from the object store), ``xcom_s`` (after the code:
   pushing XCom, reporting the state). ``fresh_imports_s`` is what the stage's imports cost a fresh
-  process (the bench's child): what the workers' preload (:mod:`datashare.celery_preload`) saves.
+  process (the bench's child): what the workers' preload (:mod:`datashare.orchestration.celery_preload`) saves.
 
     .venv/bin/python bench/scheduler.py --stations 12 --days 7     # small scale, a few minutes
     .venv/bin/python bench/scheduler.py --unit pg_5m               # the 5 M-row bench unit (bench/sources.py)
@@ -138,7 +138,7 @@ def stages_own_time(unit_url: str, local_end: dt.datetime, role_prefix: str) -> 
     import run as bench_run  # bench/run.py
     import sqlalchemy as sa
 
-    from datashare.connections import connection_env_value
+    from datashare.source.connections import connection_env_value
 
     work = Path(tempfile.mkdtemp(prefix="datashare-bench-sched-"))
     share = f"sqlite:///{work / 'share.sqlite'}"

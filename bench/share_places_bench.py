@@ -22,7 +22,7 @@ import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from datashare.sqlshare import publish_release, share_state
+from datashare.share.sqlshare import publish_release, share_state
 
 ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 

@@ -84,7 +84,7 @@ def child(args: dict[str, Any]) -> dict[str, Any]:
         frame = delta_sharing.load_table_changes_as_pandas(args["url"], starting_version=2, ending_version=2)
         return {"wall_s": time.perf_counter() - started, "rows": len(frame), "peak_rss_mib": _peak_mib()}
     if what in ("diff", "diff_every_file"):
-        from datashare import changes
+        from datashare.releases import changes
         from datashare.store import ReleaseStore
 
         store = ReleaseStore.local(Path(args["root"]))

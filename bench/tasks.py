@@ -69,8 +69,8 @@ def _query(backend: str) -> str:
     """The SELECT the pipeline issues for the dataset (same ordering), for floors and the naive path."""
     import sqlalchemy as sa
 
-    from datashare.extract import build_query
     from datashare.settings import Settings
+    from datashare.source.extract import build_query
     from datashare.spec import load_spec
 
     spec = load_spec(Settings.from_env().datasets_dir / f"{DATASET}.yaml")
@@ -131,13 +131,14 @@ def floor_parquet_write(args: dict[str, Any]) -> dict[str, Any]:
 _STAGE_IMPORTS = {
     "extract": [
         "adbc_driver_postgresql.dbapi", "connectorx", "psycopg", "sqlalchemy.dialects.postgresql.psycopg",
-        "sqlalchemy.dialects.mysql.pymysql", "datashare.extract", "datashare.fastextract",
+        "sqlalchemy.dialects.mysql.pymysql", "datashare.source.extract", "datashare.source.fastextract",
     ],
-    "transform": ["datashare.transform", "transforms.text", "transforms.values"],
-    "validate": ["duckdb", "duckdb_engine", "pandas", "datashare.validation", "datashare.duckdb_gx"],
+    "transform": ["datashare.pipeline.transform", "transforms.text", "transforms.values"],
+    "validate": ["duckdb", "duckdb_engine", "pandas", "datashare.quality.validation", "datashare.quality.duckdb_gx"],
     "commit": ["datashare.store.manifest", "pyarrow.parquet", "pyarrow.dataset"],
     "publish_sql": [
-        "adbc_driver_postgresql.dbapi", "psycopg", "datashare.sqlshare", "datashare.sqlshare_pg", "datashare.sqlroles",
+        "adbc_driver_postgresql.dbapi", "psycopg",
+        "datashare.share.sqlshare", "datashare.share.sqlshare_pg", "datashare.share.sqlroles",
     ],
     "record": [],
 }  # fmt: skip
@@ -148,12 +149,12 @@ def _preload(stage: str) -> float:
     import importlib
 
     started = time.perf_counter()
-    importlib.import_module("datashare.pipeline")
+    importlib.import_module("datashare.pipeline.stages")
     for name in _STAGE_IMPORTS[stage]:
         importlib.import_module(name)
     if stage == "validate":
-        importlib.import_module("datashare.validation")._import_gx()
-        importlib.import_module("datashare.duckdb_gx").register()
+        importlib.import_module("datashare.quality.validation")._import_gx()
+        importlib.import_module("datashare.quality.duckdb_gx").register()
     if stage == "transform":
         import pyarrow as pa
 
@@ -166,7 +167,7 @@ def stage(args: dict[str, Any]) -> dict[str, Any]:
     """One stage of a run in its own process, as an Airflow task runs it; references in and out as JSON."""
     name, refs = args["stage"], args.get("refs", {})
     imports = _preload(name)
-    from datashare import pipeline as p
+    from datashare.pipeline import stages as p
 
     ctx = p.RunContext.create(DATASET, args["run_id"])
     calls = {
@@ -188,7 +189,7 @@ def cli(args: dict[str, Any]) -> dict[str, Any]:
     """``run_dataset`` in one process, as ``datashare run`` does: every stage, imports included."""
     meter = Meter()
     with meter.stage("run_dataset"):
-        from datashare.pipeline import run_dataset
+        from datashare.pipeline.stages import run_dataset
 
         summary = run_dataset(DATASET, run_id=args["run_id"])
     return meter.result(rows=summary["rows"], version=summary["version"], created=summary["created"])
@@ -198,9 +199,9 @@ def cli(args: dict[str, Any]) -> dict[str, Any]:
 def extract_only(args: dict[str, Any]) -> dict[str, Any]:
     """The extract stage alone (fast or plain as ``DATASHARE_EXTRACT_PATH`` says), into a scratch file."""
     imports = _preload("extract")
-    from datashare.connections import get_connection
-    from datashare.extract import extract
     from datashare.settings import Settings
+    from datashare.source.connections import get_connection
+    from datashare.source.extract import extract
     from datashare.spec import load_spec
 
     spec = load_spec(Settings.from_env().datasets_dir / f"{DATASET}.yaml")
@@ -222,7 +223,7 @@ def naive(args: dict[str, Any]) -> dict[str, Any]:
     import pandas as pd
     import sqlalchemy as sa
 
-    from datashare.validation import _import_gx, load_suite
+    from datashare.quality.validation import _import_gx, load_suite
 
     gx = _import_gx()
     imports = time.perf_counter() - started

@@ -23,7 +23,7 @@ from typing import Any
 
 from airflow.sdk import DAG, task
 
-from datashare.alerts import on_failure_callback
+from datashare.notify.alerts import on_failure_callback
 
 ANCHOR_VARIABLE = "datashare_ledger_anchor"
 """Where the audit keeps the ledger head it verified, outside the release store: ``SEQ:SHA256``."""
@@ -83,8 +83,8 @@ with DAG(
         """Alert on every dataset whose newest release is older than its spec's freshness allows."""
         from airflow.sdk.exceptions import AirflowException
 
-        from datashare.alerts import AlertDeliveryError, deliver, freshness_alerts
         from datashare.exceptions import ConfigError
+        from datashare.notify.alerts import AlertDeliveryError, deliver, freshness_alerts
         from datashare.settings import Settings
         from datashare.spec import load_specs
         from datashare.store import ReleaseStore

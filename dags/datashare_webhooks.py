@@ -1,7 +1,7 @@
 """Retry of webhook deliveries: every ten minutes, each pending delivery that is due is attempted again.
 
 A new release is delivered at once by its dataset's ``record`` task; a receiver that was down or
-answered an error gets the next attempt here, after the backoff of :mod:`datashare.webhooks`
+answered an error gets the next attempt here, after the backoff of :mod:`datashare.notify.webhooks`
 (``DATASHARE_WEBHOOK_RETRY_BASE_S`` × 4^(n-1), at most 6 h; ``DATASHARE_WEBHOOK_MAX_ATTEMPTS``
 attempts). A failed delivery never fails this DAG: the delivery log, readable by the subscribing
 agency through the API, says what each attempt got. The task fails only when the store itself
@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import DAG, task
 
-from datashare.alerts import on_failure_callback
+from datashare.notify.alerts import on_failure_callback
 
 with DAG(
     dag_id="datashare_webhooks",
@@ -42,7 +42,7 @@ with DAG(
     @task
     def deliver_pending() -> dict[str, int]:
         """Attempt every due pending delivery; counts by state afterwards."""
-        from datashare.webhooks import deliver_pending as deliver
+        from datashare.notify.webhooks import deliver_pending as deliver
 
         return deliver()
 

@@ -163,7 +163,7 @@ def airflow_db() -> Path:
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Path]:
     """A release root and SQL share of the test's own; returns a function that points a connection at a URL."""
-    from datashare.connections import connection_env_value
+    from datashare.source.connections import connection_env_value
 
     monkeypatch.setenv("DATASHARE_HOME", str(REPO))
     monkeypatch.setenv("DATASHARE_RELEASE_ROOT", str(tmp_path / "releases"))

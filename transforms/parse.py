@@ -192,7 +192,7 @@ def _exact(plain: str) -> float:
     """
     from decimal import Decimal
 
-    from datashare.conform import to_number
+    from datashare.source.conform import to_number
 
     return to_number(Decimal(plain))
 
@@ -225,7 +225,7 @@ def parse_decimal_comma(
 
 def _numbers(name: str, col: pa.Array, problems: dict[int, str] | None) -> pa.Array:
     """A numeric column as float64, exactly: a value a double cannot hold is a problem, never rounded."""
-    from datashare.conform import Contract, conform_array
+    from datashare.source.conform import Contract, conform_array
     from datashare.spec import ColumnType
 
     parsed, found = conform_array(col, Contract(name=name, kind=ColumnType.number))

@@ -28,8 +28,8 @@ def pseudonym_key() -> bytes:
     """The HMAC key: ``DATASHARE_PSEUDONYM_KEY``, else the password of connection ``datashare_pseudonym_key``."""
     value = os.environ.get(KEY_ENV)
     if not value:
-        from datashare.connections import get_connection
         from datashare.exceptions import ConfigError
+        from datashare.source.connections import get_connection
 
         try:
             value = get_connection(KEY_CONN_ID).password

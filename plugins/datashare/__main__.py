@@ -2,6 +2,6 @@
 
 import sys
 
-from datashare.cli import main
+from datashare.tools.cli import main
 
 sys.exit(main())

@@ -1,7 +1,7 @@
 """Deterministic kill points, for the crash tests: ``DATASHARE_KILL_AT=<point>`` kills the process there.
 
 Each point names an instant between two writes whose order the store's recovery relies on (see the
-points in :mod:`datashare.store.releases`, :mod:`datashare.store.ledger`, :mod:`datashare.pipeline`).
+points in :mod:`datashare.store.releases`, :mod:`datashare.store.ledger`, :mod:`datashare.pipeline.stages`).
 The process is killed with SIGKILL, as an out-of-memory kill or a lost host would: no ``finally``
 block, no cleanup. ``<point>@<n>`` kills at the n-th time the point is reached. Unset (always, in
 production), a point costs one dictionary lookup.

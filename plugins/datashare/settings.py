@@ -82,7 +82,7 @@ class Settings:
 
     def share_url(self) -> str:
         """SQLAlchemy URL of the SQL share: the connection if defined, else the embedded SQLite file."""
-        from datashare.connections import get_connection
+        from datashare.source.connections import get_connection
 
         try:
             return get_connection(self.share_conn_id).sqlalchemy_url().render_as_string(hide_password=False)

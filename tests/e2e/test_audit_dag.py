@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from datashare.pipeline import run_dataset
+from datashare.pipeline.stages import run_dataset
 from datashare.settings import Settings
 from datashare.store import ReleaseStore
 from units import monitoring

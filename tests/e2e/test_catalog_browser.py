@@ -22,9 +22,9 @@ import pytest
 import yaml
 
 from datashare.access import Tokens, load_registry
-from datashare.connections import connection_env_value
-from datashare.pipeline import run_dataset
+from datashare.pipeline.stages import run_dataset
 from datashare.settings import Settings
+from datashare.source.connections import connection_env_value
 from datashare.store import ReleaseStore
 from units import monitoring
 
@@ -337,7 +337,7 @@ def _axe(driver: Any, script: str) -> list[dict[str, Any]]:
 
 
 def test_pages_report_and_history_pass_axe(server: str, browser: Any, deployment: dict[str, Any]) -> None:
-    from datashare.history import build_history
+    from datashare.quality.history import build_history
 
     script = _axe_script()
     store = deployment["store"]

@@ -91,7 +91,7 @@ def test_malformed_spec_is_reported_and_other_dags_still_load(
     (datasets / "broken_dataset.yaml").write_text(yaml.safe_dump(bad, allow_unicode=True), encoding="utf-8")
     (datasets / "not_utf8.yaml").write_bytes(b"id: not_utf8\ntitle: \xff\n")
     monkeypatch.setenv("DATASHARE_HOME", str(home))
-    with caplog.at_level(logging.ERROR, logger="datashare.factory"):
+    with caplog.at_level(logging.ERROR, logger="datashare.orchestration.factory"):
         bag = _dagbag()
     # Every DAG but the broken specs' ones loads, from the real dags folder's files.
     assert sorted(bag.dag_ids) == sorted([DATASET, AUDIT_DAG, WEBHOOKS_DAG])
@@ -123,7 +123,7 @@ def _run(dag_id: str = DATASET):
 
 
 def test_dag_runs_v1_then_nothing_new_then_v2(airflow_db: Path, project, postgres_db: str, monkeypatch) -> None:
-    from datashare.connections import connection_env_value
+    from datashare.source.connections import connection_env_value
 
     monitoring.generate(postgres_db, stations=3, days=2)
     project("monre_monitoring", postgres_db)
@@ -214,7 +214,7 @@ def _partitioned_home(tmp_path: Path, *, partitions: bool) -> Path:
 def test_key_ranges_mapped_over_tasks_give_the_same_release(
     airflow_db: Path, project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from datashare.pipeline import run_dataset
+    from datashare.pipeline.stages import run_dataset
 
     unit = f"sqlite:///{tmp_path / 'unit.sqlite'}"
     monitoring.generate(unit, stations=3, days=2)

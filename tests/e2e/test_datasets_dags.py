@@ -94,9 +94,9 @@ def _connects(url: str, role: str, database: str) -> bool:
 def test_land_water_quality_and_catalogue_dags_on_postgresql(
     airflow_db: Path, project, postgres_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from datashare import sqlroles
-    from datashare.connections import connection_env_value
-    from datashare.sqlshare_places import agency_database
+    from datashare.share import sqlroles
+    from datashare.share.sqlshare_places import agency_database
+    from datashare.source.connections import connection_env_value
 
     monkeypatch.setenv("DATASHARE_PSEUDONYM_KEY", KEY)
     monkeypatch.setenv("AIRFLOW_CONN_DATASHARE_SHARE", connection_env_value(postgres_db))
@@ -146,7 +146,7 @@ def test_land_water_quality_and_catalogue_dags_on_postgresql(
 def test_water_resources_and_public_services_on_mariadb_then_the_derived_dataset(
     airflow_db: Path, project, mariadb_db: str, tmp_path: Path
 ) -> None:
-    from datashare.pipeline import run_dataset
+    from datashare.pipeline.stages import run_dataset
 
     made = water_resources.generate(mariadb_db, scale=0.1, days=7, start=START)
     services = public_services.generate(mariadb_db, scale=0.02, days=120, start=dt.date(2026, 7, 1))

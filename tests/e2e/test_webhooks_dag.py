@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from datashare.access import Tokens, load_registry
-from datashare.pipeline import run_dataset
+from datashare.notify.webhooks import Webhooks, verify_signature
+from datashare.pipeline.stages import run_dataset
 from datashare.settings import Settings
 from datashare.store import ReleaseStore
-from datashare.webhooks import Webhooks, verify_signature
 from units import monitoring
 
 pytestmark = pytest.mark.airflow

@@ -17,15 +17,15 @@ from urllib.parse import unquote
 import pytest
 import sqlalchemy as sa
 
-from datashare.cli import main
-from datashare.connections import connection_env_value
 from datashare.exceptions import ReleaseError, ValidationFailed
-from datashare.history import build_history, history_rows
-from datashare.pipeline import run_dataset
+from datashare.pipeline.stages import run_dataset
+from datashare.quality.history import build_history, history_rows
+from datashare.source.connections import connection_env_value
 from datashare.store import DataFile, ReleaseStore, dumps, sha256_bytes
 from datashare.store.audit import audit, repair
 from datashare.store.ledger import Ledger
 from datashare.store.withdrawals import withdraw, withdrawn_versions
+from datashare.tools.cli import main
 from units import monitoring
 
 REPO = Path(__file__).resolve().parents[2]

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from datashare.history import build_history
-from datashare.pipeline import run_dataset
+from datashare.pipeline.stages import run_dataset
+from datashare.quality.history import build_history
 from datashare.settings import Settings
 from datashare.store import ReleaseStore
 from units import land
@@ -61,7 +61,7 @@ def _parse(text: str) -> _Page:
 
 @pytest.fixture(scope="module")
 def land_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    from datashare.connections import connection_env_value
+    from datashare.source.connections import connection_env_value
 
     tmp = tmp_path_factory.mktemp("audit")
     url = f"sqlite:///{tmp / 'land.sqlite'}"

@@ -33,9 +33,9 @@ from fastapi.testclient import TestClient
 
 from datashare.access import Tokens, load_registry
 from datashare.catalog.app import create_app
-from datashare.connections import connection_env_value
-from datashare.pipeline import run_dataset
+from datashare.pipeline.stages import run_dataset
 from datashare.settings import Settings
+from datashare.source.connections import connection_env_value
 from datashare.store import Ledger, ReleaseStore
 from units import monitoring
 
@@ -376,7 +376,7 @@ def test_head_answers_wherever_get_does_and_other_methods_get_405_with_allow(env
 def _access_log(env: Env, client: TestClient) -> list[dict]:
     import datetime as dt
 
-    from datashare import accesslog
+    from datashare.access import log as accesslog
 
     client.app.state.catalog.access_log.flush()
     today = dt.datetime.now(dt.UTC).date()

@@ -22,14 +22,14 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from datashare import accesslog
 from datashare.access import Tokens, load_registry
+from datashare.access import log as accesslog
 from datashare.catalog.app import create_app
 from datashare.catalog.limits import Limits, LimitSettings, Rate, address_key
-from datashare.connections import connection_env_value
 from datashare.exceptions import ConfigError
-from datashare.pipeline import run_dataset
+from datashare.pipeline.stages import run_dataset
 from datashare.settings import Settings
+from datashare.source.connections import connection_env_value
 from datashare.store import Ledger, LocalBackend, ReleaseStore
 from units import monitoring
 
@@ -326,7 +326,7 @@ def test_access_log_batches_rotates_by_day_and_flushes_on_a_timer(tmp_path: Path
 
 
 def test_access_log_command_reads_a_date_range(env: Env, capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
-    from datashare.cli import main
+    from datashare.tools.cli import main
 
     app = app_with(env)
     client = TestClient(app, client=X)

@@ -27,12 +27,12 @@ import sqlalchemy as sa
 import yaml
 from fastapi.testclient import TestClient
 
-from datashare import accesslog
 from datashare.access import Tokens, load_registry
+from datashare.access import log as accesslog
 from datashare.catalog.app import create_app
-from datashare.connections import connection_env_value
-from datashare.pipeline import run_dataset
+from datashare.pipeline.stages import run_dataset
 from datashare.settings import Settings
+from datashare.source.connections import connection_env_value
 from datashare.store import Release, ReleaseStore
 from datashare.store.withdrawals import withdraw
 from units import monitoring

@@ -22,12 +22,12 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from datashare import accesslog
 from datashare.access import Tokens, load_registry
+from datashare.access import log as accesslog
 from datashare.catalog.app import create_app
-from datashare.connections import connection_env_value
-from datashare.pipeline import run_dataset
+from datashare.pipeline.stages import run_dataset
 from datashare.settings import Settings
+from datashare.source.connections import connection_env_value
 from datashare.store import ReleaseStore
 from datashare.store.ledger import Ledger
 from datashare.store.withdrawals import withdraw

@@ -33,9 +33,8 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from datashare.catalog.app import create_app
-from datashare.cli import main
-from datashare.context import RunContext
-from datashare.pipeline import (
+from datashare.pipeline.context import RunContext
+from datashare.pipeline.stages import (
     run_dataset,
     stage_commit,
     stage_extract,
@@ -45,6 +44,7 @@ from datashare.pipeline import (
 )
 from datashare.settings import Settings
 from datashare.store import ReleaseStore
+from datashare.tools.cli import main
 from units import monitoring
 
 DATASET = "air_quality_hourly"
@@ -53,8 +53,8 @@ REPAIRABLE = ("release with no ledger entry", "(repairable)")
 
 STAGE_SCRIPT = """
 import json, sys
-from datashare import pipeline
-from datashare.context import RunContext
+from datashare.pipeline import stages as pipeline
+from datashare.pipeline.context import RunContext
 run_id, stage, refs = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 getattr(pipeline, stage)(RunContext.create("air_quality_hourly", run_id), *refs)
 """

@@ -34,7 +34,7 @@ def hook(event, args):
 sys.addaudithook(hook)
 from airflow.dag_processing.dagbag import BundleDagBag
 heavy = {"pyarrow", "numpy", "pandas", "great_expectations", "boto3", "psycopg", "duckdb", "sqlalchemy.orm.session",
-         "datashare.pipeline", "datashare.context", "datashare.store"}
+         "datashare.pipeline.stages", "datashare.pipeline.context", "datashare.store"}
 preloaded = heavy & set(sys.modules)
 dags = os.path.join(home, "dags")
 specs = os.path.join(dags, "datasets")
@@ -124,7 +124,7 @@ def test_task_parse_of_a_broken_or_foreign_dag_id_builds_nothing(tmp_path: Path)
 def test_derived_dataset_runs_when_any_input_publishes() -> None:
     from airflow.sdk import AssetAll, AssetAny
 
-    from datashare.factory import build_dag
+    from datashare.orchestration.factory import build_dag
     from datashare.spec import load_spec
 
     spec = load_spec(REPO / "dags" / "datasets" / "province_environment_indicators.yaml")
@@ -138,7 +138,7 @@ def test_a_dag_that_fails_to_build_costs_only_itself(
 ) -> None:
     """Fault injection: a bug of ours in building one DAG (validation let the spec through) is logged with the
     spec file, and every other DAG is still built."""
-    from datashare import factory
+    from datashare.orchestration import factory
 
     home = _home(tmp_path, copies=3)
     real_build = factory.build_dag
@@ -150,7 +150,7 @@ def test_a_dag_that_fails_to_build_costs_only_itself(
 
     monkeypatch.setattr(factory, "build_dag", failing)
     monkeypatch.delenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", raising=False)
-    with caplog.at_level(logging.ERROR, logger="datashare.factory"):
+    with caplog.at_level(logging.ERROR, logger="datashare.orchestration.factory"):
         dags = factory.build_dags(home / "dags" / "datasets")
     assert sorted(dags) == ["aq_copy_000", "aq_copy_002"]
     assert "aq_copy_001.yaml" in caplog.text and "simulated bug" in caplog.text
@@ -159,7 +159,7 @@ def test_a_dag_that_fails_to_build_costs_only_itself(
 def test_raise_for_broken_specs_lists_every_problem_and_is_silent_when_none(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from datashare.factory import raise_for_broken_specs
+    from datashare.orchestration.factory import raise_for_broken_specs
 
     monkeypatch.delenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", raising=False)
     home = _home(tmp_path, copies=2)

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 import yaml
 
 from datashare.exceptions import ContractError, SourceError, TransformError, ValidationFailed
-from datashare.pipeline import run_dataset
+from datashare.pipeline.stages import run_dataset
 from datashare.settings import Settings
 from datashare.store import ReleaseStore
 from transforms.indices import wqi_class
@@ -421,8 +421,8 @@ def test_catalogues_publish_admin_units_and_land_use_codes(units) -> None:
 
 
 def test_pools_bound_every_unit_to_its_specs_connections(capsys: pytest.CaptureFixture[str]) -> None:
-    from datashare.cli import main
     from datashare.spec import load_specs
+    from datashare.tools.cli import main
 
     assert main(["pools"]) == 0
     pools = json.loads(capsys.readouterr().out)

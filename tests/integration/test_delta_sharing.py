@@ -11,7 +11,7 @@ Releases come from real pipeline runs on simulated SQLite units (repository spec
 The same store is served once from a local folder (files signed by the catalog) and once from moto's
 S3 server (presigned URLs): the S3 copy is the local store's objects uploaded as they are. The
 expected changes are computed here with pandas on the releases' own Parquet files, not through
-:mod:`datashare.changes`.
+:mod:`datashare.releases.changes`.
 """
 
 from __future__ import annotations
@@ -38,14 +38,14 @@ import pytest
 import sqlalchemy as sa
 from requests.exceptions import HTTPError
 
-from datashare import cli
 from datashare.access import Tokens, load_registry
-from datashare.connections import connection_env_value
-from datashare.pipeline import run_dataset
+from datashare.pipeline.stages import run_dataset
 from datashare.settings import Settings
+from datashare.source.connections import connection_env_value
 from datashare.store import ReleaseStore
 from datashare.store.s3 import S3Backend
 from datashare.store.withdrawals import withdraw
+from datashare.tools import cli
 from units import land, monitoring, water_resources
 
 if TYPE_CHECKING:

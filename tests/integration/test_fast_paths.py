@@ -16,11 +16,11 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from datashare.connections import connection_env_value, get_connection
 from datashare.exceptions import ContractError, SourceError
-from datashare.extract import extract
-from datashare.pipeline import run_dataset
+from datashare.pipeline.stages import run_dataset
 from datashare.settings import Settings
+from datashare.source.connections import connection_env_value, get_connection
+from datashare.source.extract import extract
 from datashare.spec import load_spec
 from datashare.store import ReleaseStore
 from units import monitoring
@@ -47,7 +47,7 @@ def _digests(root: Path, version: int) -> list[str]:
 def _both_paths(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, plain_env: dict[str, str], fast_env: dict[str, str]
 ) -> tuple[dict, dict]:
-    import datashare.fastextract as fastextract
+    import datashare.source.fastextract as fastextract
 
     plain = _run(monkeypatch, tmp_path / "plain", plain_env)
     streamed: list[int] = []
@@ -121,7 +121,7 @@ def test_postgresql_fast_and_plain_releases_are_identical(
 def test_nothing_past_the_cursor_is_found_by_a_probe_without_the_fast_reader(
     project, postgres_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import datashare.extract as extraction
+    import datashare.source.extract as extraction
 
     monitoring.generate(postgres_db, stations=2, days=1)
     project(CONN, postgres_db)
@@ -179,7 +179,7 @@ def test_a_type_the_fast_path_cannot_map_faithfully_goes_the_plain_way(
     monkeypatch.setenv("DATASHARE_EXTRACT_PATH", "plain")
     plain = extract(spec, info, tmp_path / "plain.parquet")
     monkeypatch.setenv("DATASHARE_EXTRACT_PATH", "auto")
-    with caplog.at_level(logging.INFO, logger="datashare.extract"):
+    with caplog.at_level(logging.INFO, logger="datashare.source.extract"):
         fast = extract(spec, info, tmp_path / "fast.parquet")
     assert "column 'pm25' arrives as float4" in caplog.text and "reading through SQLAlchemy" in caplog.text
     assert pq.read_table(fast.path).equals(pq.read_table(plain.path))
@@ -232,7 +232,7 @@ def test_key_ranges_from_the_footer_skip_files_the_new_rows_cannot_touch(tmp_pat
 
 
 def test_read_ahead_hands_over_batches_in_order_and_reraises_the_reader_error() -> None:
-    from datashare.prefetch import read_ahead
+    from datashare.source.prefetch import read_ahead
 
     def batches(fail: bool):
         for i in range(5):

@@ -34,13 +34,13 @@ import pytest
 import requests
 import yaml
 
-from datashare import cli
 from datashare.access import Tokens, load_registry
 from datashare.catalog.app import create_app
-from datashare.connections import connection_env_value
-from datashare.pipeline import run_dataset
+from datashare.pipeline.stages import run_dataset
 from datashare.settings import Settings
+from datashare.source.connections import connection_env_value
 from datashare.store import ReleaseStore
+from datashare.tools import cli
 from units import monitoring
 
 REPO = Path(__file__).resolve().parents[2]

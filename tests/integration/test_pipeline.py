@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from datashare.exceptions import SourceError, SourceUnavailable, ValidationFailed
-from datashare.pipeline import run_dataset
+from datashare.pipeline.stages import run_dataset
 from datashare.settings import Settings
 from datashare.store import ReleaseStore
 from units import monitoring
@@ -83,7 +83,7 @@ def test_sqlite_unit_v1_then_nothing_new_then_v2(project, tmp_path: Path) -> Non
 
 
 def test_postgresql_unit_and_share(project, postgres_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from datashare.connections import connection_env_value
+    from datashare.source.connections import connection_env_value
 
     monitoring.generate(postgres_db, stations=3, days=2)
     project(CONN, postgres_db)
@@ -175,7 +175,7 @@ def test_run_killed_during_commit_leaves_nothing_visible(project, tmp_path: Path
                 os.kill(os.getpid(), signal.SIGKILL)  # dies after every file is written, before the commit record
             return real(self, key, data)
         backends.LocalBackend.put_if_absent = killer
-        from datashare.pipeline import run_dataset
+        from datashare.pipeline.stages import run_dataset
         run_dataset("air_quality_hourly", run_id="doomed")
         """
     )
@@ -272,7 +272,7 @@ def test_derived_dataset_builds_from_its_inputs_releases(project, tmp_path: Path
     monitoring.append_day(unit)
     assert run_dataset(DATASET)["version"] == 2
     assert run_dataset("province_environment_indicators")["version"] == 2
-    from datashare.cli import main
+    from datashare.tools.cli import main
 
     assert main(["withdraw", DATASET, "--version", "2", "--reason", "sai đơn vị đo"]) == 0
     assert (

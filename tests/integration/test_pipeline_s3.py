@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from datashare.pipeline import run_dataset
+from datashare.pipeline.stages import run_dataset
 from datashare.settings import Settings
 from datashare.store import ReleaseStore
 from datashare.store.ledger import Ledger

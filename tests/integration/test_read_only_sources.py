@@ -15,10 +15,10 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from datashare.connections import get_connection
 from datashare.exceptions import SourceError
-from datashare.pipeline import run_dataset
+from datashare.pipeline.stages import run_dataset
 from datashare.settings import Settings
+from datashare.source.connections import get_connection
 from datashare.store import ReleaseStore
 
 DATASET = "side_effects"
@@ -107,7 +107,7 @@ def test_postgresql_refuses_a_side_effect_on_both_paths(
 @pytest.mark.postgres
 def test_the_adbc_reader_itself_is_read_only(project, postgres_db: str) -> None:
     """Not only the fallback: ADBC's own session refuses, so a fast read can never write either."""
-    from datashare.fastextract import open_source
+    from datashare.source.fastextract import open_source
 
     _execute(postgres_db, "CREATE SEQUENCE seq")
     project(CONN, postgres_db)
@@ -153,7 +153,7 @@ def test_mariadb_refuses_a_side_effect_on_both_paths(
 
 @pytest.mark.mariadb
 def test_the_connectorx_reader_itself_is_read_only(project, mariadb_db: str) -> None:
-    from datashare.fastextract import open_source
+    from datashare.source.fastextract import open_source
 
     _execute(mariadb_db, "CREATE SEQUENCE seq NOCACHE")
     before = _mariadb_sequence(mariadb_db)
@@ -169,7 +169,7 @@ def test_the_connectorx_reader_itself_is_read_only(project, mariadb_db: str) -> 
 
 def test_sqlite_sources_are_opened_read_only(project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """SQLite has no side effect a SELECT can reach; the connection itself refuses any write."""
-    from datashare.extract import _engine, _source_error
+    from datashare.source.extract import _engine, _source_error
     from datashare.spec import load_spec
 
     unit = tmp_path / "unit.sqlite"

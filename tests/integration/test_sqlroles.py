@@ -24,12 +24,12 @@ import pyarrow.parquet as pq
 import pytest
 from sqlalchemy.engine import make_url
 
-from datashare import sqlroles
 from datashare.access import Recipient, Registry, Tokens, can_read
 from datashare.exceptions import ConfigError, PublishError
+from datashare.share import sqlroles
+from datashare.share.sqlshare import publish_release, share_state
+from datashare.share.sqlshare_places import agency_database
 from datashare.spec import DatasetSpec, parse_spec
-from datashare.sqlshare import publish_release, share_state
-from datashare.sqlshare_places import agency_database
 
 pytestmark = pytest.mark.postgres
 
@@ -451,7 +451,7 @@ def test_restricted_dataset_is_invisible_to_every_other_role(
 def test_restricted_dataset_keeps_retention_withdrawal_and_unpublish_in_each_readers_database(
     roles: str, postgres_db: str, tmp_path: Path
 ) -> None:
-    from datashare.sqlshare import list_versions, unpublish
+    from datashare.share.sqlshare import list_versions, unpublish
 
     main = make_url(postgres_db).database
     both = (A, B)
@@ -499,7 +499,7 @@ def test_restricted_dataset_keeps_retention_withdrawal_and_unpublish_in_each_rea
 def test_a_move_cut_short_is_never_taken_as_settled(
     roles: str, postgres_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from datashare import sqlshare_pg
+    from datashare.share import sqlshare_pg
 
     main = make_url(postgres_db).database
     publish_secret(postgres_db, tmp_path, 1, readers=(B,))
@@ -595,7 +595,7 @@ def test_sqlite_has_no_roles_and_hostile_codes_never_reach_sql(tmp_path: Path) -
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    from datashare.cli import main
+    from datashare.tools.cli import main
 
     code = main(list(argv))
     out, err = capsys.readouterr()

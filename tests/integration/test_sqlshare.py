@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from datashare.exceptions import DatashareError, PublishBusy, PublishError
-from datashare.sqlshare import current_version, list_versions, publish_release
+from datashare.share.sqlshare import current_version, list_versions, publish_release
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 HANOI = unicodedata.normalize("NFC", "Hà Nội")

@@ -20,11 +20,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from datashare.exceptions import ReleaseError
+from datashare.source.typemap import arrow_schema
 from datashare.spec import DatasetSpec, load_spec
 from datashare.store import CommitResult, DataFile, ReleaseStore, dumps, sha256_bytes
 from datashare.store.backends import Backend
 from datashare.store.manifest import build_manifest, content_sha256
-from datashare.typemap import arrow_schema
 
 REAL = Path(__file__).resolve().parents[2] / "dags" / "datasets" / "air_quality_hourly.yaml"
 DS = "air_quality_hourly"

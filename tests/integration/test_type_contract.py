@@ -23,7 +23,7 @@ import sqlalchemy as sa
 import yaml
 
 from datashare.exceptions import ContractError
-from datashare.pipeline import run_dataset
+from datashare.pipeline.stages import run_dataset
 from datashare.settings import Settings
 from datashare.store import ReleaseStore
 
@@ -243,7 +243,7 @@ def test_a_hostile_value_fails_the_run_naming_dataset_column_and_value(
     good = "NULL" if sql_type.lower().startswith(("bytea", "varbinary")) else GOOD[column["type"]]
     _table(source, sql_type, [(1, good), (2, literal)])
     _use(project, monkeypatch, source, _home(tmp_path, column))
-    with caplog.at_level(logging.INFO, logger="datashare.extract"), pytest.raises(ContractError) as info:
+    with caplog.at_level(logging.INFO, logger="datashare.source.extract"), pytest.raises(ContractError) as info:
         run_dataset(DATASET)
     message = str(info.value)
     assert f"{DATASET}:" in message and "column 'v'" in message and says in message, message

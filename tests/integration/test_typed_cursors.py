@@ -19,7 +19,7 @@ import sqlalchemy as sa
 import yaml
 
 from datashare.exceptions import ContractError
-from datashare.pipeline import run_dataset
+from datashare.pipeline.stages import run_dataset
 from datashare.settings import Settings
 from datashare.store import ReleaseStore
 

@@ -21,12 +21,12 @@ from fastapi.testclient import TestClient
 
 from datashare.access import Tokens, load_registry
 from datashare.catalog.app import create_app
-from datashare.connections import connection_env_value
-from datashare.pipeline import run_dataset
+from datashare.notify.webhooks import Webhooks, deliver_pending, notify_release, verify_signature
+from datashare.pipeline.stages import run_dataset
 from datashare.settings import Settings
+from datashare.source.connections import connection_env_value
 from datashare.spec import load_spec
 from datashare.store import ReleaseStore
-from datashare.webhooks import Webhooks, deliver_pending, notify_release, verify_signature
 from units import monitoring
 
 REPO = Path(__file__).resolve().parents[2]

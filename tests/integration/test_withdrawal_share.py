@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from datashare.cli import main
-from datashare.context import RunContext
-from datashare.pipeline import run_dataset, stage_publish_sql
+from datashare.pipeline.context import RunContext
+from datashare.pipeline.stages import run_dataset, stage_publish_sql
 from datashare.settings import Settings
-from datashare.sqlshare import list_versions
+from datashare.share.sqlshare import list_versions
 from datashare.store import ReleaseStore
 from datashare.store.ledger import Ledger
+from datashare.tools.cli import main
 from units import monitoring
 
 DATASET = "air_quality_hourly"
@@ -80,7 +80,7 @@ class Share:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def share(request: pytest.FixtureRequest, project: Callable[..., Path], tmp_path: Path, monkeypatch) -> Share:
-    from datashare.connections import connection_env_value
+    from datashare.source.connections import connection_env_value
 
     unit = f"sqlite:///{tmp_path / 'unit.sqlite'}"
     monitoring.generate(unit, stations=3, days=2)
@@ -188,8 +188,8 @@ def test_share_reloads_a_release_retention_dropped_and_removes_the_view_when_all
 def test_withdrawal_keeps_the_grants_on_the_view(
     project: Callable[..., Path], postgres_db: str, tmp_path: Path, monkeypatch, capsys: pytest.CaptureFixture
 ) -> None:
-    from datashare.connections import connection_env_value
-    from datashare.sqlroles import public_role
+    from datashare.share.sqlroles import public_role
+    from datashare.source.connections import connection_env_value
 
     unit = f"sqlite:///{tmp_path / 'unit.sqlite'}"
     monitoring.generate(unit, stations=2, days=2)
@@ -218,11 +218,11 @@ def test_restricted_dataset_lives_in_its_readers_databases_through_runs_withdraw
     import psycopg
     import yaml
 
-    from datashare import sqlroles
     from datashare.access import load_registry
-    from datashare.connections import connection_env_value
-    from datashare.sqlshare import share_state
-    from datashare.sqlshare_places import agency_database
+    from datashare.share import sqlroles
+    from datashare.share.sqlshare import share_state
+    from datashare.share.sqlshare_places import agency_database
+    from datashare.source.connections import connection_env_value
 
     repo = Path(__file__).resolve().parents[2]
     home = tmp_path / "home"

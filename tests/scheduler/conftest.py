@@ -64,7 +64,7 @@ def _say(request: pytest.FixtureRequest, line: str) -> None:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Stack]:
     """Airflow's services on loopback with unit databases for every dataset and a PostgreSQL SQL share."""
-    from datashare.seed import seed_units
+    from datashare.tools.seed import seed_units
 
     _check_services()
     s = Stack(tmp_path_factory.mktemp("scheduler"), shared_staging=STAGING == "shared")

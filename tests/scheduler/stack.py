@@ -111,7 +111,7 @@ class Stack:
     workers: int = 2
     concurrency: int = 2
     preload: bool = True
-    """Workers import the engine's libraries once before forking (``datashare.celery_preload``), as compose does."""
+    """Workers import the engine's libraries once before forking (``orchestration.celery_preload``), as compose does."""
     timings: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -190,7 +190,7 @@ class Stack:
         """The environment every service shares (workers add their own HOME, staging and hostname)."""
         from cryptography.fernet import Fernet
 
-        from datashare.connections import connection_env_value
+        from datashare.source.connections import connection_env_value
 
         inherited = {k: v for k, v in os.environ.items() if not k.startswith(_INHERITED_PREFIXES)}
         metadata = self.postgres_database("airflow")
@@ -362,7 +362,7 @@ class Stack:
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(worker.log_port),
         }
         if self.preload:
-            extra["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"] = "datashare.celery_preload.CELERY_CONFIG"
+            extra["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"] = "datashare.orchestration.celery_preload.CELERY_CONFIG"
         command = [str(BIN / "airflow"), "celery", "worker", "--celery-hostname", f"{name}@%h"]
         if not self.shared_staging:
             private = home / "staging"

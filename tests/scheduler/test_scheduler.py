@@ -130,7 +130,7 @@ def test_derived_dataset_ran_on_its_inputs_asset_events(outcome: Outcome, store:
 
 def test_second_trigger_publishes_nothing_and_says_why(outcome: Outcome, store: Any) -> None:
     """A second run with nothing new succeeds, skips ``record``, emits no Asset event and names the reason."""
-    from datashare.context import run_key_of
+    from datashare.pipeline.context import run_key_of
 
     stack = outcome.stack
     for dag_id in SECOND_TRIGGER:

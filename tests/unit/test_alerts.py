@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from datashare.alerts import (
+from datashare.exceptions import ConfigError, ValidationFailed
+from datashare.notify.alerts import (
     AlertDeliveryError,
     build_message,
     deliver,
@@ -29,8 +30,7 @@ from datashare.alerts import (
     quarantine_message,
     quarantine_needs_alert,
 )
-from datashare.connections import connection_fields
-from datashare.exceptions import ConfigError, ValidationFailed
+from datashare.source.connections import connection_fields
 from datashare.spec import load_spec
 from datashare.store import Release
 
@@ -247,9 +247,9 @@ def no_alert_connection(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_without_a_connection_the_message_is_logged(no_alert_connection, caplog: pytest.LogCaptureFixture) -> None:
     message = quarantine_message(DATASET, quarantined=30, total=1000, threshold=0.05)
-    with caplog.at_level(logging.WARNING, logger="datashare.alerts"):
+    with caplog.at_level(logging.WARNING, logger="datashare.notify.alerts"):
         assert deliver(message) == "log"
-    [record] = [r for r in caplog.records if r.name == "datashare.alerts"]
+    [record] = [r for r in caplog.records if r.name == "datashare.notify.alerts"]
     assert record.levelno == logging.WARNING and message.text in record.getMessage()
 
 
@@ -276,17 +276,17 @@ def test_failure_callback_never_raises_on_a_delivery_failure(
 ) -> None:
     monkeypatch.setenv(ENV, json.dumps({"conn_type": "http", "host": "http://127.0.0.1:1/hook"}))
     context = {"task_instance": SimpleNamespace(dag_id=DATASET, task_id="extract"), "exception": OSError("gone")}
-    with caplog.at_level(logging.ERROR, logger="datashare.alerts"):
+    with caplog.at_level(logging.ERROR, logger="datashare.notify.alerts"):
         on_failure_callback(context)
     assert "Could not deliver the alert" in caplog.text and "OSError: gone" in caplog.text
 
 
 def test_factory_wires_the_callback_and_alerts_stays_import_light() -> None:
-    from datashare.factory import default_args
+    from datashare.orchestration.factory import default_args
 
     spec = load_spec(REPO / "dags" / "datasets" / f"{DATASET}.yaml")
     assert default_args(spec)["on_failure_callback"] is on_failure_callback
     heavy = ("sqlalchemy", "pandas", "pyarrow", "great_expectations", "airflow", "smtplib", "urllib.request")
-    code = f"import sys, datashare.alerts; print([m for m in {heavy!r} if m in sys.modules])"
+    code = f"import sys, datashare.notify.alerts; print([m for m in {heavy!r} if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -13,7 +13,7 @@ import yaml
 from datashare.catalog import coverage, metadata, search
 from datashare.catalog.names import Names, load_names
 from datashare.exceptions import ConfigError
-from datashare.report import mask_sample
+from datashare.quality.report import mask_sample
 from datashare.spec import DatasetSpec, load_specs, parse_spec
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,9 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from datashare import changes
-from datashare.changes import ChangeSet, compare
 from datashare.exceptions import ChangesError
+from datashare.releases import changes
+from datashare.releases.changes import ChangeSet, compare
 from datashare.store import DataFile, Release, ReleaseStore
 
 DATASET = "parcels_demo"

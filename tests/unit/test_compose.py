@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from datashare.cli import build_parser
+from datashare.tools.cli import build_parser
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yaml").read_text(encoding="utf-8"))
@@ -133,8 +133,8 @@ def test_every_connection_a_spec_uses_is_provided(resolved: dict[str, Any]) -> N
     """Each source conn_id of dags/datasets, and the SQL share, points at a database the stack creates."""
     from sqlalchemy.engine import make_url
 
-    from datashare.connections import get_connection
     from datashare.settings import Settings
+    from datashare.source.connections import get_connection
     from datashare.spec import load_specs
 
     settings = Settings.from_env()
@@ -191,7 +191,7 @@ def test_workers_share_nothing_but_the_databases_and_the_object_store(resolved: 
 def test_init_generates_every_unit_with_data_ending_today(resolved: dict[str, Any]) -> None:
     """The init runs ``datashare seed`` for every unit of units/, keeping units that already exist."""
     import units
-    from datashare.seed import UNITS
+    from datashare.tools.seed import UNITS
 
     command = " ".join(resolved["services"]["airflow-init"]["command"])
     assert re.search(r"datashare seed --keep-existing(\s|$)", command), command

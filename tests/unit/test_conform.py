@@ -9,7 +9,15 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from datashare.conform import Contract, Unreadable, conform_array, conform_values, fits, python_values, unreadable_time
+from datashare.source.conform import (
+    Contract,
+    Unreadable,
+    conform_array,
+    conform_values,
+    fits,
+    python_values,
+    unreadable_time,
+)
 from datashare.spec import ColumnType
 
 VIETNAM = "Asia/Ho_Chi_Minh"

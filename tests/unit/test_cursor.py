@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from datashare import cursor
 from datashare.exceptions import ContractError
-from datashare.pipeline import stage_combine
+from datashare.pipeline.stages import stage_combine
+from datashare.source import cursor
 from datashare.spec import DatasetSpec, load_spec
 
 REAL = Path(__file__).resolve().parents[2] / "dags" / "datasets" / "air_quality_hourly.yaml"

@@ -13,7 +13,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
 
-from datashare.export_writers import BOM, write_csv, write_xlsx, write_zip
+from datashare.releases.export_writers import BOM, write_csv, write_xlsx, write_zip
 
 HOSTILE = ['=HYPERLINK("http://x")', "+84 912 345 678", "-", "@SUM(A1)", "\tTab", "\rCR", "Hà Nội", "", None]
 

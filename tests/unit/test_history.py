@@ -8,7 +8,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from datashare.history import build_history, history_rows, page_name, render_history
+from datashare.quality.history import build_history, history_rows, page_name, render_history
 from datashare.store import ReleaseStore
 from datashare.store.backends import LocalBackend
 from datashare.store.ledger import Ledger

@@ -7,8 +7,8 @@ import ipaddress
 import pytest
 
 from datashare.exceptions import WebhookError
-from datashare.netguard import check_url, forbidden, parse_url
-from datashare.webhooks import signature, verify_signature
+from datashare.notify.netguard import check_url, forbidden, parse_url
+from datashare.notify.webhooks import signature, verify_signature
 
 
 @pytest.mark.parametrize(
@@ -87,7 +87,7 @@ def test_a_receiver_answering_byte_by_byte_is_cut_off(monkeypatch: pytest.Monkey
     import threading
     import time
 
-    from datashare.netguard import post
+    from datashare.notify.netguard import post
 
     monkeypatch.setenv("DATASHARE_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8")
     server = socket.socket()

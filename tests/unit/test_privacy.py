@@ -8,8 +8,8 @@ import pyarrow as pa
 import pytest
 
 from datashare.exceptions import TransformError
+from datashare.pipeline.transform import protect_personal_data
 from datashare.spec import load_spec
-from datashare.transform import protect_personal_data
 from transforms.privacy import mask_value, pseudonym_key, pseudonymise_value
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,7 +34,7 @@ def test_mask_keeps_initials_only() -> None:
 def test_key_must_be_configured(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DATASHARE_PSEUDONYM_KEY", raising=False)
     monkeypatch.delenv("AIRFLOW_CONN_DATASHARE_PSEUDONYM_KEY", raising=False)
-    monkeypatch.setattr("datashare.connections._from_airflow", lambda conn_id: None)
+    monkeypatch.setattr("datashare.source.connections._from_airflow", lambda conn_id: None)
     with pytest.raises(RuntimeError, match="DATASHARE_PSEUDONYM_KEY"):
         pseudonym_key()
     monkeypatch.setenv("DATASHARE_PSEUDONYM_KEY", "short")
@@ -68,10 +68,10 @@ def test_transform_protects_marked_columns(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_transform_stage_refuses_to_run_without_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from datashare.transform import transform
+    from datashare.pipeline.transform import transform
 
     spec = _spec_with_personal_columns(tmp_path, monkeypatch)
     monkeypatch.delenv("DATASHARE_PSEUDONYM_KEY", raising=False)
-    monkeypatch.setattr("datashare.connections._from_airflow", lambda conn_id: None)
+    monkeypatch.setattr("datashare.source.connections._from_airflow", lambda conn_id: None)
     with pytest.raises(TransformError, match="pseudonymised"):
         transform(spec, tmp_path / "missing.parquet", tmp_path / "out.parquet")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from datashare.cli import build_parser
+from datashare.tools.cli import build_parser
 
 REPO = Path(__file__).resolve().parents[2]
 RUNBOOK = (REPO / "docs" / "runbook.md").read_text(encoding="utf-8")

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from datashare.cli import main
 from datashare.exceptions import ConfigError
-from datashare.seed import UNITS, local_today, seed_units
+from datashare.tools.cli import main
+from datashare.tools.seed import UNITS, local_today, seed_units
 
 NEWEST = {
     "monre_monitoring": "SELECT max(observed_at) FROM air_observations",
@@ -45,7 +45,7 @@ def test_every_unit_ends_on_the_day_asked_and_existing_units_can_be_kept(tmp_pat
 
 
 def test_seed_command_resolves_airflow_connections(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    from datashare.connections import connection_env_value
+    from datashare.source.connections import connection_env_value
 
     url = f"sqlite:///{tmp_path / 'monitoring.sqlite'}"
     monkeypatch.setenv("AIRFLOW_CONN_MONRE_MONITORING", connection_env_value(url))

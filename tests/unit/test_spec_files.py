@@ -18,6 +18,8 @@ import pytest
 import yaml
 
 from datashare.exceptions import SpecError
+from datashare.share.sqlshare import _Names
+from datashare.share.sqlshare_pg import PART_DIGITS
 from datashare.spec import (
     MAX_SPEC_BYTES,
     is_dataset_id,
@@ -26,8 +28,6 @@ from datashare.spec import (
     spec_path,
     spec_problems,
 )
-from datashare.sqlshare import _Names
-from datashare.sqlshare_pg import PART_DIGITS
 
 REPO = Path(__file__).resolve().parents[2]
 REAL = REPO / "dags" / "datasets" / "air_quality_hourly.yaml"

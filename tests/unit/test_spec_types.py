@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from datashare.exceptions import SpecError
+from datashare.source.typemap import arrow_schema, table_schema
 from datashare.spec import DEFAULT_TIMEZONE, load_spec, parse_spec
-from datashare.typemap import arrow_schema, table_schema
 
 REAL = Path(__file__).resolve().parents[2] / "dags" / "datasets" / "air_quality_hourly.yaml"
 DATASETS = REAL.parent

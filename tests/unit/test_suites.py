@@ -15,9 +15,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from datashare.quality.validation import validate_parquet
+from datashare.source.typemap import arrow_schema
 from datashare.spec import load_specs
-from datashare.typemap import arrow_schema
-from datashare.validation import validate_parquet
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "suites"

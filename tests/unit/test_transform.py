@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from datashare.exceptions import ContractError, TransformError
+from datashare.pipeline.transform import drop_duplicate_keys, enforce_contract, transform
+from datashare.source.typemap import arrow_schema
 from datashare.spec import DatasetSpec, TransformStep, load_spec
-from datashare.transform import drop_duplicate_keys, enforce_contract, transform
-from datashare.typemap import arrow_schema
 from transforms.registry import TRANSFORMS, resolve
 from transforms.text import nfc_text
 from transforms.values import null_sentinel

@@ -226,8 +226,8 @@ def _stage_source(tmp_path: Path, province: str) -> Path:
 def test_the_stage_runs_it_and_names_it_when_it_fails(tmp_path: Path) -> None:
     """A bad code stops the run with TransformError naming the transform, the row and the code."""
     from datashare.exceptions import TransformError
+    from datashare.pipeline.transform import transform
     from datashare.spec import TransformStep, load_spec
-    from datashare.transform import transform
 
     spec = load_spec(Path(__file__).resolve().parents[2] / "dags" / "datasets" / "air_quality_hourly.yaml")
     step = TransformStep(

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from datashare.exceptions import ContractError, DatashareError, SuiteError
-from datashare.validation import describe_rule, load_suite, render_rules_text, validate_parquet
+from datashare.quality.validation import describe_rule, load_suite, render_rules_text, validate_parquet
 
 ROOT = Path(__file__).resolve().parents[2]
 SUITE = ROOT / "expectations" / "air_quality_hourly.json"

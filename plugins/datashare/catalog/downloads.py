@@ -2,7 +2,7 @@
 
 :func:`record_download` is what every kind of download calls before data leaves: it spends one of the
 caller's downloads (429 with ``Retry-After`` past the limit, see :mod:`datashare.catalog.limits`) and
-writes an entry to the access log (:mod:`datashare.accesslog`: dataset, version, file, recipient code or
+writes an entry to the access log (:mod:`datashare.access.log`: dataset, version, file, recipient code or
 ``anonymous``; never the token), not to the audit ledger, which anonymous traffic must not grow.
 :func:`respond` builds the answer.
 :func:`send` does both for a ``GET`` whose answer carries data (200, 206, or a redirect to it); a
@@ -28,7 +28,7 @@ from urllib.parse import quote
 from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
 
-from datashare.accesslog import AccessLogUnavailable
+from datashare.access.log import AccessLogUnavailable
 from datashare.catalog.auth import Caller
 from datashare.catalog.ranges import file_response, sha256_etag
 from datashare.catalog.service import Catalog, CatalogError, ServedFile

@@ -8,7 +8,7 @@ cookie) sees what the token's agency is granted, and nothing else: the feed goes
 
 Withdrawn releases are not listed, as everywhere in the catalog: a reader that polled while a release
 was listed keeps its copy of the entry, and learns of the withdrawal from the dataset page (a webhook
-subscriber is told of new releases only, see :mod:`datashare.webhooks`).
+subscriber is told of new releases only, see :mod:`datashare.notify.webhooks`).
 
 Entry ids are ``urn:uuid:`` names derived from the dataset, the version and the manifest's SHA-256,
 so they never change and never collide across stores; titles and summaries carry both languages

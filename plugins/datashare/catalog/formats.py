@@ -2,7 +2,7 @@
 
 ``/datasets/<id>/v/<N>/exports/<id>-v<N>.csv`` (and ``.xlsx``, ``.zip``, ``-provenance.txt``): the
 file is made from the release's Parquet files on the first request and cached
-(:mod:`datashare.exports`); then it is served like a release file, with ``HEAD``, ``Range`` and an
+(:mod:`datashare.releases.exports`); then it is served like a release file, with ``HEAD``, ``Range`` and an
 ``ETag``, and recorded by :func:`datashare.catalog.downloads.record_download`. A dataset the caller
 may not read answers 404 exactly like an unknown one; an XLSX of a release larger than an Excel
 sheet answers 409 with the reason in both languages.
@@ -57,7 +57,7 @@ def download_export(
     catalog: Annotated[Catalog, Depends(get_catalog)],
 ) -> Response:
     """A release as one CSV, XLSX or zip file (or the CSV's provenance note)."""
-    from datashare.exports import Exporter, export_names
+    from datashare.releases.exports import Exporter, export_names
 
     release = reader.visible_release(dataset_id, version)
     names = export_names(release.dataset_id, release.version)

@@ -30,8 +30,8 @@ from datashare.catalog.downloads import FILE_HEADERS, record_download, send
 from datashare.catalog.models import LocalText, Model
 from datashare.catalog.pages import Lang, render
 from datashare.catalog.service import MAX_PARAM, BadRequest, Catalog, NotFound, Reader, ServedFile
-from datashare.changes import CHANGE_TYPE, ChangeSet, compare
 from datashare.exceptions import ChangesError
+from datashare.releases.changes import CHANGE_TYPE, ChangeSet, compare
 
 log = logging.getLogger(__name__)
 

@@ -51,7 +51,7 @@ from datashare.spec import IDENTIFIER, DatasetSpec, Sharing, load_specs
 from datashare.store import Ledger, Release, ReleaseStore
 
 if TYPE_CHECKING:
-    from datashare.accesslog import AccessLog
+    from datashare.access.log import AccessLog
     from datashare.catalog.limits import Limits
 
 log = logging.getLogger(__name__)
@@ -154,7 +154,7 @@ class Catalog:
     @cached_property
     def access_log(self) -> AccessLog:
         """The download log beside the releases (``_access/downloads``), buffered in this process."""
-        from datashare.accesslog import AccessLog
+        from datashare.access.log import AccessLog
 
         return AccessLog(self.store.backend)
 
@@ -574,14 +574,14 @@ class Reader:
 
     def export_url(self, release: Release, fmt: str) -> str:
         """Where the whole release is downloaded in ``fmt`` (csv, xlsx, zip, provenance)."""
-        from datashare.exports import export_names
+        from datashare.releases.exports import export_names
 
         filename = export_names(release.dataset_id, release.version)[fmt]
         return f"{self.release_url(release.dataset_id, release.version)}/exports/{filename}"
 
     def exports(self, release: Release) -> list[ExportInfo]:
         """The release as one file per format; an XLSX too large for Excel says why instead."""
-        from datashare.exports import FORMATS, MEDIA_TYPES, export_names, xlsx_refusal
+        from datashare.releases.exports import FORMATS, MEDIA_TYPES, export_names, xlsx_refusal
 
         names = export_names(release.dataset_id, release.version)
         refusal = xlsx_refusal(release)

@@ -10,7 +10,7 @@ Spark...) read what a recipient is granted with their own Delta Sharing client.
 | schema | a sector (``land``, ``environment_monitoring``...) |
 | table | a dataset with at least one visible release |
 | table version | a release number; ``version`` / ``timestamp`` read an older release |
-| change data feed | derived from consecutive releases by key (:mod:`datashare.changes`) |
+| change data feed | derived from consecutive releases by key (:mod:`datashare.releases.changes`) |
 
 Access goes through the catalog's :class:`~datashare.catalog.service.Reader`, so the rule is the
 catalog's (open + shared + the agency's restricted datasets) and a withdrawn release does not exist
@@ -60,7 +60,7 @@ from datashare.catalog.sharing_protocol import (
     read_body,
 )
 from datashare.catalog.signed import file_url
-from datashare.changes import ChangeSet, compare, table_schema_fields
+from datashare.releases.changes import ChangeSet, compare, table_schema_fields
 from datashare.spec import DatasetSpec
 from datashare.store import Release
 
@@ -384,7 +384,7 @@ async def query_table(share: str, schema: str, table: str, request: Request, who
 
 
 def change_set(catalog: Catalog, spec: DatasetSpec, before: int, after: int) -> ChangeSet:
-    """The changes between two visible releases (cached by :func:`datashare.changes.compare`)."""
+    """The changes between two visible releases (cached by :func:`datashare.releases.changes.compare`)."""
     return compare(catalog.store, catalog.release(spec.id, before), catalog.release(spec.id, after), key=spec.key)
 
 
@@ -397,7 +397,7 @@ def table_changes(share: str, schema: str, table: str, request: Request, who: Wh
     """Row changes of each release from the start to the end version (inclusive), against the release before it.
 
     The first release of a table is all inserts (its data files as ``add``); every later one is the
-    change file of :mod:`datashare.changes` (``cdf``), whose ``_change_type`` is the protocol's.
+    change file of :mod:`datashare.releases.changes` (``cdf``), whose ``_change_type`` is the protocol's.
     """
     spec, versions = _find(who, share, schema, table)
     start_v, end_v = int_param(request, "startingVersion"), int_param(request, "endingVersion")

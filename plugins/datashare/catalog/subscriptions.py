@@ -4,7 +4,7 @@ Only an agency presenting its token in ``Authorization: Bearer`` manages subscri
 cookie is not enough: these calls change state, and a page must not be able to make them on a
 signed-in person's behalf). An agency sees and deletes only its own subscriptions; another agency's
 id answers 404 like an unknown one. Subscribing to a dataset the agency may not read answers 404,
-exactly as its page would. What is delivered, when and how it is signed: :mod:`datashare.webhooks`.
+exactly as its page would. What is delivered, when and how it is signed: :mod:`datashare.notify.webhooks`.
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def _agency(caller: Caller) -> str:
 
 
 def _hooks(catalog: Catalog) -> Any:
-    from datashare.webhooks import Webhooks
+    from datashare.notify.webhooks import Webhooks
 
     return Webhooks(catalog.store, catalog.settings)
 
@@ -145,7 +145,7 @@ def create_subscription(
 ) -> JSONResponse:
     """Check the URL (public address, or a network the deployment allows), then store the subscription."""
     _agency(caller)
-    from datashare.webhooks import TooManySubscriptions, WebhookKeyMissing
+    from datashare.notify.webhooks import TooManySubscriptions, WebhookKeyMissing
 
     datasets = None if request.datasets is None else [reader.spec(d).id for d in request.datasets]
     try:

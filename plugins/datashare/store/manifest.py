@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from datashare.source.typemap import table_schema
 from datashare.spec import DatasetSpec
 from datashare.store.codec import dumps, sha256_bytes
 from datashare.store.releases import DataFile
-from datashare.typemap import table_schema
 
 PARQUET_MEDIATYPE = "application/vnd.apache.parquet"
 

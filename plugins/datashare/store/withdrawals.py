@@ -6,7 +6,7 @@ Releases are immutable, so withdrawal is not a change to the release: it is a ma
 check). A kill between the two leaves a withdrawal without its entry: still a withdrawal for every
 reader, and ``datashare verify --repair`` appends the entry. Runs build on :func:`newest_available`
 (the cursor, carried-over files and derived inputs never come from a withdrawn release), and the SQL
-share is moved back to that release by :func:`datashare.pipeline.sync_sql_share`.
+share is moved back to that release by :func:`datashare.pipeline.stages.sync_sql_share`.
 """
 
 from __future__ import annotations

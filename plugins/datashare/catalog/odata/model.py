@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from typing import Any
 from xml.etree import ElementTree as ET
 
+from datashare.source.typemap import table_schema
 from datashare.spec import COLUMN_NAME, DatasetSpec
 from datashare.store import Release
-from datashare.typemap import table_schema
 
 NAMESPACE = "Datashare"
 CONTAINER = "Container"

@@ -1,0 +1,409 @@
+"""The PostgreSQL side of the SQL share: data-file tables shared by versions through inheritance.
+
+Each data file of a release is loaded once, into a *part* table ``<id>__p<sha256[:12]>`` (its full
+digest in the table's comment). The version table ``<id>__v<N>`` holds no rows itself: its parts
+inherit from it, so ``SELECT * FROM <id>__v<N>`` reads exactly the rows of release N, and a part
+shared by several releases belongs to each of them. A release that adds 1% of new rows to the
+previous one therefore loads 1% of the rows: the unchanged files' parts are attached to the new
+version table, not copied.
+
+Loading streams the file's record batches through ADBC's bulk ingest (binary COPY); a reader thread
+decodes the next Parquet batch while ADBC encodes and sends the previous one. A part is created and
+filled in one transaction, so a failed load leaves nothing. The swap (new version table, its parts
+attached, the view repointed, comments, grants, bookkeeping) is one transaction under
+``SET LOCAL lock_timeout``, retried with backoff; retention detaches and drops old version tables,
+then drops the parts no version uses any more.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import unicodedata
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from datashare.exceptions import PublishBusy, PublishError
+from datashare.share.sqlshare import (
+    BATCH_ROWS,
+    BOOKKEEPING,
+    _arrow_schema,
+    _backoff,
+    _Column,
+    _create_table_sql,
+    _libpq_uri,
+    _Names,
+    _q,
+    _redacted,
+    _refuse_older,
+)
+
+if TYPE_CHECKING:
+    import psycopg
+    import pyarrow as pa
+    from sqlalchemy.engine import URL
+
+log = logging.getLogger(__name__)
+
+PART_DIGITS = 12
+"""Hex digits of the file digest in a part table's name: ``<id>__p`` + 12 stays within 63 bytes."""
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One data file of the release and the table that holds its rows."""
+
+    path: Path
+    sha256: str
+    table: str
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _parts(names: _Names, paths: Sequence[Path]) -> list[_Part]:
+    parts: dict[str, _Part] = {}
+    for path in paths:
+        sha = _sha256(path)
+        parts.setdefault(sha, _Part(path, sha, f"{names.dataset_id}__p{sha[:PART_DIGITS]}"))
+    return list(parts.values())
+
+
+def publish_postgres(
+    url: URL,
+    *,
+    names: _Names,
+    columns: list[_Column],
+    paths: list[Path],
+    retention: int,
+    comment: str,
+    lock_timeout_ms: int,
+    max_attempts: int,
+    withdrawn: tuple[int, ...],
+    audience: str = "",
+) -> tuple[int, tuple[str, ...]]:
+    """Load the parts not yet in the share, swap version N in, retire old versions; returns (rows, dropped).
+
+    ``audience`` is recorded with version N in the bookkeeping (see :mod:`datashare.share.sqlshare_places`).
+    """
+    import psycopg
+
+    s = _q(names.schema)
+    where = f"{names.schema}.{names.dataset_id} at {_redacted(url)}"
+    try:
+        with psycopg.connect(_libpq_uri(url), autocommit=True) as conn:
+            _lock_dataset(conn, names.schema, names.dataset_id, where)
+            _create_if_absent(conn, f"CREATE SCHEMA IF NOT EXISTS {s}")
+            _create_if_absent(
+                conn,
+                f"CREATE TABLE IF NOT EXISTS {s}.{_q(BOOKKEEPING)} (dataset_id text NOT NULL, "
+                "version integer NOT NULL, table_name text NOT NULL, rows bigint NOT NULL, "
+                "published_at timestamptz NOT NULL DEFAULT now(), readers text, PRIMARY KEY (dataset_id, version))",
+            )
+            ensure_readers_column(conn, names.schema)
+            current = conn.execute(
+                f"SELECT max(version) FROM {s}.{_q(BOOKKEEPING)} WHERE dataset_id = %s AND version <> ALL(%s)",
+                (names.dataset_id, list(withdrawn)),
+            ).fetchone()[0]
+            _refuse_older(names, current)
+            conn.execute(f"DROP TABLE IF EXISTS {s}.{_q(names.load)}")  # left by an earlier layout
+            rows = 0
+            parts = _parts(names, paths)
+            for part in parts:
+                rows += _ensure_part(conn, _libpq_uri(url), names, columns, part)
+            _swap_with_retries(
+                conn, names, columns, parts, rows, comment, lock_timeout_ms, max_attempts, withdrawn, audience
+            )
+            return rows, _retire(conn, names, retention, lock_timeout_ms)
+    except psycopg.OperationalError as exc:
+        raise PublishBusy(f"SQL share unavailable while publishing {where}: {exc}") from exc
+    except psycopg.Error as exc:
+        raise PublishError(f"publishing {names.table} to {where} failed: {exc}") from exc
+
+
+_READERS_SQL = """
+SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = 'readers' AND NOT attisdropped)
+"""
+
+
+def ensure_readers_column(conn: psycopg.Connection, schema: str) -> None:
+    """Give bookkeeping made before audience tags its ``readers`` column (only if missing: ALTER locks)."""
+    bookkeeping = f"{_q(schema)}.{_q(BOOKKEEPING)}"
+    if not conn.execute(_READERS_SQL, (bookkeeping,)).fetchone()[0]:
+        _create_if_absent(conn, f"ALTER TABLE {bookkeeping} ADD COLUMN IF NOT EXISTS readers text")
+
+
+def _lock_dataset(conn: psycopg.Connection, schema: str, dataset_id: str, where: str) -> None:
+    """One publisher per dataset at a time; the session lock goes with the connection."""
+    key = f"datashare:{schema}.{dataset_id}"
+    if not conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()[0]:
+        raise PublishBusy(f"another publish of {where} is running; retry later")
+
+
+def _create_if_absent(conn: psycopg.Connection, statement: str) -> None:
+    """``IF NOT EXISTS`` can still collide with a concurrent creator: the object exists then, fine."""
+    import psycopg
+
+    try:
+        conn.execute(statement)
+    except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject, psycopg.errors.DuplicateSchema):
+        log.debug("Concurrent creation, already there: %s", statement)
+
+
+def _part_note(names: _Names, part: _Part, rows: int) -> str:
+    return f"{names.dataset_id} data file sha256:{part.sha256} ({rows} rows)"
+
+
+def _ensure_part(conn: psycopg.Connection, uri: str, names: _Names, columns: list[_Column], part: _Part) -> int:
+    """Rows of the part's table, loading the file first unless a table with its digest is already there."""
+    qualified = f"{_q(names.schema)}.{_q(part.table)}"
+    note = conn.execute("SELECT obj_description(to_regclass(%s), 'pg_class')", (qualified,)).fetchone()[0]
+    if note and f"sha256:{part.sha256} (" in note:
+        rows = int(note.rsplit("(", 1)[1].split(" ", 1)[0])
+        log.info("Part %s.%s (%s rows) is already loaded: reused", names.schema, part.table, rows)
+        return rows
+    if note is not None or conn.execute("SELECT to_regclass(%s)", (qualified,)).fetchone()[0] is not None:
+        raise PublishError(f"table {names.schema}.{part.table} exists but does not hold file {part.path}")
+    return _load_part(uri, names, columns, part)
+
+
+class _Batches:
+    """Stream a file's record batches in the load schema, counting rows as they pass."""
+
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        self.path = path
+        self.schema = schema
+        self.rows = 0
+        self.error: PublishError | None = None  # kept: ADBC reports a failing stream as a bare IO error
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        import pyarrow as pa
+
+        from datashare.parquet import iter_batches
+        from datashare.source.prefetch import read_ahead
+
+        try:
+            for batch in read_ahead(iter_batches(self.path, BATCH_ROWS)):
+                self.rows += batch.num_rows
+                yield batch.cast(self.schema)
+        except (OSError, pa.ArrowException) as exc:
+            self.error = PublishError(f"cannot load Parquet file {self.path}: {exc}")
+            raise self.error from exc
+
+
+def _load_part(uri: str, names: _Names, columns: list[_Column], part: _Part) -> int:
+    """Create the part table and stream the file into it with ADBC (binary COPY), one transaction."""
+    import adbc_driver_postgresql.dbapi as adbc
+    import pyarrow as pa
+
+    schema = _arrow_schema(columns)
+    batches = _Batches(part.path, schema)
+    reader = pa.RecordBatchReader.from_batches(schema, iter(batches))
+    qualified = f"{_q(names.schema)}.{_q(part.table)}"
+    started = time.perf_counter()
+    try:
+        with adbc.connect(uri) as conn, conn.cursor() as cur:
+            cur.execute(_create_table_sql(qualified, columns, postgres=True))
+            cur.adbc_ingest(part.table, reader, mode="append", db_schema_name=names.schema)
+            cur.execute(f"COMMENT ON TABLE {qualified} IS '{_part_note(names, part, batches.rows)}'")
+            cur.execute("SELECT current_setting('track_counts')")
+            if cur.fetchone()[0] == "off":  # a recipient database: autovacuum sees no counts, so analyse now
+                cur.execute(f"ANALYZE {qualified}")
+            conn.commit()
+    except adbc.Error as exc:
+        if batches.error is not None:
+            raise batches.error from exc
+        if isinstance(exc, adbc.OperationalError):
+            raise PublishBusy(f"loading {names.schema}.{part.table} was interrupted: {exc}") from exc
+        raise PublishError(f"loading {names.schema}.{part.table} failed: {exc}") from exc
+    log.info(
+        "Loaded %s rows from %s into %s.%s in %.1f s",
+        batches.rows, part.path, names.schema, part.table, time.perf_counter() - started,
+    )  # fmt: skip
+    return batches.rows
+
+
+def _swap_with_retries(
+    conn: psycopg.Connection,
+    names: _Names,
+    columns: list[_Column],
+    parts: list[_Part],
+    rows: int,
+    comment: str,
+    lock_timeout_ms: int,
+    max_attempts: int,
+    withdrawn: tuple[int, ...],
+    audience: str,
+) -> None:
+    import psycopg
+
+    for attempt in range(1, max_attempts + 1):
+        try:
+            _swap(conn, names, columns, parts, rows, comment, lock_timeout_ms, withdrawn, audience)
+            return
+        except psycopg.errors.LockNotAvailable:
+            if attempt == max_attempts:
+                break
+            wait = _backoff(attempt)
+            log.warning(
+                "View %s.%s is held by readers (attempt %s of %s); retrying in %.2f s",
+                names.schema, names.dataset_id, attempt, max_attempts, wait,
+            )  # fmt: skip
+            time.sleep(wait)
+    raise PublishBusy(
+        f"view {names.schema}.{names.dataset_id} stayed locked by readers through {max_attempts} attempts "
+        f"of {lock_timeout_ms} ms; v{names.version} not published, retry later"
+    )
+
+
+_GRANTS_SQL = """
+SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END,
+       a.privilege_type, a.is_grantable
+FROM pg_class c, aclexplode(c.relacl) a
+WHERE c.oid = to_regclass(%s) AND a.grantee <> c.relowner
+"""
+_CHILDREN_SQL = "SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = to_regclass(%s) ORDER BY 1"
+
+
+def _detach_and_drop(conn: psycopg.Connection, qualified: str) -> None:
+    """Drop a version table, detaching its parts first (``DROP`` would refuse, ``CASCADE`` would drop them)."""
+    if conn.execute("SELECT to_regclass(%s)", (qualified,)).fetchone()[0] is None:
+        return
+    for (child,) in conn.execute(_CHILDREN_SQL, (qualified,)).fetchall():
+        conn.execute(f"ALTER TABLE {child} NO INHERIT {qualified}")  # regclass::text is already quoted
+    conn.execute(f"DROP TABLE {qualified}")
+
+
+def _swap(
+    conn: psycopg.Connection,
+    names: _Names,
+    columns: list[_Column],
+    parts: list[_Part],
+    rows: int,
+    comment: str,
+    lock_timeout_ms: int,
+    withdrawn: tuple[int, ...],
+    audience: str,
+) -> None:
+    """Create version N over its parts, repoint the view, comment, regrant, record and drop withdrawn versions.
+
+    All in one transaction: a consumer sees the view before or after, never a gap.
+    """
+    from psycopg import sql
+
+    s, view, table = _q(names.schema), f"{_q(names.schema)}.{_q(names.dataset_id)}", _q(names.table)
+    with conn.transaction():
+        conn.execute(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}")
+        grants = conn.execute(_GRANTS_SQL, (view,)).fetchall()  # drop + create would lose them
+        conn.execute(f"DROP VIEW IF EXISTS {view}")
+        _detach_and_drop(conn, f"{s}.{table}")  # a re-publish rebuilds the same version
+        conn.execute(_create_table_sql(f"{s}.{table}", columns, postgres=True))
+        for part in parts:
+            conn.execute(f"ALTER TABLE {s}.{_q(part.table)} INHERIT {s}.{table}")
+        conn.execute(f"CREATE VIEW {view} AS SELECT * FROM {s}.{table}")
+        note = unicodedata.normalize("NFC", comment.strip())
+        view_note = f"{note} (release {names.version})" if note else f"{names.dataset_id}, release {names.version}"
+        statements = [
+            (f"COMMENT ON VIEW {view} IS {{}}", view_note),
+            (f"COMMENT ON TABLE {s}.{table} IS {{}}", f"{names.dataset_id}, release {names.version}"),
+        ]
+        for c in columns:
+            if c.description:
+                statements.append((f"COMMENT ON COLUMN {view}.{_q(c.name)} IS {{}}", c.description))
+                statements.append((f"COMMENT ON COLUMN {s}.{table}.{_q(c.name)} IS {{}}", c.description))
+        for template, text in statements:
+            conn.execute(sql.SQL(template).format(sql.Literal(text)))  # COMMENT takes no bind parameters
+        for grantee, privilege, grantable in grants:  # regrole::text is already quoted
+            conn.execute(f"GRANT {privilege} ON {view} TO {grantee}{' WITH GRANT OPTION' if grantable else ''}")
+        conn.execute(
+            f"INSERT INTO {s}.{_q(BOOKKEEPING)} (dataset_id, version, table_name, rows, published_at, readers) "
+            "VALUES (%s, %s, %s, %s, now(), %s) ON CONFLICT (dataset_id, version) DO UPDATE SET "
+            "table_name = EXCLUDED.table_name, rows = EXCLUDED.rows, published_at = EXCLUDED.published_at, "
+            "readers = EXCLUDED.readers",
+            (names.dataset_id, names.version, names.table, rows, audience),
+        )
+        gone = conn.execute(
+            f"DELETE FROM {s}.{_q(BOOKKEEPING)} WHERE dataset_id = %s AND version = ANY(%s) RETURNING version",
+            (names.dataset_id, list(withdrawn)),
+        ).fetchall()
+        for (v,) in gone:
+            _detach_and_drop(conn, f"{s}.{_q(_Names(names.dataset_id, v, names.schema).table)}")
+
+
+_ORPHANS_SQL = """
+SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %s AND c.relkind = 'r' AND c.relname ~ %s
+  AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid)
+ORDER BY 1
+"""
+
+
+def _drop_orphan_parts(conn: psycopg.Connection, schema: str, dataset_id: str) -> None:
+    """Drop the dataset's part tables that no version table inherits any more."""
+    pattern = f"^{dataset_id}__p[0-9a-f]{{{PART_DIGITS}}}$"  # DATASET_ID has no regex metacharacters
+    for (orphan,) in conn.execute(_ORPHANS_SQL, (schema, pattern)).fetchall():
+        conn.execute(f"DROP TABLE {_q(schema)}.{_q(orphan)}")
+
+
+def _retire(conn: psycopg.Connection, names: _Names, retention: int, lock_timeout_ms: int) -> tuple[str, ...]:
+    """Drop version tables past ``retention``, then the parts no version uses; a reader only postpones it."""
+    import psycopg
+
+    s = _q(names.schema)
+    try:
+        with conn.transaction():
+            conn.execute(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}")
+            old = conn.execute(
+                f"SELECT version FROM {s}.{_q(BOOKKEEPING)} WHERE dataset_id = %s ORDER BY version DESC OFFSET %s",
+                (names.dataset_id, retention),
+            ).fetchall()
+            dropped = tuple(_Names(names.dataset_id, v, names.schema).table for (v,) in sorted(old))
+            for table in dropped:
+                _detach_and_drop(conn, f"{s}.{_q(table)}")
+            conn.execute(
+                f"DELETE FROM {s}.{_q(BOOKKEEPING)} WHERE dataset_id = %s AND version = ANY(%s)",
+                (names.dataset_id, [v for (v,) in old]),
+            )
+            _drop_orphan_parts(conn, names.schema, names.dataset_id)
+            return dropped
+    except psycopg.errors.LockNotAvailable:
+        log.warning("Old versions of %s.%s are still read; kept until the next publish", names.schema, names.dataset_id)
+        return ()
+
+
+def unpublish_postgres(url: URL, *, dataset_id: str, schema: str, lock_timeout_ms: int) -> tuple[str, ...]:
+    """Drop the view, every version table and part of a dataset, and its bookkeeping rows: one transaction."""
+    import psycopg
+
+    s = _q(schema)
+    where = f"{schema}.{dataset_id} at {_redacted(url)}"
+    try:
+        with psycopg.connect(_libpq_uri(url), autocommit=True) as conn:
+            _lock_dataset(conn, schema, dataset_id, where)
+            if conn.execute("SELECT to_regclass(%s)", (f"{s}.{_q(BOOKKEEPING)}",)).fetchone()[0] is None:
+                return ()
+            with conn.transaction():
+                conn.execute(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}")
+                gone = conn.execute(
+                    f"DELETE FROM {s}.{_q(BOOKKEEPING)} WHERE dataset_id = %s RETURNING version", (dataset_id,)
+                ).fetchall()
+                conn.execute(f"DROP VIEW IF EXISTS {s}.{_q(dataset_id)}")
+                dropped = tuple(_Names(dataset_id, v, schema).table for (v,) in sorted(gone))
+                for table in dropped:
+                    _detach_and_drop(conn, f"{s}.{_q(table)}")
+                _drop_orphan_parts(conn, schema, dataset_id)
+            return dropped
+    except psycopg.errors.LockNotAvailable as exc:
+        raise PublishBusy(f"view {where} is held by readers; not taken out, retry later") from exc
+    except psycopg.OperationalError as exc:
+        raise PublishBusy(f"SQL share unavailable while taking out {where}: {exc}") from exc
+    except psycopg.Error as exc:
+        raise PublishError(f"taking {where} out of the share failed: {exc}") from exc
