@@ -186,9 +186,9 @@ def resolve_admin_code(
             f"resolve_admin_code: column {date_column!r} has type {days.type}; parse it to a date first "
             "(transform parse_date_dmy)"
         )
-    for name in (new_column, confirmed_column):
-        if name and name in batch.schema.names:
-            raise ValueError(f"resolve_admin_code: column {name!r} already exists")
+    for added in (new_column, confirmed_column):
+        if added and added in batch.schema.names:
+            raise ValueError(f"resolve_admin_code: column {added!r} already exists")
     ref = load_reference(reference)
     new_codes: list[str | None] = []
     confirmed: list[bool | None] = []
@@ -213,6 +213,7 @@ def resolve_admin_code(
             periods = "; ".join(f"{u.name} {u.period()}" for u in units)
             raise ValueError(f"{where} was not in use on {day} (in use: {periods})")
         unit = valid[0] if valid else _pick(units, day)
+        new: str | None
         if unit.valid_to is None:
             new, sure = unit.code, unit.confirmed
         else:

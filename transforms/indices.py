@@ -71,7 +71,8 @@ def add_vn_aqi(
         columns: pollutant -> column name where the source names differ; None for a pollutant the
             source does not measure. By default each pollutant is read from the column of its name.
     """
-    mapping: dict[str, str | None] = {p: p for p in POLLUTANTS} | dict(columns or {})
+    mapping: dict[str, str | None] = {p: p for p in POLLUTANTS}
+    mapping.update(columns or {})
     unknown = sorted(set(mapping) - set(POLLUTANTS))
     if unknown:
         raise KeyError(f"add_vn_aqi: unknown pollutant(s) {unknown}; known: {list(POLLUTANTS)}")

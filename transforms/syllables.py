@@ -73,7 +73,8 @@ def _tone_ok(cluster: str, at: int, coda: str) -> bool:
 
 def is_syllable(word: str) -> bool:
     """Whether ``word`` is a well-formed Vietnamese syllable: onset, vowel cluster, coda, one placed tone."""
-    base, tone, at = [], "", -1
+    base: list[str] = []
+    tone, at = "", -1
     for ch in unicodedata.normalize("NFC", word.lower()):
         letter, mark = split_tone(ch)
         if mark:

@@ -24,7 +24,7 @@ import argparse
 import datetime as dt
 import logging
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -193,7 +193,7 @@ _AREA = {
 _CERT_SERIES = ("AĐ", "BA", "BK", "BN", "BV", "BX", "CĐ", "CH", "CS", "CT", "CX", "DA", "DB", "DĐ")
 
 
-def _mix(weights: dict[str, float]) -> tuple[list[str], np.ndarray]:
+def _mix(weights: Mapping[str, float]) -> tuple[list[str], np.ndarray]:
     p = np.array(list(weights.values()), dtype=float)
     return list(weights), p / p.sum()
 

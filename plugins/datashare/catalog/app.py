@@ -74,7 +74,7 @@ def lang_of(request: Request) -> i18n.Lang:
     """The page language: ``?lang=``, else the ``ds_lang`` cookie, else Vietnamese."""
     for candidate in (request.query_params.get("lang"), request.cookies.get(i18n.LANG_COOKIE)):
         if candidate in i18n.LANGS:
-            return candidate  # type: ignore[return-value]
+            return candidate
     return i18n.DEFAULT_LANG
 
 

@@ -186,7 +186,8 @@ def _min_max(paths: list[Path], column: str) -> tuple[Any, Any]:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    lows, highs = [], []
+    lows: list[Any] = []
+    highs: list[Any] = []
     for path in paths:
         pf = pq.ParquetFile(path)
         if column not in pf.schema_arrow.names:

@@ -162,6 +162,7 @@ def send(catalog: Catalog, caller: Caller, served: ServedFile, request: Request)
             record_download(catalog, caller, served)
         except BaseException:
             if response.background is not None:  # remove the temporary copy of a remote file
-                response.background.func()
+                task = response.background
+                task.func(*task.args, **task.kwargs)
             raise
     return response

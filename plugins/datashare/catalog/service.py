@@ -453,7 +453,7 @@ class Reader:
             sector=values(found.sectors, lambda v: LocalText(**names.sector_name(v).model_dump())),
             classification=values(found.sharing, lambda v: LocalText(vi=i18n.t(v, "vi"), en=i18n.t(v, "en"))),
             province=values(
-                found.provinces, lambda v: LocalText(vi=places.get(v, v), en=cov.short_name(places.get(v, v)))
+                found.provinces, lambda v: LocalText(vi=places.get(v) or v, en=cov.short_name(places.get(v) or v))
             ),
             year=sorted(values(found.years, lambda v: LocalText(vi=str(v), en=str(v))), key=lambda f: f.value),
         )

@@ -24,6 +24,7 @@ half-answer.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import uuid
@@ -335,7 +336,7 @@ def _file_lines(
             f["sha256"],
             int(f["rows"]),
             backend.local_path(key),
-            lambda key=key: file_url(who.catalog, request, key),
+            functools.partial(file_url, who.catalog, request, key),
             int(f["bytes"]),
         )
         if (query.predicate_hints or query.json_predicate_hints is not None) and not may_match(

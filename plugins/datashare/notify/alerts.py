@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Literal
@@ -179,7 +179,11 @@ def build_message(kind: Kind, dataset_id: str, **facts: Any) -> AlertMessage:
     ``run_failed``: task_id, error[, run_id, error_type]; ``quarantine_high``: quarantined, total,
     threshold[, by_rule]; ``stale``: newest, max_age_hours, now, measured_by.
     """
-    builders = {"run_failed": failed_run_message, "quarantine_high": quarantine_message, "stale": stale_message}
+    builders: dict[str, Callable[..., AlertMessage]] = {
+        "run_failed": failed_run_message,
+        "quarantine_high": quarantine_message,
+        "stale": stale_message,
+    }
     if kind not in builders:
         raise ValueError(f"unknown alert kind {kind!r}; expected one of {sorted(builders)}")
     try:

@@ -146,7 +146,7 @@ def resolve(target: Target) -> list[Address]:
             infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
         except (OSError, UnicodeError) as exc:
             raise WebhookError(f"cannot resolve {target.host}: {exc}") from None
-        addresses = sorted({ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos}, key=str)
+        addresses = sorted({ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos}, key=str)
     if not addresses:
         raise WebhookError(f"{target.host} has no address")
     for address in addresses:

@@ -156,7 +156,8 @@ class Subscription:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Subscription:
-        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})
+        fields: dict[str, Any] = {k: data.get(k) for k in cls.__dataclass_fields__}
+        return cls(**fields)
 
     def public(self) -> dict[str, Any]:
         """What the agency may see of it (no salt, no secret)."""

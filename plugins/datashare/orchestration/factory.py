@@ -158,6 +158,20 @@ def record(committed: dict[str, Any], published: dict[str, Any]) -> dict[str, An
     return summary
 
 
+class _Tasks:
+    """The task functions of every dataset DAG, in the order a run calls them."""
+
+    plan_ranges = plan_ranges
+    extract_range = extract_range
+    combine = combine
+    extract = extract
+    transform = transform
+    validate = validate
+    commit_release = commit_release
+    publish_sql = publish_sql
+    record = record
+
+
 def build_dag(spec: DatasetSpec, source_file: Path | None = None) -> Any:
     """The DAG of one dataset: extract -> transform -> validate -> commit_release -> publish_sql -> record."""
     from airflow.sdk import DAG
@@ -182,15 +196,19 @@ def build_dag(spec: DatasetSpec, source_file: Path | None = None) -> Any:
         tags=sorted({"datashare", spec.sector, spec.classification.sharing.value, *spec.tags}),
         dagrun_timeout=timedelta(hours=6),
     ) as dag:
+        # TaskFlow calls take XComArgs where the functions declare the values they receive: the calls below
+        # are typed Any, as Airflow's decorator typing cannot say that (and the tasks' annotations are read at
+        # parse time to infer multiple outputs, so they must stay plain).
+        tasks: Any = _Tasks
         if spec.source.partitions is not None:
-            ranges = plan_ranges.override(pool=spec.pool)()
-            extracted = combine(extract_range.override(pool=spec.pool).expand(key_range=ranges))
+            ranges = tasks.plan_ranges.override(pool=spec.pool)()
+            extracted = tasks.combine(tasks.extract_range.override(pool=spec.pool).expand(key_range=ranges))
         else:
-            extracted = extract.override(pool=spec.pool)()
-        transformed = transform(extracted)
-        validated = validate(transformed)
-        committed = commit_release(extracted, transformed, validated)
-        record.override(outlets=[dataset_asset(spec.id)])(committed, publish_sql(committed))
+            extracted = tasks.extract.override(pool=spec.pool)()
+        transformed = tasks.transform(extracted)
+        validated = tasks.validate(transformed)
+        committed = tasks.commit_release(extracted, transformed, validated)
+        tasks.record.override(outlets=[dataset_asset(spec.id)])(committed, tasks.publish_sql(committed))
     if source_file is not None:
         dag.fileloc = str(source_file)
     return dag

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from datashare import faults
-from datashare.exceptions import SourceError, ValidationFailed
+from datashare.exceptions import ConfigError, SourceError, ValidationFailed
 from datashare.parquet import key_ranges_disjoint
 from datashare.pipeline.context import RunContext, local_files, suite_parameters
 from datashare.pipeline.refs import Committed, Extracted, Transformed, Validated
@@ -29,11 +29,19 @@ log = logging.getLogger(__name__)
 # -- stages ------------------------------------------------------------------------------------
 
 
+def _source_conn_id(ctx: RunContext) -> str:
+    """The connection a source dataset reads; a derived dataset (inputs, no connection) extracts nothing."""
+    conn_id = ctx.spec.source.conn_id
+    if conn_id is None:
+        raise ConfigError(f"{ctx.spec.id}: a derived dataset has no source connection to extract from")
+    return conn_id
+
+
 def stage_plan(ctx: RunContext) -> list[dict[str, Any]]:
     """Key ranges to extract in parallel (one per mapped task), from the spec's ``source.partitions``."""
     from datashare.source.extract import plan_ranges
 
-    ranges = plan_ranges(ctx.spec, get_connection(ctx.spec.source.conn_id))
+    ranges = plan_ranges(ctx.spec, get_connection(_source_conn_id(ctx)))
     return [{"index": i, "lo": lo, "hi": hi} for i, (lo, hi) in enumerate(ranges)]
 
 
@@ -52,7 +60,7 @@ def stage_extract(ctx: RunContext, key_range: dict[str, Any] | None = None) -> E
             from datashare.source.cursor import stored
 
             cursor = stored(ctx.spec, latest.manifest["datashare"])  # typed by what it recorded, as the spec reads it
-        info = get_connection(ctx.spec.source.conn_id)
+        info = get_connection(_source_conn_id(ctx))
         index = key_range["index"] if key_range else 0
         bounds = (key_range["lo"], key_range["hi"]) if key_range else None
         result = extract(ctx.spec, info, scratch / "extract.parquet", cursor=cursor, key_range=bounds)
@@ -149,7 +157,7 @@ def stage_validate(ctx: RunContext, transformed: Transformed | dict[str, Any]) -
     with ctx.task_scratch() as scratch:
         out_dir = scratch / "validation"
         suite = ctx.settings.expectations_dir / f"{ctx.spec.suite_name}.json"
-        args = {
+        args: dict[str, Any] = {
             "dataset_id": ctx.spec.id,
             "run_id": ctx.run_key,
             "out_dir": out_dir,
@@ -223,7 +231,7 @@ def _carry_over(ctx: RunContext, base: Release, delta: Path) -> list[DataFile]:
         src_key = base.key(f["path"])
         carried = DataFile(name=name, rows=f["rows"], sha256=f["sha256"], bytes=f["bytes"], key=src_key)
         with backend.open(src_key) as handle:  # the footer only: two small reads on S3
-            disjoint = key_ranges_disjoint(handle, delta_keys)  # type: ignore[arg-type]
+            disjoint = key_ranges_disjoint(handle, delta_keys)
         if disjoint:  # new rows past the cursor: the old file is carried over as it is
             files.append(carried)
             continue

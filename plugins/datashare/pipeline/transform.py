@@ -64,7 +64,7 @@ def _same_as_preceding(col: pa.Array, head: pa.Array | None, rows: pa.Array, fir
     later = rows.slice(1) if first else rows
     same = _same(col.take(later), col.take(pc.subtract(later, 1)))
     if first:
-        same = pa.concat_arrays([_same(col.slice(0, 1), head), same])  # type: ignore[arg-type]
+        same = pa.concat_arrays([_same(col.slice(0, 1), head), same])
     return same
 
 

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 DRIVER = "duckdb.datashare"
 
 
-class _GXFlavour(sa.dialects.postgresql.dialect):  # type: ignore[misc,name-defined]
+class _GXFlavour(sa.dialects.postgresql.dialect):  # type: ignore[misc,valid-type]
     """Never instantiated: what GX reads as ``dialect_module.dialect`` (see the module docstring)."""
 
     name = "mysql"

@@ -94,7 +94,8 @@ def history_rows(entries: Iterable[Mapping[str, Any]], dataset_id: str) -> list[
             withdrawn[body["version"]] = str(body.get("reason", ""))
     out = []
     for body in sorted(runs, key=lambda b: int(b.get("seq") or 0), reverse=True):
-        summary = body.get("summary") if isinstance(body.get("summary"), Mapping) else {}
+        found = body.get("summary")
+        summary: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
         run = str(body.get("run", ""))
         # A retried run validates again: its release belongs to its newest passed validation.
         version = version_of_run.pop(run, None) if body["event"] == "validation_passed" else None

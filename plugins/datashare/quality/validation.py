@@ -232,7 +232,7 @@ def validate_parquet(
     validated_at = datetime.now(UTC).replace(microsecond=0)
     result = None
     if engine == "duckdb":
-        result = _validate_duckdb(context, suite, paths, schema, dataset_id, params)  # type: ignore[arg-type]
+        result = _validate_duckdb(context, suite, paths, schema, dataset_id, params)
         engine = "pandas" if result is None else engine
     if result is None:
         frame = _read_frame(paths, suite)
@@ -295,8 +295,8 @@ def validate_parquet(
 def render_rules_text(suite_path: Path) -> list[tuple[str, str, str]]:
     """(rule id, Vietnamese, English) for every rule of a suite, in suite order: for a CLI listing."""
     suite = load_suite(suite_path)
-    configs = [e.configuration.to_json_dict() for e in suite.expectations]
-    pairs = [(c["type"], _public_kwargs(c["kwargs"])) for c in configs]
+    configs: list[dict[str, Any]] = [dict(e.configuration.to_json_dict()) for e in suite.expectations]
+    pairs = [(str(c["type"]), _public_kwargs(c["kwargs"])) for c in configs]
     return [(rid, *describe_rule(t, kw)) for rid, (t, kw) in zip(_rule_ids(pairs), pairs, strict=True)]
 
 

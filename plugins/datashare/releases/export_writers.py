@@ -170,7 +170,8 @@ def _width(column: pa.Array, header: str) -> int:
     return max(MIN_WIDTH, min(MAX_WIDTH, max(longest, len(header)) + 2))
 
 
-CellWriter = Callable[[Any, int, int, Any], None]
+CellWriter = Callable[[int, int, Any], None]
+"""Writes one non-null value at (row, column)."""
 
 
 def _cell_writers(schema: pa.Schema, sheet: Any, formats: dict[str, Any], stats: WriteStats) -> list[CellWriter]:
@@ -181,7 +182,7 @@ def _cell_writers(schema: pa.Schema, sheet: Any, formats: dict[str, Any], stats:
 
         if pa.types.is_boolean(kind):
 
-            def write(row: int, col: int, value: Any) -> None:
+            def write(row: int, col: int, value: Any, name: str = name) -> None:
                 sheet.write_boolean(row, col, value)
 
         elif pa.types.is_integer(kind):

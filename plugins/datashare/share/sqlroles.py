@@ -55,7 +55,7 @@ from datashare.share.sqlshare import (
     _parse_target,
     _redacted,
 )
-from datashare.share.sqlshare_pg import PART_DIGITS
+from datashare.share.sqlshare_pg import PART_DIGITS, one
 from datashare.spec import IDENTIFIER, DatasetSpec, Sharing
 
 if TYPE_CHECKING:
@@ -159,7 +159,7 @@ class _Run:
         self.conn = conn
         self.statements: list[str] = []
 
-    def __call__(self, statement: sql.Composable) -> None:
+    def __call__(self, statement: sql.Composed | sql.SQL) -> None:
         text = statement.as_string(self.conn)
         self.conn.execute(statement)
         self.statements.append(text)
@@ -460,10 +460,13 @@ def revoke_sql_login(*, recipient: Recipient, target_url: str) -> LoginRevocatio
                 sql.SQL("ALTER ROLE {} WITH NOLOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(verifier))
             )
             # After NOLOGIN is committed, so a terminated session cannot log in again.
-            ended = conn.execute(
-                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, %s)) FROM pg_stat_activity WHERE usename = %s",
-                (_TERMINATE_WAIT_MS, role),
-            ).fetchone()[0]
+            ended = one(
+                conn.execute(
+                    "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, %s)) "
+                    "FROM pg_stat_activity WHERE usename = %s",
+                    (_TERMINATE_WAIT_MS, role),
+                )
+            )[0]
     except psycopg.OperationalError as exc:
         raise PublishBusy(f"SQL share unavailable while revoking the login of {role}: {exc}") from exc
     except psycopg.Error as exc:

@@ -24,7 +24,7 @@ import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from datashare.exceptions import PublishBusy, PublishError
 from datashare.share.sqlshare import (
@@ -50,6 +50,14 @@ log = logging.getLogger(__name__)
 
 PART_DIGITS = 12
 """Hex digits of the file digest in a part table's name: ``<id>__p`` + 12 stays within 63 bytes."""
+
+
+def one(cursor: psycopg.Cursor[Any]) -> tuple[Any, ...]:
+    """The row of a query that always answers one (``SELECT count(*)``, ``SELECT to_regclass(...)``)."""
+    row = cursor.fetchone()
+    if row is None:  # never for such a query: a server that answers nothing is not the one we expect
+        raise PublishError("the SQL share answered no row to a query that always answers one")
+    return tuple(row)
 
 
 @dataclass(frozen=True)
@@ -109,10 +117,12 @@ def publish_postgres(
                 "published_at timestamptz NOT NULL DEFAULT now(), readers text, PRIMARY KEY (dataset_id, version))",
             )
             ensure_readers_column(conn, names.schema)
-            current = conn.execute(
-                f"SELECT max(version) FROM {s}.{_q(BOOKKEEPING)} WHERE dataset_id = %s AND version <> ALL(%s)",
-                (names.dataset_id, list(withdrawn)),
-            ).fetchone()[0]
+            current = one(
+                conn.execute(
+                    f"SELECT max(version) FROM {s}.{_q(BOOKKEEPING)} WHERE dataset_id = %s AND version <> ALL(%s)",
+                    (names.dataset_id, list(withdrawn)),
+                )
+            )[0]
             _refuse_older(names, current)
             conn.execute(f"DROP TABLE IF EXISTS {s}.{_q(names.load)}")  # left by an earlier layout
             rows = 0
@@ -137,14 +147,14 @@ SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%s) AND a
 def ensure_readers_column(conn: psycopg.Connection, schema: str) -> None:
     """Give bookkeeping made before audience tags its ``readers`` column (only if missing: ALTER locks)."""
     bookkeeping = f"{_q(schema)}.{_q(BOOKKEEPING)}"
-    if not conn.execute(_READERS_SQL, (bookkeeping,)).fetchone()[0]:
+    if not one(conn.execute(_READERS_SQL, (bookkeeping,)))[0]:
         _create_if_absent(conn, f"ALTER TABLE {bookkeeping} ADD COLUMN IF NOT EXISTS readers text")
 
 
 def _lock_dataset(conn: psycopg.Connection, schema: str, dataset_id: str, where: str) -> None:
     """One publisher per dataset at a time; the session lock goes with the connection."""
     key = f"datashare:{schema}.{dataset_id}"
-    if not conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()[0]:
+    if not one(conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)))[0]:
         raise PublishBusy(f"another publish of {where} is running; retry later")
 
 
@@ -165,12 +175,12 @@ def _part_note(names: _Names, part: _Part, rows: int) -> str:
 def _ensure_part(conn: psycopg.Connection, uri: str, names: _Names, columns: list[_Column], part: _Part) -> int:
     """Rows of the part's table, loading the file first unless a table with its digest is already there."""
     qualified = f"{_q(names.schema)}.{_q(part.table)}"
-    note = conn.execute("SELECT obj_description(to_regclass(%s), 'pg_class')", (qualified,)).fetchone()[0]
+    note = one(conn.execute("SELECT obj_description(to_regclass(%s), 'pg_class')", (qualified,)))[0]
     if note and f"sha256:{part.sha256} (" in note:
         rows = int(note.rsplit("(", 1)[1].split(" ", 1)[0])
         log.info("Part %s.%s (%s rows) is already loaded: reused", names.schema, part.table, rows)
         return rows
-    if note is not None or conn.execute("SELECT to_regclass(%s)", (qualified,)).fetchone()[0] is not None:
+    if note is not None or one(conn.execute("SELECT to_regclass(%s)", (qualified,)))[0] is not None:
         raise PublishError(f"table {names.schema}.{part.table} exists but does not hold file {part.path}")
     return _load_part(uri, names, columns, part)
 
@@ -275,7 +285,7 @@ _CHILDREN_SQL = "SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparen
 
 def _detach_and_drop(conn: psycopg.Connection, qualified: str) -> None:
     """Drop a version table, detaching its parts first (``DROP`` would refuse, ``CASCADE`` would drop them)."""
-    if conn.execute("SELECT to_regclass(%s)", (qualified,)).fetchone()[0] is None:
+    if one(conn.execute("SELECT to_regclass(%s)", (qualified,)))[0] is None:
         return
     for (child,) in conn.execute(_CHILDREN_SQL, (qualified,)).fetchall():
         conn.execute(f"ALTER TABLE {child} NO INHERIT {qualified}")  # regclass::text is already quoted
@@ -388,7 +398,7 @@ def unpublish_postgres(url: URL, *, dataset_id: str, schema: str, lock_timeout_m
     try:
         with psycopg.connect(_libpq_uri(url), autocommit=True) as conn:
             _lock_dataset(conn, schema, dataset_id, where)
-            if conn.execute("SELECT to_regclass(%s)", (f"{s}.{_q(BOOKKEEPING)}",)).fetchone()[0] is None:
+            if one(conn.execute("SELECT to_regclass(%s)", (f"{s}.{_q(BOOKKEEPING)}",)))[0] is None:
                 return ()
             with conn.transaction():
                 conn.execute(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}")

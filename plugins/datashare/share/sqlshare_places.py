@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from datashare.exceptions import PublishBusy, PublishError
+from datashare.share.sqlshare_pg import one
 
 if TYPE_CHECKING:
     import psycopg
@@ -128,9 +129,12 @@ def ensure_database(conn: psycopg.Connection, main: str, code: str) -> str:
             f"database {name} exists but was not made by datashare for share {main!r}: rename it, or the "
             f"recipient {code}'s restricted datasets cannot be published"
         )
-    encoding, collate, ctype = conn.execute(
-        "SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database WHERE datname = current_database()"
-    ).fetchone()
+    encoding, collate, ctype = one(
+        conn.execute(
+            "SELECT pg_encoding_to_char(encoding), datcollate, datctype "
+            "FROM pg_database WHERE datname = current_database()"
+        )
+    )
     ident = sql.Identifier(name)
     try:
         conn.execute(
@@ -177,7 +181,7 @@ def _stop_counting(conn: psycopg.Connection, name: str) -> None:
 def placement_lock(conn: psycopg.Connection, schema: str, dataset_id: str, where: str) -> Iterator[None]:
     """One writer moves a dataset between databases at a time (a session lock in the share's database)."""
     key = _LOCK_KEY.format(schema=schema, dataset_id=dataset_id)
-    if not conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()[0]:
+    if not one(conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)))[0]:
         raise PublishBusy(f"another publish of {where} is running; retry later")
     try:
         yield
@@ -210,7 +214,7 @@ def held_rows(conn: psycopg.Connection, schema: str, dataset_id: str) -> list[tu
     from datashare.share.sqlshare import BOOKKEEPING, _q
 
     bookkeeping = f"{_q(schema)}.{_q(BOOKKEEPING)}"
-    exists, tagged = conn.execute(_ROWS_SQL, {"bk": bookkeeping}).fetchone()
+    exists, tagged = one(conn.execute(_ROWS_SQL, {"bk": bookkeeping}))
     if not exists:
         return []
     tag = "coalesce(readers, '')" if tagged else "''"

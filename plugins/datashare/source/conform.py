@@ -117,7 +117,8 @@ class Contract:
     def arrow(self) -> pa.DataType:
         """The Arrow type values of this column are staged and published as."""
         if self.kind == ColumnType.decimal:
-            return pa.decimal128(self.precision, self.scale)  # type: ignore[arg-type]
+            assert self.precision is not None and self.scale is not None  # the spec requires both for decimals
+            return pa.decimal128(self.precision, self.scale)
         if self.kind == ColumnType.datetime and self.utc:
             return pa.timestamp("us", tz="UTC")
         return ARROW[self.kind]
@@ -177,7 +178,7 @@ def to_integer(value: Any) -> int:
     if isinstance(value, float | Decimal):
         if not (math.isfinite(value) if isinstance(value, float) else value.is_finite()):
             raise Problem("is not a finite number")
-        if abs(value) >= 2**63 + 1:  # before int(): a numeric of 10^131072 would make a huge int
+        if abs(Decimal(value)) >= 2**63 + 1:  # before int(): a numeric of 10^131072 would make a huge int
             raise Problem("is beyond the 64-bit integer range")
         if value != int(value):
             raise Problem("has a fraction: an integer column cannot hold it")
@@ -434,7 +435,7 @@ def python_values(array: pa.Array) -> list[Any]:
         except (OverflowError, ValueError):
             import numpy as np
 
-            unit = t.unit if pa.types.is_timestamp(t) else "D"
+            unit: Any = t.unit if pa.types.is_timestamp(t) else "D"  # numpy types units as literals
             text = str(np.datetime64(raw[i].as_py(), unit)).replace("T", " ")
             out.append(unreadable_time(text))
     return out

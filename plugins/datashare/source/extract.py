@@ -100,7 +100,8 @@ def _engine(info: ConnectionInfo, spec: DatasetSpec | None = None) -> sa.Engine:
             )
         return sa.create_engine(url, creator=lambda: _sqlite_read_only(path))
     if backend == "postgresql":
-        options = [url.query.get("options")] if isinstance(url.query.get("options"), str) else []
+        given = url.query.get("options")
+        options: list[str] = [given] if isinstance(given, str) else []
         options.append("-c default_transaction_read_only=on")
         zone = cursors.session_zone(spec) if spec is not None else None
         if zone:
@@ -473,7 +474,7 @@ def _check_source_types(spec: DatasetSpec, result: sa.CursorResult, contracts: l
 
     The values are checked anyway; this names a retyped column when an incremental run reads nothing.
     """
-    cursor = result.cursor
+    cursor: Any = result.cursor  # the driver's own cursor: psycopg's has type codes and adapters
     if cursor is None or type(cursor).__module__.split(".")[0] != "psycopg":
         return
     numeric = (ColumnType.integer, ColumnType.number, ColumnType.decimal)

@@ -146,11 +146,11 @@ def open_source(
         uri = f"{base}?connect_timeout=10&options={quote(options, safe='')}"  # libpq reads %20, not +
         with adbc.connect(uri) as conn, conn.cursor() as cur:
             cur.execute(sql)
-            reader = cur.fetch_record_batch()
+            batches = cur.fetch_record_batch()
             try:
-                yield reader
+                yield batches
             finally:
-                reader.close()
+                batches.close()
         return
     import connectorx as cx
 

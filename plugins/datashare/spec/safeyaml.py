@@ -43,7 +43,7 @@ def _refuse(problem: str, node: yaml.Node) -> yaml.constructor.ConstructorError:
     return yaml.constructor.ConstructorError(None, None, problem, node.start_mark)
 
 
-class _StrictLoader(_Base):  # type: ignore[misc,valid-type]
+class _StrictLoader(_Base):
     """Safe loader that refuses duplicate keys, aliases, merge keys, tagged collections and deep nesting.
 
     The (C) parser composes the node tree; :meth:`strict_data` then builds plain dicts, lists and

@@ -13,6 +13,7 @@ so a link planted in a release folder can neither be served nor hashed as if it 
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import os
 import shutil
@@ -65,7 +66,7 @@ class Backend(Protocol):
     def list(self, prefix: str) -> list[str]:
         """Keys under a prefix (recursive), sorted; dot-named objects (temporaries) are left out."""
 
-    def children(self, prefix: str) -> list[str]:
+    def children(self, prefix: str) -> builtins.list[str]:
         """Names of the immediate children (objects and folders) under a prefix, sorted."""
 
     def delete(self, key: str) -> None:
@@ -89,7 +90,7 @@ class Backend(Protocol):
     def local_path(self, key: str) -> Path | None:
         """A local path for reading the object in place, if the backend has one."""
 
-    def links(self, prefix: str) -> list[str]:
+    def links(self, prefix: str) -> builtins.list[str]:
         """Keys under a prefix that are symbolic links (files or folders); object stores have none."""
 
     def describe(self, key: str = "") -> str:
@@ -203,7 +204,7 @@ class LocalBackend:
             return []
         return sorted(p.relative_to(self.root).as_posix() for p in _walk(base) if not p.name.startswith("."))
 
-    def children(self, prefix: str) -> list[str]:
+    def children(self, prefix: str) -> builtins.list[str]:
         prefix = prefix.rstrip("/")
         base = self._path(prefix) if prefix else self.root
         try:
@@ -249,7 +250,7 @@ class LocalBackend:
     def local_path(self, key: str) -> Path | None:
         return self._inside(key)
 
-    def links(self, prefix: str) -> list[str]:
+    def links(self, prefix: str) -> builtins.list[str]:
         prefix = prefix.rstrip("/")
         base = self._path(prefix) if prefix else self.root
         found = []

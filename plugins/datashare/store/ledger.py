@@ -117,7 +117,7 @@ class Ledger:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def append(self, event: str, *, dataset_id: str, version: int | None = None, **details: Any) -> Entry:
+    def append(self, event: str, *, dataset_id: str | None, version: int | None = None, **details: Any) -> Entry:
         """Append an event after the newest entry; a lost race chains after the winner and tries again."""
         seq = self.tip()
         for _ in range(MAX_ATTEMPTS):

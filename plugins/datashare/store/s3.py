@@ -15,6 +15,7 @@ Two guarantees the store leans on:
 from __future__ import annotations
 
 import base64
+import builtins
 import hashlib
 import io
 import logging
@@ -394,7 +395,7 @@ class S3Backend:
             raise self._named(exc, prefix) from None
         return sorted(keys)
 
-    def children(self, prefix: str) -> list[str]:
+    def children(self, prefix: str) -> builtins.list[str]:
         """Immediate children under a prefix: one delimited listing, not every key below."""
         prefix = prefix.rstrip("/")
         root = f"{self.prefix}/" if self.prefix else ""
@@ -422,7 +423,7 @@ class S3Backend:
         size = self.size(key)
         return io.BufferedReader(_RangeReader(self, self._key(key), size), buffer_size=CHUNK)
 
-    def links(self, prefix: str) -> list[str]:
+    def links(self, prefix: str) -> builtins.list[str]:
         """Object stores have no symbolic links."""
         return []
 

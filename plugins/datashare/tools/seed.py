@@ -44,22 +44,22 @@ def generate_unit(name: str, url: str, *, today: date | None = None) -> str:
     today = today or local_today()
     water_start = today - timedelta(days=WATER_DAYS - 1)
     if name == "monitoring":
-        made = monitoring.generate(url, days=MONITORING_DAYS, start=today - timedelta(days=MONITORING_DAYS - 1))
-        return f"{made.stations} stations, {made.rows:,} hourly rows"
+        air = monitoring.generate(url, days=MONITORING_DAYS, start=today - timedelta(days=MONITORING_DAYS - 1))
+        return f"{air.stations} stations, {air.rows:,} hourly rows"
     if name == "catalogues":
-        made = catalogues.generate(url)
-        return f"{made.admin_units} administrative units, {made.land_use_codes} land-use codes"
+        codes = catalogues.generate(url)
+        return f"{codes.admin_units} administrative units, {codes.land_use_codes} land-use codes"
     if name == "land":
         return f"{land.generate(url, scale=0.02).rows:,} parcels"
     if name == "water_resources":
-        made = water_resources.generate(url, scale=0.1, days=WATER_DAYS, start=water_start)
-        return f"{made.licences} licences, {made.wells} wells, {made.level_rows:,} water levels"
+        water = water_resources.generate(url, scale=0.1, days=WATER_DAYS, start=water_start)
+        return f"{water.licences} licences, {water.wells} wells, {water.level_rows:,} water levels"
     if name == "water_quality":
         return f"{water_quality.generate(url, scale=0.1, days=WATER_DAYS, start=water_start).rows:,} water samples"
     if name == "public_services":
         start = today - timedelta(days=PUBLIC_SERVICES_DAYS - 1)
-        made = public_services.generate(url, scale=PUBLIC_SERVICES_SCALE, days=PUBLIC_SERVICES_DAYS, start=start)
-        return f"{made.procedures} procedures, {made.dossiers:,} dossiers"
+        services = public_services.generate(url, scale=PUBLIC_SERVICES_SCALE, days=PUBLIC_SERVICES_DAYS, start=start)
+        return f"{services.procedures} procedures, {services.dossiers:,} dossiers"
     raise ConfigError(f"no simulated unit {name!r}; expected one of {sorted(UNITS.values())}")
 
 

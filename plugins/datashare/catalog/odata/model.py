@@ -129,8 +129,8 @@ class EntityModel:
 
 def entity_model(spec: DatasetSpec, release: Release) -> EntityModel:
     """The entity model of one release, from its manifest's Table Schema (the spec's when it has no file)."""
-    resources = release.manifest.get("resources") or []
-    schema = resources[0]["schema"] if resources else table_schema(spec)
+    resources: list[dict[str, Any]] = release.manifest.get("resources") or []
+    schema: dict[str, Any] = resources[0]["schema"] if resources else table_schema(spec)
     key = tuple(schema.get("primaryKey") or release.manifest["datashare"].get("key") or spec.key)
     properties = []
     for field in schema["fields"]:
