@@ -192,9 +192,9 @@ def _exact(plain: str) -> float:
     """
     from decimal import Decimal
 
-    from datashare.source.conform import to_number
+    from datashare.sdk import exact_number
 
-    return to_number(Decimal(plain))
+    return exact_number(Decimal(plain))
 
 
 def parse_decimal_comma(
@@ -225,10 +225,9 @@ def parse_decimal_comma(
 
 def _numbers(name: str, col: pa.Array, problems: dict[int, str] | None) -> pa.Array:
     """A numeric column as float64, exactly: a value a double cannot hold is a problem, never rounded."""
-    from datashare.source.conform import Contract, conform_array
-    from datashare.spec import ColumnType
+    from datashare.sdk import conform_numbers
 
-    parsed, found = conform_array(col, Contract(name=name, kind=ColumnType.number))
+    parsed, found = conform_numbers(name, col)
     for row, problem in sorted(found.items()):
         text = problem.split(": ", 1)[1]  # "column 'x': <value> <problem>"
         if problems is None:

@@ -28,13 +28,9 @@ def pseudonym_key() -> bytes:
     """The HMAC key: ``DATASHARE_PSEUDONYM_KEY``, else the password of connection ``datashare_pseudonym_key``."""
     value = os.environ.get(KEY_ENV)
     if not value:
-        from datashare.exceptions import ConfigError
-        from datashare.source.connections import get_connection
+        from datashare.sdk import secret
 
-        try:
-            value = get_connection(KEY_CONN_ID).password
-        except ConfigError:
-            value = None
+        value = secret(KEY_CONN_ID)
     if not value or len(value) < 16:
         raise PseudonymKeyMissing(
             f"personal data must be pseudonymised but no key of 16+ characters is set: define {KEY_ENV} "
