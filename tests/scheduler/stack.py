@@ -50,6 +50,11 @@ BUCKET = "datashare"
 S3_PREFIX = "releases"
 REDIS_CLAIM_KEY = "datashare:stack-claim"
 STOP_GRACE_S = 15.0
+HEARTBEAT_TIMEOUT_S = 60
+"""``[scheduler] task_instance_heartbeat_timeout``: how long a running task may go unheard before the scheduler
+fails it (Airflow's default, 300 s, would make the worker-kill test wait five minutes). A task's supervisor
+heartbeats every 5 s, and a heartbeat on a loaded machine can take up to the 30 s execution API timeout set
+below: 60 s leaves room for that without failing a live task."""
 
 # The variables a service must not inherit from the calling process (a test session sets its own Airflow home,
 # a pinned clock and SQLite metadata; a developer's shell may hold real cloud credentials).
@@ -112,6 +117,8 @@ class Stack:
     concurrency: int = 2
     preload: bool = True
     """Workers import the engine's libraries once before forking (``orchestration.celery_preload``), as compose does."""
+    heartbeat_timeout_s: int = HEARTBEAT_TIMEOUT_S
+    """Seconds without a heartbeat after which the scheduler fails a running task (see HEARTBEAT_TIMEOUT_S)."""
     timings: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -130,6 +137,9 @@ class Stack:
         self.password = secrets.token_urlsafe(18)
         self.role_prefix = f"s{secrets.token_hex(3)}_"
         self.env: dict[str, str] = {}
+        self.connections: dict[str, str] = {}
+        self.pause_dir = self.base / "pauses"
+        """Where a test arms a pause point of :mod:`datashare.faults` (every worker sees this folder)."""
 
     # -- databases of our own --------------------------------------------------------------------
 
@@ -222,6 +232,10 @@ class Stack:
             # A loaded 2-core machine answers the execution API in more than the default 5 s at times; a task
             # whose start-up calls time out five times is killed before it runs (seen at load 18).
             "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
+            # A worker that dies (a lost host) stops its tasks' heartbeats; the scheduler fails them after this
+            # and retries them elsewhere. Checked every 5 s rather than 10.
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(self.heartbeat_timeout_s),
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
@@ -232,6 +246,7 @@ class Stack:
             "DATASHARE_RETRIES": "1",
             "DATASHARE_RETRY_DELAY_S": "3",
             "DATASHARE_SQL_ROLE_PREFIX": self.role_prefix,
+            "DATASHARE_PAUSE_DIR": str(self.pause_dir),  # unarmed unless a test puts a file there
             "AWS_ACCESS_KEY_ID": "test",
             "AWS_SECRET_ACCESS_KEY": "test",
             "AWS_DEFAULT_REGION": "us-east-1",
@@ -250,6 +265,8 @@ class Stack:
         started = time.perf_counter()
         self._redis_db = self._claim_redis_db()
         self._start_s3()
+        self.connections = dict(connections)
+        self.pause_dir.mkdir(parents=True, exist_ok=True)
         self.env = self.base_env(connections, extra_env)
         (self.base / "passwords.json").write_text(json.dumps({"admin": self.password}))
         (self.base / "passwords.json").chmod(0o600)
@@ -371,8 +388,67 @@ class Stack:
             command = [*private_mount_prefix(private, staging), *command]
         self._spawn(name, command, extra=extra)
 
+    def service(self, name: str) -> Service:
+        """The service of that name (``worker-a``, ``scheduler``...)."""
+        found = [s for s in self.services if s.name == name]
+        if not found:
+            raise StackError(f"no service {name!r}: {[s.name for s in self.services]}")
+        return found[0]
+
+    def kill_service(self, name: str) -> list[int]:
+        """SIGKILL every process of a service at once, as a lost host: no SIGTERM, no grace, no cleanup.
+
+        "Every process" is the service's session (it was started with one of its own): its process group
+        and also the groups it made inside it; Airflow puts each task process in a group of its own, which
+        a kill of the worker's group alone would leave running. Returns the pids killed. The service counts
+        as stopped from then on (:meth:`check_alive` and :meth:`stop` pass it by).
+        """
+        service = self.service(name)
+        sid = service.proc.pid
+        killed: set[int] = set()
+        deadline = time.monotonic() + 15
+        while members := _session_members(sid):
+            if time.monotonic() > deadline:
+                raise StackError(f"{name}: processes {members} of session {sid} outlived SIGKILL")
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(sid, signal.SIGKILL)
+            for pid in members:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            killed.update(members)
+            time.sleep(0.1)  # until none is left: a fork between the listing and the kill is caught next round
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            service.proc.wait(timeout=5)
+        service.stopped = True
+        log.info("stack: killed %s (session %s): pids %s", name, sid, sorted(killed))
+        return sorted(killed)
+
+    # -- pause points (datashare.faults) ---------------------------------------------------------
+
+    def arm_pause(self, point: str, run_id: str) -> None:
+        """Make the first task of ``run_id`` that reaches ``point`` wait there until it is killed."""
+        (self.pause_dir / f"{point}.armed").write_text(run_id)
+
+    def disarm_pause(self, point: str) -> None:
+        """Remove the arming and the paused marker of ``point`` (whether or not a task took it)."""
+        for name in (f"{point}.armed", f"{point}.paused"):
+            (self.pause_dir / name).unlink(missing_ok=True)
+
+    def wait_paused(self, point: str, timeout_s: float) -> dict[str, Any]:
+        """Wait until a task has paused at ``point``; returns what it wrote (pid, run_id, task_id, try_number)."""
+        marker = self.pause_dir / f"{point}.paused"
+        deadline = time.monotonic() + timeout_s
+        while not marker.exists():
+            if time.monotonic() > deadline:
+                raise StackError(f"no task paused at {point} within {timeout_s:.0f} s; logs in {self.base / 'logs'}")
+            self.check_alive()
+            time.sleep(0.5)
+        return dict(json.loads(marker.read_text()))
+
     def check_alive(self, name: str | None = None) -> None:
         for service in self.services:
+            if service.stopped:
+                continue  # stopped or killed on purpose
             if (name is None or service.name == name) and service.proc.poll() is not None:
                 raise StackError(
                     f"{service.name} exited with code {service.proc.returncode}; log {service.log_path}:\n"
@@ -598,8 +674,27 @@ def _group_members(pgid: int) -> list[int]:
     return members
 
 
+def _session_members(sid: int) -> list[int]:
+    """Pids of the live processes in a session, whatever process group each is in (read from /proc)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[3]) == sid and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
+
+
 def _stop_group(service: Service) -> None:
-    """SIGTERM the service's process group, wait for its leader, then SIGKILL whatever is left of the group."""
+    """SIGTERM the service's process group, wait for its leader, then SIGKILL whatever is left of its session.
+
+    The session, not only the group: a Celery worker's task processes each have a group of their own.
+    """
     pgid = service.proc.pid
     if _group_members(pgid):
         with contextlib.suppress(ProcessLookupError):
@@ -614,5 +709,8 @@ def _stop_group(service: Service) -> None:
     if _group_members(pgid):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGKILL)
+    for pid in _session_members(pgid):  # started with a session of its own: its id is the leader's pid
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         service.proc.wait(timeout=5)

@@ -10,22 +10,30 @@ inputs' Asset events. The run takes a few minutes, so it runs once and each test
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
 import subprocess
+import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import pytest
-from scheduler_run import SECOND_TRIGGER, Outcome, where
-from stack import BUCKET, MARIADB_ADMIN, POSTGRES_ADMIN, S3_PREFIX, Stack, _group_members
+from scheduler_run import SECOND_TRIGGER, Outcome, wait_runs, where
+from stack import BIN, BUCKET, MARIADB_ADMIN, POSTGRES_ADMIN, REPO, S3_PREFIX, Stack, _group_members, _session_members
 
 # The first test starts the stack and waits for every run (its fixtures count against pytest-timeout's 600 s).
 pytestmark = [pytest.mark.scheduler, pytest.mark.postgres, pytest.mark.mariadb, pytest.mark.timeout(3600)]
 
 REASONS = {"no new rows past the cursor", "content unchanged"}
+KILLED_DATASET = "land_use_codes"
+"""Small, and no derived dataset reads it: its new version sets off no other DAG."""
+KILL_POINT = "commit.data_placed"
+"""Release data copied into the next version's folder, no commit record yet: the worst instant to lose a host."""
+REVISED = " (revised)"
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +47,14 @@ def store(stack: Stack) -> Iterator[Any]:
         mp.setenv("AWS_CONFIG_FILE", os.devnull)
         mp.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
         yield ReleaseStore.open(f"s3://{BUCKET}/{S3_PREFIX}")
+
+
+def _ledger(store: Any) -> Any:
+    try:
+        from datashare.store import Ledger  # the store as a package (issue 10)
+    except ImportError:  # before it, a module of its own
+        from datashare.store.ledger import Ledger
+    return Ledger(store.backend)
 
 
 def _errors(stack: Stack, dag_id: str, run_id: str, task_id: str) -> str:
@@ -87,12 +103,7 @@ def test_land_parcels_key_ranges_ran_on_both_workers(outcome: Outcome) -> None:
 
 def test_each_release_is_committed_exactly_once(outcome: Outcome, store: Any) -> None:
     """One commit record and one ledger entry per release; a source dataset has exactly v1 after two triggers."""
-    try:
-        from datashare.store import Ledger  # the store as a package (issue 10)
-    except ImportError:  # before it, a module of its own
-        from datashare.store.ledger import Ledger
-
-    ledger = Ledger(store.backend)
+    ledger = _ledger(store)
     for dataset_id in [*outcome.sources, *outcome.derived]:
         versions = store.versions(dataset_id)
         committed = [e.body["version"] for e in ledger.entries(dataset_id) if e.body["event"] == "release_committed"]
@@ -163,6 +174,119 @@ def test_catalog_answers_inside_the_api_server(outcome: Outcome) -> None:
     assert status == 200 and "air_quality_hourly" in page.decode()
 
 
+def _revise_a_code(stack: Stack) -> tuple[str, str]:
+    """Change one land-use code's English name at the source, so the next run has a new version to commit."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(stack.connections["monre_catalogues"])
+    try:
+        with engine.begin() as conn:
+            code = conn.execute(sa.text("SELECT min(code) FROM land_use_codes")).scalar_one()
+            name = conn.execute(
+                sa.text("UPDATE land_use_codes SET name_en = name_en || :s WHERE code = :c RETURNING name_en"),
+                {"s": REVISED, "c": code},
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    return str(code), str(name)
+
+
+def _ti(stack: Stack, dag_id: str, run_id: str, task_id: str) -> dict[str, Any]:
+    return next(ti for ti in stack.task_instances(dag_id, run_id) if ti["task_id"] == task_id)
+
+
+def test_a_worker_killed_mid_commit_loses_and_duplicates_nothing(outcome: Outcome, store: Any) -> None:
+    """A worker SIGKILLed with all its processes mid-commit (a lost host): the release is committed exactly once.
+
+    The commit task waits at ``commit.data_placed`` (a pause point of :mod:`datashare.faults`, armed for this
+    run only): it holds the claim on the next version number and has copied the data into that version's
+    folder, with no commit record yet. The test kills the worker the REST API says runs it. Airflow hears no
+    heartbeat, fails the try after ``[scheduler] task_instance_heartbeat_timeout`` and retries it on the other
+    worker, which finds the dead writer's claim expired, closes that number and commits the next one: one new
+    version, one ledger entry, one Asset event, ``datashare verify`` clean, and nothing of the killed try left.
+    """
+    from datashare.pipeline.context import run_key_of
+
+    stack = outcome.stack
+    dag_id = KILLED_DATASET
+    before = store.versions(dag_id)
+    assert before == [1], before
+    code, revised = _revise_a_code(stack)
+    run_id = f"worker_killed__{uuid.uuid4().hex[:8]}"
+    run_key = run_key_of(run_id)
+    started = time.monotonic()
+    stack.arm_pause(KILL_POINT, run_id)
+    try:
+        stack.api("POST", f"/dags/{dag_id}/dagRuns", {"dag_run_id": run_id, "logical_date": None})
+        paused = stack.wait_paused(KILL_POINT, timeout_s=300)
+        reached = time.monotonic()
+        ti = _ti(stack, dag_id, run_id, "commit_release")
+        assert (paused["run_id"], paused["task_id"], paused["try_number"]) == (run_id, "commit_release", "1"), paused
+        assert ti["state"] == "running" and ti["try_number"] == 1, ti
+        victim = stack.service(ti["hostname"])  # each worker's hostname is its service name
+        assert paused["pid"] in _session_members(victim.proc.pid), (paused, victim.name)
+        held = max(before) + 1  # the number the paused writer claimed
+        status, claim = store.claim_state(dag_id, held)
+        assert status == "live" and claim and claim["run"] == run_key, (status, claim)
+        placed = store.backend.list(f"{dag_id}/v{held}")
+        assert placed and not any(k.endswith("datapackage.json") for k in placed), placed
+        killed = stack.kill_service(victim.name)
+    finally:
+        stack.disarm_pause(KILL_POINT)
+    assert paused["pid"] in killed and not _session_members(victim.proc.pid)
+    survivors = {w.hostname for w in stack.worker_info} - {victim.name}
+
+    assert not wait_runs(stack, {dag_id: run_id}, timeout_s=stack.heartbeat_timeout_s + 300), "run did not end"
+    ended = time.monotonic()
+    run = next(r for r in stack.runs(dag_id) if r["dag_run_id"] == run_id)
+    tis = {ti["task_id"]: ti for ti in stack.task_instances(dag_id, run_id)}
+    assert run["state"] == "success", (run["state"], {t: (ti["state"], ti["try_number"]) for t, ti in tis.items()})
+    assert {t: ti["state"] for t, ti in tis.items()} == dict.fromkeys(tis, "success")
+
+    # Airflow: the killed try failed on its heartbeat timeout, on the killed worker; the retry ran on the other.
+    commit = tis["commit_release"]
+    assert commit["try_number"] == 2 and commit["hostname"] in survivors, commit
+    tries = stack.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/commit_release/tries")
+    first = next(t for t in tries["task_instances"] if t["try_number"] == 1)
+    assert first["hostname"] == victim.name and first["state"] in ("failed", "up_for_retry"), first
+    timeouts = stack.api("GET", f"/eventLogs?dag_id={dag_id}&run_id={run_id}&event=heartbeat%20timeout")
+    assert timeouts["total_entries"] == 1, timeouts
+    assert all(ti["try_number"] == 1 for t, ti in tis.items() if t != "commit_release"), tis
+
+    # The store: exactly one new version, past the number the dead writer held, and nothing of its try.
+    committed = held + 1
+    assert store.versions(dag_id) == [*before, committed]
+    assert store.claim_state(dag_id, held) == ("closed", None)
+    assert store.backend.list(f"{dag_id}/v{held}") == [], "the killed try's copied data outlived the commit"
+    assert store.backend.list(f"{dag_id}/_claims") == []
+    entries = [e.body for e in _ledger(store).entries(dag_id) if e.body["event"] == "release_committed"]
+    assert [(e["version"], e["run"] == run_key) for e in entries] == [(1, False), (committed, True)], entries
+    for version in store.versions(dag_id):
+        assert store.verify(dag_id, version) == [], version
+    verify = subprocess.run(
+        [str(BIN / "datashare"), "verify", dag_id], env=stack.env, cwd=REPO, capture_output=True, text=True, check=False
+    )
+    assert verify.returncode == 0, verify.stdout[-2000:] + verify.stderr[-2000:]
+    assert store.backend.list(f"_staging/{dag_id}/{run_key}") == []
+
+    # The release is the source as it is now: every code once, the revised name in it.
+    import pyarrow.parquet as pq
+
+    release = store.release(dag_id, committed)
+    assert release.record["run"] == run_key
+    table = pq.read_table(io.BytesIO(store.backend.get_bytes(f"{dag_id}/v{committed}/{release.files[0]['path']}")))
+    names = dict(zip(table["code"].to_pylist(), table["name_en"].to_pylist(), strict=True))
+    assert len(names) == table.num_rows == store.release(dag_id, 1).rows and names[code] == revised
+    summary = json.loads(store.backend.get_bytes(f"{dag_id}/_runs/{run_key}.json"))
+    assert summary["created"] is True and summary["version"] == committed, summary
+    events = stack.api("GET", "/assets/events?" + urlencode({"source_dag_id": dag_id, "source_run_id": run_id}))
+    assert events["total_entries"] == 1, events
+    print(
+        f"\nworker kill: paused after {reached - started:.0f} s, {victim.name} killed, run ended "
+        f"{ended - reached:.0f} s later on {commit['hostname']} (heartbeat timeout {stack.heartbeat_timeout_s} s)"
+    )
+
+
 def test_stop_ends_exactly_the_processes_it_started(stack: Stack, outcome: Outcome) -> None:
     """Stopping the stack ends every process group it started and drops its databases, and nothing else."""
     import sqlalchemy as sa
@@ -174,6 +298,7 @@ def test_stop_ends_exactly_the_processes_it_started(stack: Stack, outcome: Outco
         databases = list(stack._pg_dbs)
         stack.stop()
         assert {name: _group_members(pid) for name, pid in groups.items() if _group_members(pid)} == {}
+        assert {name: _session_members(pid) for name, pid in groups.items() if _session_members(pid)} == {}
         assert bystander.poll() is None, "stop() ended a process it did not start"
         engine = sa.create_engine(POSTGRES_ADMIN)
         with engine.connect() as conn:
