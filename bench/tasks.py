@@ -167,7 +167,7 @@ def stage(args: dict[str, Any]) -> dict[str, Any]:
     """One stage of a run in its own process, as an Airflow task runs it; references in and out as JSON."""
     name, refs = args["stage"], args.get("refs", {})
     imports = _preload(name)
-    from datashare.pipeline.stages import stages as p
+    from datashare.pipeline import stages as p
 
     ctx = p.RunContext.create(DATASET, args["run_id"])
     calls = {

@@ -53,7 +53,7 @@ REPAIRABLE = ("release with no ledger entry", "(repairable)")
 
 STAGE_SCRIPT = """
 import json, sys
-from datashare.pipeline.stages import stages as pipeline
+from datashare.pipeline import stages as pipeline
 from datashare.pipeline.context import RunContext
 run_id, stage, refs = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 getattr(pipeline, stage)(RunContext.create("air_quality_hourly", run_id), *refs)

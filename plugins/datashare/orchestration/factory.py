@@ -69,7 +69,7 @@ def _call(stage: str, dataset_id: str, *refs: Any) -> Any:
     from airflow.sdk.exceptions import AirflowFailException
 
     from datashare.exceptions import DatashareError
-    from datashare.pipeline.stages import stages as pipeline
+    from datashare.pipeline import stages as pipeline
 
     context = get_current_context()
     start, end = context.get("data_interval_start"), context.get("data_interval_end")
