@@ -178,10 +178,13 @@ def stage(args: dict[str, Any]) -> dict[str, Any]:
         "publish_sql": lambda: p.stage_publish_sql(ctx, refs["commit"]),
         "record": lambda: p.stage_record(ctx, refs["commit"], refs["publish_sql"]),
     }
+    from datashare.pipeline.refs import Ref
+
     meter = Meter()
     with meter.stage(name):
         ref = calls[name]()
-    return meter.result(imports_s=round(imports, 3), ref=ref)
+    # references travel as JSON between the processes, as XCom carries them between Airflow's tasks
+    return meter.result(imports_s=round(imports, 3), ref=ref.to_json() if isinstance(ref, Ref) else ref)
 
 
 @task

@@ -315,13 +315,19 @@ def test_four_runs_started_at_once_after_a_new_day_publish_one_version(where, tm
         )
         for _ in range(4)
     ]
-    outcomes = [(p.wait(timeout=600), p.stdout.read().decode(), p.stderr.read().decode()) for p in procs]  # type: ignore[union-attr]
+    outcomes = []
+    for proc in procs:  # communicate: a pipe left unread fills up and blocks the run that writes to it
+        out, err = proc.communicate(timeout=600)
+        outcomes.append((proc.returncode, out.decode(), err.decode()))
 
     assert all(code == 0 for code, _, _ in outcomes), [err[-1500:] for _, _, err in outcomes]
     assert sum("Published a new release" in out for _, out, _ in outcomes) == 1
     store = ReleaseStore.open(Settings.from_env().release_uri)
-    assert store.versions(DATASET) == [1, 2]
-    release = store.release(DATASET, 2)
+    # One new version. On a starved machine a writer's lease can run out while it waits for the CPU: its
+    # number is then closed with a tombstone and the winner takes the next one (versions may have gaps).
+    versions = store.versions(DATASET)
+    assert len(versions) == 2 and versions[0] == 1, versions
+    release = store.release(DATASET, versions[1])
     assert all(f["rows"] > 0 for f in release.files)  # no empty data file
-    table = _release_table(store, 2, tmp_path)
+    table = _release_table(store, versions[1], tmp_path)
     assert table.num_rows == len(_source_keys(unit))

@@ -1,7 +1,7 @@
 """How validation reads to people: rules in plain words, and the bilingual HTML report for auditors.
 
 Vietnamese first, English second. The report and the validation history are Jinja2 templates
-(``plugins/datashare/templates``) with autoescape on (a station name can be hostile) and one shared
+(``plugins/datashare/quality/templates``) with autoescape on (a station name can be hostile) and one shared
 stylesheet inlined into each page: no script, no link, no image, no font, no URL of any kind, so a
 page reads the same offline, years later, from inside a release. Landmarks (``header``, ``nav``,
 ``main``, labelled sections) let a screen reader move through it.
