@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from pydantic import Field
 
@@ -29,7 +29,8 @@ from datashare.catalog.auth import Caller
 from datashare.catalog.downloads import FILE_HEADERS, record_download, send
 from datashare.catalog.models import LocalText, Model
 from datashare.catalog.pages import Lang, render
-from datashare.catalog.service import MAX_PARAM, BadRequest, Catalog, NotFound, Reader, ServedFile
+from datashare.catalog.params import DatasetIdPath
+from datashare.catalog.service import BadRequest, Catalog, NotFound, Reader, ServedFile
 from datashare.changes import CHANGE_TYPE, ChangeSet, compare
 from datashare.exceptions import ChangesError
 
@@ -163,9 +164,6 @@ api_router = APIRouter(prefix="/api/v1", tags=["changes"], responses=ERRORS)
 ReaderDep = Annotated[Reader, Depends(get_reader)]
 CallerDep = Annotated[Caller, Depends(get_caller)]
 CatalogDep = Annotated[Catalog, Depends(get_catalog)]
-DatasetId = Annotated[
-    str, Path(description="Dataset id, e.g. land_parcels.", max_length=MAX_PARAM, pattern=r"^[a-z][a-z0-9_]{0,62}$")
-]
 FromVersion = Annotated[
     int | None, Query(alias="from", ge=1, le=10**9, description="Older release; default: the one before 'to'.")
 ]
@@ -174,7 +172,7 @@ ToVersion = Annotated[int | None, Query(alias="to", ge=1, le=10**9, description=
 
 @api_router.get("/datasets/{dataset_id}/changes", response_model=ChangesInfo, summary="Changes between two releases")
 def get_changes(
-    dataset_id: DatasetId, reader: ReaderDep, from_v: FromVersion = None, to_v: ToVersion = None
+    dataset_id: DatasetIdPath, reader: ReaderDep, from_v: FromVersion = None, to_v: ToVersion = None
 ) -> ChangesInfo:
     """Rows added, removed and changed by key, and schema changes, from one visible release to a later one."""
     return info(reader, change_set(reader, dataset_id, from_v, to_v))
@@ -195,7 +193,7 @@ def get_changes(
 )
 def download_changes(
     request: Request,
-    dataset_id: DatasetId,
+    dataset_id: DatasetIdPath,
     reader: ReaderDep,
     caller: CallerDep,
     catalog: CatalogDep,
@@ -312,7 +310,7 @@ def _preview(catalog: Catalog, changes: ChangeSet) -> tuple[list[str], list[dict
 @router.get("/datasets/{dataset_id}/changes", response_class=HTMLResponse)
 def changes_page(
     request: Request,
-    dataset_id: str,
+    dataset_id: DatasetIdPath,
     reader: ReaderDep,
     caller: CallerDep,
     lang: Lang,
