@@ -30,7 +30,7 @@ from datashare.catalog.downloads import FILE_HEADERS, record_download, send
 from datashare.catalog.models import LocalText, Model
 from datashare.catalog.pages import Lang, render
 from datashare.catalog.params import DatasetIdPath
-from datashare.catalog.service import BadRequest, Catalog, NotFound, Reader, ServedFile
+from datashare.catalog.service import BadRequest, Catalog, CatalogError, NotFound, Reader, ServedFile
 from datashare.changes import CHANGE_TYPE, ChangeSet, compare
 from datashare.exceptions import ChangesError
 
@@ -83,6 +83,18 @@ class ChangesInfo(Model):
     page_url: str = Field(description="The changes page.")
 
 
+class NoChangeSet(CatalogError):
+    """Both releases are visible, but no change set goes from the one to the other: 404, saying why.
+
+    Such a request is well formed (its parameters are what the API documents); the pair it names just
+    has nothing to compare, like a release number nobody published. Unlike :class:`NotFound`, the
+    message may say why, since the caller can see both releases.
+    """
+
+    status = 404
+    key = "not_found"
+
+
 def _versions_for(reader: Reader, dataset_id: str, from_v: int | None, to_v: int | None) -> tuple[int, int]:
     """The pair to compare: ``to`` defaults to the newest visible release, ``from`` to the one before ``to``."""
     spec = reader.spec(dataset_id)
@@ -96,10 +108,10 @@ def _versions_for(reader: Reader, dataset_id: str, from_v: int | None, to_v: int
     if from_v is None:
         earlier = [v for v in versions if v < to_v]
         if not earlier:
-            raise BadRequest(f"v{to_v} is the first release of {spec.id}: there is nothing before it to compare with")
+            raise NoChangeSet(f"v{to_v} is the first release of {spec.id}: there is nothing before it to compare with")
         from_v = earlier[-1]
     if from_v >= to_v:
-        raise BadRequest(f"'from' must be an older release than 'to' (got from={from_v}, to={to_v})")
+        raise NoChangeSet(f"'from' must be an older release than 'to' (got from={from_v}, to={to_v})")
     return from_v, to_v
 
 
