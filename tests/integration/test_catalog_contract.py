@@ -338,8 +338,19 @@ def test_openapi_declares_security_routes_and_patterns(client: TestClient) -> No
                     assert parameter["schema"]["pattern"] == "^[a-z][a-z0-9_]{0,47}$", path
 
 
+MADE_UP_SUBSCRIPTION = "sub_0000000000000000"
+"""Well-formed (the documented pattern) but nobody's: 404, as an unknown id must be."""
+
+
 def _concrete(path: str) -> str:
-    return path.replace("{dataset_id}", OPEN).replace("{version}", "1").replace("{file}", "part-00000.parquet")
+    for name, value in (
+        ("{dataset_id}", OPEN),
+        ("{version}", "1"),
+        ("{file}", "part-00000.parquet"),
+        ("{subscription_id}", MADE_UP_SUBSCRIPTION),
+    ):
+        path = path.replace(name, value)
+    return path
 
 
 def test_head_answers_wherever_get_does_and_other_methods_get_405_with_allow(env: Env, client: TestClient) -> None:
