@@ -60,6 +60,17 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+def answers_json(path: str, accept: str) -> bool:
+    """Whether a refusal of ``path`` (inside the app's mount point) is JSON rather than a page.
+
+    JSON for the API, Delta Sharing, DCAT and the OpenAPI document; for files, JSON unless a browser
+    asks for HTML. One rule for the app's answers and for the limits refused before the app runs.
+    """
+    if path.startswith(("/api/", "/delta-sharing/")) or path.endswith(".jsonld") or path == "/openapi.json":
+        return True
+    return "/files/" in path and "text/html" not in accept
+
+
 class RateLimited(CatalogError):
     """Too many requests of one kind from one caller: 429 with ``Retry-After``."""
 
@@ -334,8 +345,13 @@ class RequestSizeLimit:
         vi_amount = f"{size} byte" if size >= 0 else "Content-Length không hợp lệ"
         vi, en = f"{vi}: {vi_amount}, tối đa {limit}.", f"{en}: {amount}, at most {limit}."
         log.warning("%s %r refused with %s: %s", scope.get("method"), scope["path"][:200], status, en)
-        if scope["path"].removeprefix(str(scope.get("root_path", ""))).startswith(("/api/", "/delta-sharing/")):
-            body, media = json.dumps({"detail": en}).encode(), b"application/json"
+        path = str(scope["path"]).removeprefix(str(scope.get("root_path", "")))
+        accept = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k.lower() == b"accept"), "")
+        if answers_json(path, accept):
+            from datashare.catalog.sharing_protocol import error_body
+
+            problem = error_body(status, en) if path.startswith("/delta-sharing/") else {"detail": en}
+            body, media = json.dumps(problem).encode(), b"application/json"
         else:
             body, media = f"{vi}\n{en}\n".encode(), b"text/plain; charset=utf-8"
         await send(

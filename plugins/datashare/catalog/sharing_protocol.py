@@ -53,8 +53,24 @@ def not_shared() -> SharingError:
     return SharingError(404, "RESOURCE_DOES_NOT_EXIST", "No such share, schema or table, or it is not shared with you.")
 
 
-def _answer(exc: SharingError) -> JSONResponse:
-    headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'} if exc.status == 401 else None
+def error_code(status: int) -> str:
+    """The protocol's ``errorCode`` for a refusal known only by its status (the catalog's, the limits')."""
+    if status == 401:
+        return "UNAUTHENTICATED"
+    if status == 404:
+        return "RESOURCE_DOES_NOT_EXIST"
+    return "INTERNAL_ERROR" if status >= 500 else "INVALID_PARAMETER_VALUE"
+
+
+def error_body(status: int, message: str) -> dict[str, str]:
+    """The protocol's error object, for refusals made before a sharing route runs (unknown path, limits)."""
+    return {"errorCode": error_code(status), "message": message}
+
+
+def _answer(exc: SharingError, retry_after: int | None = None) -> JSONResponse:
+    headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'} if exc.status == 401 else {}
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
     return JSONResponse({"errorCode": exc.code, "message": exc.message}, status_code=exc.status, headers=headers)
 
 
@@ -75,8 +91,9 @@ class SharingRoute(APIRoute):
             except Unauthorized:
                 log.warning("Delta Sharing %s %s refused: invalid token", request.method, request.url.path)
                 return _answer(SharingError(401, "UNAUTHENTICATED", "The bearer token is invalid, expired or revoked."))
-            except CatalogError as exc:
-                return _answer(SharingError(exc.status, "INVALID_PARAMETER_VALUE", exc.detail))
+            except CatalogError as exc:  # a rate limit (429) keeps its Retry-After
+                error = SharingError(exc.status, error_code(exc.status), exc.detail)
+                return _answer(error, getattr(exc, "retry_after", None))
             except RequestValidationError as exc:
                 problems = "; ".join(
                     f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in exc.errors()
