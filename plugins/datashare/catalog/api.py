@@ -44,7 +44,10 @@ def _page_or_json(description: str) -> dict[str, Any]:
     }
 
 
-FILE_ERRORS: dict[int | str, dict[str, Any]] = {code: _page_or_json(e["description"]) for code, e in ERRORS.items()}
+FILE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **{code: _page_or_json(e["description"]) for code, e in ERRORS.items()},
+    503: _page_or_json("The download could not be recorded in the access log, so nothing was sent; retry."),
+}
 router = APIRouter(prefix="/api/v1", tags=["catalog"], responses=ERRORS)
 files_router = APIRouter(tags=["downloads"], responses=FILE_ERRORS)
 ReaderDep = Annotated[Reader, Depends(get_reader)]
@@ -104,10 +107,21 @@ def _file(request: Request, dataset_id: str, version: int, name: str, reader: Re
     return send(reader.catalog, caller, reader.file(dataset_id, version, name), request)
 
 
-def _content(media_type: str, description: str) -> dict[int | str, dict[str, Any]]:
+RANGES: dict[int | str, dict[str, Any]] = {
+    304: {"description": "If-None-Match matches the ETag (the file's SHA-256): the copy held is current."},
+    416: {"description": "The Range starts past the end of the file (Content-Range: bytes */<size>)."},
+}
+"""Answers of :func:`datashare.catalog.ranges.file_response` without a body (206 carries the file's type)."""
+
+
+def _content(media_type: str, description: str, schema: dict[str, Any] | None = None) -> dict[int | str, Any]:
+    """A file route's answers: the file, a byte range of it, a redirect, or no body."""
+    body = {media_type: {"schema": schema or {"type": "string", "format": "binary"}}}
     return {
-        200: {"content": {media_type: {"schema": {"type": "string", "format": "binary"}}}, "description": description},
+        200: {"content": body, "description": description},
+        206: {"content": body, "description": "The byte range asked for with Range (Content-Range says which)."},
         307: {"description": "Redirect to a short-lived URL of the object store holding the file (S3 stores)."},
+        **RANGES,
     }
 
 
@@ -115,20 +129,14 @@ def _content(media_type: str, description: str) -> dict[int | str, dict[str, Any
     "/datasets/{dataset_id}/v/{version}/files/datapackage.json",
     summary="Manifest of a release (Frictionless Data Package)",
     response_class=Response,
-    responses={
-        200: {"content": {"application/json": {"schema": {"type": "object"}}}, "description": "datapackage.json"},
-        307: {"description": "Redirect to a short-lived URL of the object store (S3 stores)."},
-    },
+    responses=_content("application/json", "datapackage.json", {"type": "object"}),
     operation_id="get_manifest",
 )
 @files_router.head(
     "/datasets/{dataset_id}/v/{version}/files/datapackage.json",
     summary="Manifest of a release (Frictionless Data Package)",
     response_class=Response,
-    responses={
-        200: {"content": {"application/json": {"schema": {"type": "object"}}}, "description": "datapackage.json"},
-        307: {"description": "Redirect to a short-lived URL of the object store (S3 stores)."},
-    },
+    responses=_content("application/json", "datapackage.json", {"type": "object"}),
     operation_id="head_manifest",
 )
 def manifest(
@@ -163,20 +171,14 @@ def report(
     "/datasets/{dataset_id}/v/{version}/files/validation/result.json",
     summary="Great Expectations result of a release",
     response_class=Response,
-    responses={
-        200: {"content": {"application/json": {"schema": {"type": "object"}}}, "description": "GX result"},
-        307: {"description": "Redirect to a short-lived URL of the object store (S3 stores)."},
-    },
+    responses=_content("application/json", "GX result", {"type": "object"}),
     operation_id="get_validation_result",
 )
 @files_router.head(
     "/datasets/{dataset_id}/v/{version}/files/validation/result.json",
     summary="Great Expectations result of a release",
     response_class=Response,
-    responses={
-        200: {"content": {"application/json": {"schema": {"type": "object"}}}, "description": "GX result"},
-        307: {"description": "Redirect to a short-lived URL of the object store (S3 stores)."},
-    },
+    responses=_content("application/json", "GX result", {"type": "object"}),
     operation_id="head_validation_result",
 )
 def result(

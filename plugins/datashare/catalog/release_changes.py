@@ -23,11 +23,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from pydantic import Field
 
-from datashare.catalog.api import ERRORS
+from datashare.catalog.api import ERRORS, RANGES
 from datashare.catalog.app import get_caller, get_catalog, get_reader
 from datashare.catalog.auth import Caller
 from datashare.catalog.downloads import FILE_HEADERS, record_download, send
-from datashare.catalog.models import LocalText, Model
+from datashare.catalog.models import LocalText, Model, Problem
 from datashare.catalog.pages import Lang, render
 from datashare.catalog.params import DatasetIdPath
 from datashare.catalog.service import BadRequest, Catalog, CatalogError, NotFound, Reader, ServedFile
@@ -200,7 +200,10 @@ def get_changes(
             "update_postimage), ordered by key.",
             "content": {"application/vnd.apache.parquet": {}, "text/csv": {}},
         },
+        206: {"description": "The byte range asked for with Range.", "content": {"application/vnd.apache.parquet": {}}},
         307: {"description": "On an object store: a short-lived presigned URL of the Parquet file."},
+        **RANGES,
+        503: {"model": Problem, "description": "The download could not be recorded, so nothing was sent; retry."},
     },
 )
 def download_changes(
