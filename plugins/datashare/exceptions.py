@@ -82,5 +82,9 @@ class WebhookError(DatashareError):
     """A webhook subscription was refused (bad or forbidden URL, too many subscriptions) or cannot be delivered."""
 
 
+class TargetRefused(WebhookError):
+    """A well-formed webhook URL whose host may not be sent to: it has no address, or one we refuse."""
+
+
 class ChangesError(DatashareError):
     """Two releases cannot be compared by key (a key column missing, a key that is not unique)."""

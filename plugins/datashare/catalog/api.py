@@ -18,8 +18,8 @@ from datashare.catalog.app import get_caller, get_catalog, get_reader
 from datashare.catalog.auth import Caller
 from datashare.catalog.downloads import FILE_HEADERS, send
 from datashare.catalog.models import DatasetDetail, DatasetPage, Problem, ReleaseDetail
+from datashare.catalog.params import DatasetIdPath, VersionPath
 from datashare.catalog.service import MAX_PARAM, Catalog, Reader
-from datashare.spec import IDENTIFIER
 
 SECTOR_PATTERN = r"^([a-z][a-z0-9_]{0,47})?$"
 PROVINCE_PATTERN = r"^([0-9]{2})?$"
@@ -44,21 +44,15 @@ def _page_or_json(description: str) -> dict[str, Any]:
     }
 
 
-FILE_ERRORS: dict[int | str, dict[str, Any]] = {code: _page_or_json(e["description"]) for code, e in ERRORS.items()}
+FILE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **{code: _page_or_json(e["description"]) for code, e in ERRORS.items()},
+    503: _page_or_json("The download could not be recorded in the access log, so nothing was sent; retry."),
+}
 router = APIRouter(prefix="/api/v1", tags=["catalog"], responses=ERRORS)
 files_router = APIRouter(tags=["downloads"], responses=FILE_ERRORS)
 ReaderDep = Annotated[Reader, Depends(get_reader)]
 CallerDep = Annotated[Caller, Depends(get_caller)]
 CatalogDep = Annotated[Catalog, Depends(get_catalog)]
-DatasetId = Annotated[
-    str,
-    Path(
-        description="Dataset id, e.g. air_quality_hourly.",
-        max_length=MAX_PARAM,
-        json_schema_extra={"pattern": IDENTIFIER},  # checked by the service (400), documented here
-    ),
-]
-VersionNo = Annotated[int, Path(ge=1, le=10**9, description="Release number, from 1.")]
 
 
 @router.get("/datasets", response_model=DatasetPage, summary="Search the datasets the caller may read")
@@ -94,13 +88,13 @@ def list_datasets(
 
 
 @router.get("/datasets/{dataset_id}", response_model=DatasetDetail, summary="One dataset")
-def get_dataset(dataset_id: DatasetId, reader: ReaderDep) -> DatasetDetail:
+def get_dataset(dataset_id: DatasetIdPath, reader: ReaderDep) -> DatasetDetail:
     """Description, names, coverage, terms, citation, schema with personal-data handling, releases, SQL view."""
     return reader.dataset(dataset_id)
 
 
 @router.get("/datasets/{dataset_id}/v/{version}", response_model=ReleaseDetail, summary="One release")
-def get_release(dataset_id: DatasetId, version: VersionNo, reader: ReaderDep) -> ReleaseDetail:
+def get_release(dataset_id: DatasetIdPath, version: VersionPath, reader: ReaderDep) -> ReleaseDetail:
     """Files and checksums, manifest and report links, validation summary, coverage of one release."""
     return reader.release(dataset_id, version)
 
@@ -113,10 +107,21 @@ def _file(request: Request, dataset_id: str, version: int, name: str, reader: Re
     return send(reader.catalog, caller, reader.file(dataset_id, version, name), request)
 
 
-def _content(media_type: str, description: str) -> dict[int | str, dict[str, Any]]:
+RANGES: dict[int | str, dict[str, Any]] = {
+    304: {"description": "If-None-Match matches the ETag (the file's SHA-256): the copy held is current."},
+    416: {"description": "The Range starts past the end of the file (Content-Range: bytes */<size>)."},
+}
+"""Answers of :func:`datashare.catalog.ranges.file_response` without a body (206 carries the file's type)."""
+
+
+def _content(media_type: str, description: str, schema: dict[str, Any] | None = None) -> dict[int | str, Any]:
+    """A file route's answers: the file, a byte range of it, a redirect, or no body."""
+    body = {media_type: {"schema": schema or {"type": "string", "format": "binary"}}}
     return {
-        200: {"content": {media_type: {"schema": {"type": "string", "format": "binary"}}}, "description": description},
+        200: {"content": body, "description": description},
+        206: {"content": body, "description": "The byte range asked for with Range (Content-Range says which)."},
         307: {"description": "Redirect to a short-lived URL of the object store holding the file (S3 stores)."},
+        **RANGES,
     }
 
 
@@ -124,24 +129,18 @@ def _content(media_type: str, description: str) -> dict[int | str, dict[str, Any
     "/datasets/{dataset_id}/v/{version}/files/datapackage.json",
     summary="Manifest of a release (Frictionless Data Package)",
     response_class=Response,
-    responses={
-        200: {"content": {"application/json": {"schema": {"type": "object"}}}, "description": "datapackage.json"},
-        307: {"description": "Redirect to a short-lived URL of the object store (S3 stores)."},
-    },
+    responses=_content("application/json", "datapackage.json", {"type": "object"}),
     operation_id="get_manifest",
 )
 @files_router.head(
     "/datasets/{dataset_id}/v/{version}/files/datapackage.json",
     summary="Manifest of a release (Frictionless Data Package)",
     response_class=Response,
-    responses={
-        200: {"content": {"application/json": {"schema": {"type": "object"}}}, "description": "datapackage.json"},
-        307: {"description": "Redirect to a short-lived URL of the object store (S3 stores)."},
-    },
+    responses=_content("application/json", "datapackage.json", {"type": "object"}),
     operation_id="head_manifest",
 )
 def manifest(
-    request: Request, dataset_id: DatasetId, version: VersionNo, reader: ReaderDep, caller: CallerDep
+    request: Request, dataset_id: DatasetIdPath, version: VersionPath, reader: ReaderDep, caller: CallerDep
 ) -> Response:
     """Files with SHA-256 and size, schema, row count, validation summary, hash of the previous release."""
     return _file(request, dataset_id, version, "datapackage.json", reader, caller)
@@ -162,7 +161,7 @@ def manifest(
     operation_id="head_report",
 )
 def report(
-    request: Request, dataset_id: DatasetId, version: VersionNo, reader: ReaderDep, caller: CallerDep
+    request: Request, dataset_id: DatasetIdPath, version: VersionPath, reader: ReaderDep, caller: CallerDep
 ) -> Response:
     """Each rule on all rows checked and on the rows published, quarantined rows per rule, masked samples."""
     return _file(request, dataset_id, version, "validation/report.html", reader, caller)
@@ -172,24 +171,18 @@ def report(
     "/datasets/{dataset_id}/v/{version}/files/validation/result.json",
     summary="Great Expectations result of a release",
     response_class=Response,
-    responses={
-        200: {"content": {"application/json": {"schema": {"type": "object"}}}, "description": "GX result"},
-        307: {"description": "Redirect to a short-lived URL of the object store (S3 stores)."},
-    },
+    responses=_content("application/json", "GX result", {"type": "object"}),
     operation_id="get_validation_result",
 )
 @files_router.head(
     "/datasets/{dataset_id}/v/{version}/files/validation/result.json",
     summary="Great Expectations result of a release",
     response_class=Response,
-    responses={
-        200: {"content": {"application/json": {"schema": {"type": "object"}}}, "description": "GX result"},
-        307: {"description": "Redirect to a short-lived URL of the object store (S3 stores)."},
-    },
+    responses=_content("application/json", "GX result", {"type": "object"}),
     operation_id="head_validation_result",
 )
 def result(
-    request: Request, dataset_id: DatasetId, version: VersionNo, reader: ReaderDep, caller: CallerDep
+    request: Request, dataset_id: DatasetIdPath, version: VersionPath, reader: ReaderDep, caller: CallerDep
 ) -> Response:
     """GX's own validation result document (samples capped), for tools."""
     return _file(request, dataset_id, version, "validation/result.json", reader, caller)
@@ -211,8 +204,8 @@ def result(
 )
 def data_file(
     request: Request,
-    dataset_id: DatasetId,
-    version: VersionNo,
+    dataset_id: DatasetIdPath,
+    version: VersionPath,
     file: Annotated[
         str,
         Path(
@@ -232,7 +225,7 @@ def data_file(
     "/datasets/{dataset_id}/v/{version}/files/{name:path}", methods=["GET", "HEAD"], include_in_schema=False
 )
 def other_file(
-    request: Request, dataset_id: str, version: VersionNo, name: str, reader: ReaderDep, caller: CallerDep
+    request: Request, dataset_id: DatasetIdPath, version: VersionPath, name: str, reader: ReaderDep, caller: CallerDep
 ) -> Response:
     """Any other path under files/: answered only for a name in the release's own list (else 404)."""
     return _file(request, dataset_id, version, name, reader, caller)

@@ -3,10 +3,10 @@
 ``create_app`` does no I/O: the release store, specs and registry are read on the first request, so
 the Airflow plugin that mounts the app imports fast and a missing store does not break Airflow.
 Every refusal (400, 401, 404, 422, 429) is logged and answered in the caller's language, as HTML for
-pages and as JSON under ``/api`` and for ``/dcat.jsonld``; the answer never names a dataset the
-caller may not read. Oversized header fields (431) and URLs (414) are refused by an ASGI middleware
-before anything parses them, and rate limits answer 429 with ``Retry-After``
-(:mod:`datashare.catalog.limits`).
+pages and as JSON under ``/api`` and for ``/dcat.jsonld`` (under ``/delta-sharing``, the protocol's own
+``errorCode``/``message`` object); the answer never names a dataset the caller may not read.
+Oversized header fields (431) and URLs (414) are refused by an ASGI middleware before anything parses
+them, and rate limits answer 429 with ``Retry-After`` (:mod:`datashare.catalog.limits`).
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from datashare.catalog import i18n
 from datashare.catalog.auth import TOKEN_COOKIE, Caller, identify
-from datashare.catalog.limits import Limits, LimitSettings, RequestSizeLimit
+from datashare.catalog.limits import Limits, LimitSettings, RequestSizeLimit, answers_json
 from datashare.catalog.service import MAX_PARAM, BadRequest, Catalog, CatalogError, NotFound, Reader
+from datashare.catalog.sharing_protocol import error_body
 from datashare.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -90,11 +91,8 @@ def get_lang(
 
 
 def _wants_json(request: Request) -> bool:
-    """JSON for the API, DCAT and OpenAPI; for files, JSON unless a browser asks for HTML; pages otherwise."""
-    path = request.url.path.removeprefix(base_path(request))
-    if path.startswith(("/api/", "/delta-sharing/")) or path.endswith(".jsonld") or path == "/openapi.json":
-        return True
-    return "/files/" in path and "text/html" not in request.headers.get("accept", "")
+    """JSON for the API, Delta Sharing, DCAT and OpenAPI; for files, JSON unless a browser asks for HTML."""
+    return answers_json(request.url.path.removeprefix(base_path(request)), request.headers.get("accept", ""))
 
 
 def _error(
@@ -112,7 +110,9 @@ def _error(
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
     if _wants_json(request):
-        response: Response = JSONResponse({"detail": detail}, status_code=status, headers=headers)
+        sharing = request.url.path.removeprefix(base_path(request)).startswith("/delta-sharing/")
+        problem = error_body(status, detail) if sharing else {"detail": detail}  # the protocol's own error object
+        response: Response = JSONResponse(problem, status_code=status, headers=headers)
     else:
         from datashare.catalog.pages import render_error
 

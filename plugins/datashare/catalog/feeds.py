@@ -27,6 +27,7 @@ from fastapi.responses import Response
 
 from datashare.catalog import i18n
 from datashare.catalog.app import get_reader
+from datashare.catalog.params import DatasetIdPath
 from datashare.catalog.service import Reader, verdict_of
 from datashare.spec import DatasetSpec
 from datashare.store import Release
@@ -141,7 +142,7 @@ def catalog_feed(request: Request, reader: ReaderDep) -> Response:
 
 
 @router.api_route("/datasets/{dataset_id}/feed.atom", methods=["GET", "HEAD"])
-def dataset_feed(request: Request, dataset_id: str, reader: ReaderDep) -> Response:
+def dataset_feed(request: Request, dataset_id: DatasetIdPath, reader: ReaderDep) -> Response:
     """New releases of one dataset (404 when the caller may not read it)."""
     spec = reader.spec(dataset_id)
     title = f"{spec.title.vi}: {i18n.t('feed_title', 'vi')} / {spec.title.en}: {i18n.t('feed_title', 'en')}"

@@ -19,6 +19,7 @@ from fastapi.responses import Response
 from datashare.catalog.app import get_caller, get_catalog, get_reader
 from datashare.catalog.auth import Caller
 from datashare.catalog.downloads import send
+from datashare.catalog.params import DatasetIdPath, VersionPath
 from datashare.catalog.service import Catalog, CatalogError, NotFound, Reader, ServedFile
 from datashare.exceptions import ExportRefused, ReleaseError
 
@@ -49,8 +50,8 @@ class ExportUnavailable(CatalogError):
 @router.api_route("/datasets/{dataset_id}/v/{version}/exports/{filename}", methods=["GET", "HEAD"])
 def download_export(
     request: Request,
-    dataset_id: str,
-    version: Annotated[int, Path(ge=1, le=10**9)],
+    dataset_id: DatasetIdPath,
+    version: VersionPath,
     filename: Annotated[str, Path(max_length=300)],
     reader: Annotated[Reader, Depends(get_reader)],
     caller: Annotated[Caller, Depends(get_caller)],

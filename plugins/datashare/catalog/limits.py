@@ -9,7 +9,8 @@ api-server, whose server settings are not ours (and uvicorn with httptools accep
 | ``DATASHARE_CATALOG_MAX_URL_BYTES`` | ``4096`` | path and query string as sent (414) |
 | ``DATASHARE_CATALOG_MAX_ODATA_URL_BYTES`` | ``32768`` | the same under ``/odata`` (Power BI sends long filters) |
 | ``DATASHARE_CATALOG_MAX_SHARING_BODY_BYTES`` | ``2097152`` | body under ``/delta-sharing`` (query hints) |
-| ``DATASHARE_CATALOG_MAX_BODY_BYTES`` | ``16384`` | request body: only the sign-in form has one (413) |
+| ``DATASHARE_CATALOG_MAX_API_BODY_BYTES`` | ``65536`` | body under ``/api`` (a subscription, however escaped) |
+| ``DATASHARE_CATALOG_MAX_BODY_BYTES`` | ``16384`` | any other request body: the sign-in form (413) |
 | ``DATASHARE_CATALOG_TOKEN_FAILURES`` | ``10/600`` | failed tokens per client address: 10, then 1 per 60 s (429) |
 | ``DATASHARE_CATALOG_DOWNLOADS`` | ``120/60`` | downloads per caller: 120, then 2 per second (429) |
 | ``DATASHARE_CATALOG_TRUSTED_PROXIES`` | (none) | proxies (``10.0.0.0/8,::1``) whose ``X-Forwarded-For`` is read |
@@ -60,6 +61,17 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+def answers_json(path: str, accept: str) -> bool:
+    """Whether a refusal of ``path`` (inside the app's mount point) is JSON rather than a page.
+
+    JSON for the API, Delta Sharing, DCAT and the OpenAPI document; for files, JSON unless a browser
+    asks for HTML. One rule for the app's answers and for the limits refused before the app runs.
+    """
+    if path.startswith(("/api/", "/delta-sharing/")) or path.endswith(".jsonld") or path == "/openapi.json":
+        return True
+    return "/files/" in path and "text/html" not in accept
+
+
 class RateLimited(CatalogError):
     """Too many requests of one kind from one caller: 429 with ``Retry-After``."""
 
@@ -101,6 +113,8 @@ class LimitSettings:
     max_sharing_body_bytes: int = 2 * 1024 * 1024
     """Delta Sharing queries carry predicate hints in their body; the protocol's own parser refuses past 1 MiB."""
     """OData clients (Power BI's query folding) send long ``$filter`` URLs; the OData parser bounds their depth."""
+    max_api_body_bytes: int = 65_536
+    """A subscription's JSON (a 2,048-character URL, 100 dataset ids) fits even with every character escaped."""
     max_body_bytes: int = 16_384
     token_failures: Rate = Rate(10, 600)
     downloads: Rate = Rate(120, 60)
@@ -138,6 +152,7 @@ class LimitSettings:
             max_url_bytes=size("DATASHARE_CATALOG_MAX_URL_BYTES", defaults.max_url_bytes),
             max_odata_url_bytes=size("DATASHARE_CATALOG_MAX_ODATA_URL_BYTES", defaults.max_odata_url_bytes),
             max_sharing_body_bytes=size("DATASHARE_CATALOG_MAX_SHARING_BODY_BYTES", defaults.max_sharing_body_bytes),
+            max_api_body_bytes=size("DATASHARE_CATALOG_MAX_API_BODY_BYTES", defaults.max_api_body_bytes),
             max_body_bytes=size("DATASHARE_CATALOG_MAX_BODY_BYTES", defaults.max_body_bytes),
             token_failures=rate("DATASHARE_CATALOG_TOKEN_FAILURES", defaults.token_failures),
             downloads=rate("DATASHARE_CATALOG_DOWNLOADS", defaults.downloads),
@@ -272,8 +287,9 @@ class RequestSizeLimit:
         return self.limits.max_odata_url_bytes if self._inside(scope, "/odata") else self.limits.max_url_bytes
 
     def _body_limit(self, scope: Scope) -> int:
-        sharing = self._inside(scope, "/delta-sharing")
-        return self.limits.max_sharing_body_bytes if sharing else self.limits.max_body_bytes
+        if self._inside(scope, "/delta-sharing"):
+            return self.limits.max_sharing_body_bytes
+        return self.limits.max_api_body_bytes if self._inside(scope, "/api") else self.limits.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -334,8 +350,13 @@ class RequestSizeLimit:
         vi_amount = f"{size} byte" if size >= 0 else "Content-Length không hợp lệ"
         vi, en = f"{vi}: {vi_amount}, tối đa {limit}.", f"{en}: {amount}, at most {limit}."
         log.warning("%s %r refused with %s: %s", scope.get("method"), scope["path"][:200], status, en)
-        if scope["path"].removeprefix(str(scope.get("root_path", ""))).startswith(("/api/", "/delta-sharing/")):
-            body, media = json.dumps({"detail": en}).encode(), b"application/json"
+        path = str(scope["path"]).removeprefix(str(scope.get("root_path", "")))
+        accept = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k.lower() == b"accept"), "")
+        if answers_json(path, accept):
+            from datashare.catalog.sharing_protocol import error_body
+
+            problem = error_body(status, en) if path.startswith("/delta-sharing/") else {"detail": en}
+            body, media = json.dumps(problem).encode(), b"application/json"
         else:
             body, media = f"{vi}\n{en}\n".encode(), b"text/plain; charset=utf-8"
         await send(

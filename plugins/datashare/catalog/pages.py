@@ -25,6 +25,7 @@ from datashare.catalog.auth import (
     client_address,
     presented_token,
 )
+from datashare.catalog.params import DatasetIdPath, VersionPath
 from datashare.catalog.service import MAX_PARAM, Catalog, NotFound, Reader, Unauthorized
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,6 @@ Lang = Annotated[i18n.Lang, Depends(get_lang)]
 ReaderDep = Annotated[Reader, Depends(get_reader)]
 CallerDep = Annotated[Caller, Depends(get_caller)]
 CatalogDep = Annotated[Catalog, Depends(get_catalog)]
-Version = Annotated[int, Path(ge=1, le=10**9)]
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -140,7 +140,9 @@ def index(
 
 
 @router.get("/datasets/{dataset_id}", response_class=HTMLResponse)
-def dataset_page(request: Request, dataset_id: str, lang: Lang, reader: ReaderDep, caller: CallerDep) -> HTMLResponse:
+def dataset_page(
+    request: Request, dataset_id: DatasetIdPath, lang: Lang, reader: ReaderDep, caller: CallerDep
+) -> HTMLResponse:
     """A dataset: description, schema, releases, downloads, SQL view; open data also shows its first rows."""
     from datashare.catalog.preview import preview_of
 
@@ -154,7 +156,7 @@ def dataset_page(request: Request, dataset_id: str, lang: Lang, reader: ReaderDe
 
 @router.get("/datasets/{dataset_id}/v/{version}", response_class=HTMLResponse)
 def release_page(
-    request: Request, dataset_id: str, version: Version, lang: Lang, reader: ReaderDep, caller: CallerDep
+    request: Request, dataset_id: DatasetIdPath, version: VersionPath, lang: Lang, reader: ReaderDep, caller: CallerDep
 ) -> HTMLResponse:
     """One release: files, checksums, manifest and report links, validation summary."""
     from datashare.catalog.release_changes import SCHEMA_LABELS, since_previous

@@ -19,17 +19,18 @@ from collections.abc import Iterator
 from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from pydantic import Field
 
-from datashare.catalog.api import ERRORS
+from datashare.catalog.api import ERRORS, RANGES
 from datashare.catalog.app import get_caller, get_catalog, get_reader
 from datashare.catalog.auth import Caller
 from datashare.catalog.downloads import FILE_HEADERS, record_download, send
-from datashare.catalog.models import LocalText, Model
+from datashare.catalog.models import LocalText, Model, Problem
 from datashare.catalog.pages import Lang, render
-from datashare.catalog.service import MAX_PARAM, BadRequest, Catalog, NotFound, Reader, ServedFile
+from datashare.catalog.params import DatasetIdPath
+from datashare.catalog.service import BadRequest, Catalog, CatalogError, NotFound, Reader, ServedFile
 from datashare.exceptions import ChangesError
 from datashare.releases.changes import CHANGE_TYPE, ChangeSet, compare
 
@@ -82,6 +83,18 @@ class ChangesInfo(Model):
     page_url: str = Field(description="The changes page.")
 
 
+class NoChangeSet(CatalogError):
+    """Both releases are visible, but no change set goes from the one to the other: 404, saying why.
+
+    Such a request is well formed (its parameters are what the API documents); the pair it names just
+    has nothing to compare, like a release number nobody published. Unlike :class:`NotFound`, the
+    message may say why, since the caller can see both releases.
+    """
+
+    status = 404
+    key = "not_found"
+
+
 def _versions_for(reader: Reader, dataset_id: str, from_v: int | None, to_v: int | None) -> tuple[int, int]:
     """The pair to compare: ``to`` defaults to the newest visible release, ``from`` to the one before ``to``."""
     spec = reader.spec(dataset_id)
@@ -95,10 +108,10 @@ def _versions_for(reader: Reader, dataset_id: str, from_v: int | None, to_v: int
     if from_v is None:
         earlier = [v for v in versions if v < to_v]
         if not earlier:
-            raise BadRequest(f"v{to_v} is the first release of {spec.id}: there is nothing before it to compare with")
+            raise NoChangeSet(f"v{to_v} is the first release of {spec.id}: there is nothing before it to compare with")
         from_v = earlier[-1]
     if from_v >= to_v:
-        raise BadRequest(f"'from' must be an older release than 'to' (got from={from_v}, to={to_v})")
+        raise NoChangeSet(f"'from' must be an older release than 'to' (got from={from_v}, to={to_v})")
     return from_v, to_v
 
 
@@ -163,9 +176,6 @@ api_router = APIRouter(prefix="/api/v1", tags=["changes"], responses=ERRORS)
 ReaderDep = Annotated[Reader, Depends(get_reader)]
 CallerDep = Annotated[Caller, Depends(get_caller)]
 CatalogDep = Annotated[Catalog, Depends(get_catalog)]
-DatasetId = Annotated[
-    str, Path(description="Dataset id, e.g. land_parcels.", max_length=MAX_PARAM, pattern=r"^[a-z][a-z0-9_]{0,62}$")
-]
 FromVersion = Annotated[
     int | None, Query(alias="from", ge=1, le=10**9, description="Older release; default: the one before 'to'.")
 ]
@@ -174,7 +184,7 @@ ToVersion = Annotated[int | None, Query(alias="to", ge=1, le=10**9, description=
 
 @api_router.get("/datasets/{dataset_id}/changes", response_model=ChangesInfo, summary="Changes between two releases")
 def get_changes(
-    dataset_id: DatasetId, reader: ReaderDep, from_v: FromVersion = None, to_v: ToVersion = None
+    dataset_id: DatasetIdPath, reader: ReaderDep, from_v: FromVersion = None, to_v: ToVersion = None
 ) -> ChangesInfo:
     """Rows added, removed and changed by key, and schema changes, from one visible release to a later one."""
     return info(reader, change_set(reader, dataset_id, from_v, to_v))
@@ -190,12 +200,15 @@ def get_changes(
             "update_postimage), ordered by key.",
             "content": {"application/vnd.apache.parquet": {}, "text/csv": {}},
         },
+        206: {"description": "The byte range asked for with Range.", "content": {"application/vnd.apache.parquet": {}}},
         307: {"description": "On an object store: a short-lived presigned URL of the Parquet file."},
+        **RANGES,
+        503: {"model": Problem, "description": "The download could not be recorded, so nothing was sent; retry."},
     },
 )
 def download_changes(
     request: Request,
-    dataset_id: DatasetId,
+    dataset_id: DatasetIdPath,
     reader: ReaderDep,
     caller: CallerDep,
     catalog: CatalogDep,
@@ -312,7 +325,7 @@ def _preview(catalog: Catalog, changes: ChangeSet) -> tuple[list[str], list[dict
 @router.get("/datasets/{dataset_id}/changes", response_class=HTMLResponse)
 def changes_page(
     request: Request,
-    dataset_id: str,
+    dataset_id: DatasetIdPath,
     reader: ReaderDep,
     caller: CallerDep,
     lang: Lang,

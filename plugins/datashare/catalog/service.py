@@ -47,7 +47,7 @@ from datashare.catalog.models import (
 from datashare.catalog.names import Names, load_names
 from datashare.exceptions import ConfigError, ReleaseError
 from datashare.settings import Settings
-from datashare.spec import IDENTIFIER, DatasetSpec, Sharing, load_specs
+from datashare.spec import DATASET_ID_SHAPE, DatasetSpec, Sharing, load_specs
 from datashare.store import Ledger, Release, ReleaseStore
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ID_RE = re.compile(IDENTIFIER.removeprefix("^").removesuffix("$"))
+ID_RE = re.compile(DATASET_ID_SHAPE.removeprefix("^").removesuffix("$"))
 MAX_PARAM = 200
 PER_PAGE = 20
 MEDIA_TYPES = {
@@ -111,7 +111,7 @@ class Unauthorized(CatalogError):
 def check_id(dataset_id: str) -> str:
     """A dataset id from a URL, refused unless it matches the spec id pattern exactly."""
     if len(dataset_id) > MAX_PARAM or not ID_RE.fullmatch(dataset_id):
-        raise BadRequest(f"not a dataset id: ids match {IDENTIFIER}")
+        raise BadRequest(f"not a dataset id: ids match {DATASET_ID_SHAPE}")
     return dataset_id
 
 

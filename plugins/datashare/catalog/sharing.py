@@ -44,6 +44,7 @@ from datashare.catalog.service import Catalog, Reader
 from datashare.catalog.sharing_protocol import (
     CHANGES_PARAMS,
     ERRORS,
+    MAX_PAGE_PARAM,
     PAGING,
     PROTOCOL,
     QUERY_BODY,
@@ -132,7 +133,7 @@ def _page(request: Request, items: list[dict[str, Any]], sort_key: Callable[[dic
     """One page of a list answer (``maxResults``, ``pageToken``: the sort key of the last item sent)."""
     raw_max = request.query_params.get("maxResults")
     token = request.query_params.get("pageToken") or ""
-    if raw_max is not None and (not raw_max.isdigit() or int(raw_max) > 10**9):
+    if raw_max is not None and (not raw_max.isdigit() or len(raw_max) > 10 or int(raw_max) > MAX_PAGE_PARAM):
         raise bad_request(f"maxResults must be a non-negative whole number, got {raw_max[:20]!r}")
     limit = min(int(raw_max), MAX_RESULTS) if raw_max is not None else MAX_RESULTS
     items = sorted(items, key=sort_key)
@@ -425,7 +426,10 @@ def table_changes(share: str, schema: str, table: str, request: Request, who: Wh
     if end < start:
         raise bad_request(f"{spec.id}: the ending version ({end}) is before the starting version ({start})")
     end = min(end, versions[-1])
-    historical = request.query_params.get("includeHistoricalMetadata", "").lower() == "true"
+    historical_text = request.query_params.get("includeHistoricalMetadata", "false").lower()
+    if historical_text not in ("true", "false"):
+        raise bad_request(f"includeHistoricalMetadata must be true or false, got {historical_text[:20]!r}")
+    historical = historical_text == "true"
     lines: list[dict[str, Any]] = []
     previous: Release | None = None
     for v in versions:

@@ -53,8 +53,24 @@ def not_shared() -> SharingError:
     return SharingError(404, "RESOURCE_DOES_NOT_EXIST", "No such share, schema or table, or it is not shared with you.")
 
 
-def _answer(exc: SharingError) -> JSONResponse:
-    headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'} if exc.status == 401 else None
+def error_code(status: int) -> str:
+    """The protocol's ``errorCode`` for a refusal known only by its status (the catalog's, the limits')."""
+    if status == 401:
+        return "UNAUTHENTICATED"
+    if status == 404:
+        return "RESOURCE_DOES_NOT_EXIST"
+    return "INTERNAL_ERROR" if status >= 500 else "INVALID_PARAMETER_VALUE"
+
+
+def error_body(status: int, message: str) -> dict[str, str]:
+    """The protocol's error object, for refusals made before a sharing route runs (unknown path, limits)."""
+    return {"errorCode": error_code(status), "message": message}
+
+
+def _answer(exc: SharingError, retry_after: int | None = None) -> JSONResponse:
+    headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'} if exc.status == 401 else {}
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
     return JSONResponse({"errorCode": exc.code, "message": exc.message}, status_code=exc.status, headers=headers)
 
 
@@ -75,8 +91,9 @@ class SharingRoute(APIRoute):
             except Unauthorized:
                 log.warning("Delta Sharing %s %s refused: invalid token", request.method, request.url.path)
                 return _answer(SharingError(401, "UNAUTHENTICATED", "The bearer token is invalid, expired or revoked."))
-            except CatalogError as exc:
-                return _answer(SharingError(exc.status, "INVALID_PARAMETER_VALUE", exc.detail))
+            except CatalogError as exc:  # a rate limit (429) keeps its Retry-After
+                error = SharingError(exc.status, error_code(exc.status), exc.detail)
+                return _answer(error, getattr(exc, "retry_after", None))
             except RequestValidationError as exc:
                 problems = "; ".join(
                     f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in exc.errors()
@@ -116,22 +133,40 @@ def _params(*specs: tuple[str, dict[str, Any], str]) -> dict[str, Any]:
     }
 
 
+MAX_PAGE_PARAM = 10**9
+"""Largest ``maxResults`` read (pages hold at most 1000 items whatever is asked)."""
+MAX_VERSION_DIGITS = 18
+"""Longest version number read from a query string (anything longer is no version of ours)."""
+TIMESTAMP: dict[str, Any] = {
+    "type": "string",
+    "format": "date-time",
+    "description": "RFC 3339 (ISO 8601 with a zone); the protocol's yyyy-[m]m-[d]d hh:mm:ss[.f], read in "
+    "the server's zone, is accepted too.",
+}
+VERSION: dict[str, Any] = {"type": "integer", "minimum": 0, "maximum": 10**MAX_VERSION_DIGITS - 1}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema, or JSON null (the /query body's fields may be null: the same as absent)."""
+    return {**schema, "type": [schema["type"], "null"]}
+
+
 PAGING = _params(
-    ("maxResults", {"type": "integer", "minimum": 0}, "Items per page (at most 1000)."),
+    ("maxResults", {"type": "integer", "minimum": 0, "maximum": MAX_PAGE_PARAM}, "Items per page (at most 1000)."),
     ("pageToken", {"type": "string"}, "nextPageToken of the previous page."),
 )
 
 
 VERSION_PARAMS = _params(
-    ("startingTimestamp", {"type": "string"}, "The first version committed at or after this time."),
+    ("startingTimestamp", TIMESTAMP, "The first version committed at or after this time."),
 )
 
 
 CHANGES_PARAMS = _params(
-    ("startingVersion", {"type": "integer", "minimum": 0}, "First version, inclusive."),
-    ("startingTimestamp", {"type": "string"}, "Or: the first version committed at or after this time."),
-    ("endingVersion", {"type": "integer", "minimum": 0}, "Last version, inclusive (default: the newest)."),
-    ("endingTimestamp", {"type": "string"}, "Or: the last version committed at or before this time."),
+    ("startingVersion", VERSION, "First version, inclusive."),
+    ("startingTimestamp", TIMESTAMP, "Or: the first version committed at or after this time."),
+    ("endingVersion", VERSION, "Last version, inclusive (default: the newest)."),
+    ("endingTimestamp", TIMESTAMP, "Or: the last version committed at or before this time."),
     ("includeHistoricalMetadata", {"type": "boolean"}, "Also the metadata of versions whose schema changed."),
 )
 
@@ -143,11 +178,21 @@ QUERY_BODY = {
                 "schema": {
                     "type": "object",
                     "properties": {
-                        "predicateHints": {"type": "array", "items": {"type": "string"}},
-                        "jsonPredicateHints": {"type": "string"},
-                        "limitHint": {"type": "integer", "minimum": 0},
-                        "version": {"type": "integer", "minimum": 0},
-                        "timestamp": {"type": "string"},
+                        "predicateHints": _nullable({"type": "array", "items": {"type": "string"}}),
+                        "jsonPredicateHints": _nullable({"type": "string"}),
+                        "limitHint": _nullable({"type": "integer", "minimum": 0}),
+                        "version": _nullable({"type": "integer", "minimum": 0}),
+                        "timestamp": _nullable(TIMESTAMP),
+                    },
+                    "not": {
+                        "anyOf": [  # what QueryBody.parse refuses although each field alone is fine
+                            {"required": ["startingVersion"]},
+                            {"required": ["endingVersion"]},
+                            {
+                                "required": ["version", "timestamp"],
+                                "properties": {"version": {"type": "integer"}, "timestamp": {"type": "string"}},
+                            },
+                        ]
                     },
                 }
             }
@@ -189,6 +234,16 @@ PROTOCOL = {"protocol": {"minReaderVersion": 1}}
 """The first line of every table answer: plain Parquet files, no reader features needed."""
 
 
+def _whole(body: dict[str, Any], name: str) -> int | None:
+    """A non-negative whole number of the body, None when absent or null; ``5.0`` is 5, as JSON Schema reads it."""
+    value = body.get(name)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise bad_request(f"{name} must be a non-negative whole number")
+    return value
+
+
 @dataclass(frozen=True)
 class QueryBody:
     """The ``/query`` request body, checked field by field."""
@@ -210,19 +265,20 @@ class QueryBody:
         unsupported = sorted(set(body) & {"startingVersion", "endingVersion"})
         if unsupported:
             raise bad_request(f"{', '.join(unsupported)} on /query is not served here: read changes from /changes")
-        hints = body.get("predicateHints") or []
+        hints = body.get("predicateHints")
+        hints = [] if hints is None else hints
         if not isinstance(hints, list) or not all(isinstance(h, str) for h in hints):
             raise bad_request("predicateHints must be a list of strings")
-        json_hint = None
-        if body.get("jsonPredicateHints") not in (None, ""):
+        json_hint, raw_hint = None, body.get("jsonPredicateHints")
+        if raw_hint is not None and not isinstance(raw_hint, str):
+            raise bad_request("jsonPredicateHints must be a string (the predicate as JSON text)")
+        if raw_hint:
             try:  # a hint: one we cannot read is skipped, as the protocol says
-                json_hint = json.loads(str(body["jsonPredicateHints"]))
+                json_hint = json.loads(raw_hint)
             except (ValueError, RecursionError):
                 log.info("Skipping jsonPredicateHints that are not JSON")
-        limit, version, timestamp = body.get("limitHint"), body.get("version"), body.get("timestamp")
-        for name, value in (("limitHint", limit), ("version", version)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-                raise bad_request(f"{name} must be a non-negative whole number")
+        limit, version = _whole(body, "limitHint"), _whole(body, "version")
+        timestamp = body.get("timestamp")
         if timestamp is not None and not isinstance(timestamp, str):
             raise bad_request("timestamp must be a string")
         if version is not None and timestamp is not None:
@@ -252,6 +308,6 @@ def int_param(request: Request, name: str) -> int | None:
     raw = request.query_params.get(name)
     if raw is None:
         return None
-    if not raw.isdigit() or len(raw) > 18:
+    if not raw.isdigit() or len(raw) > MAX_VERSION_DIGITS:
         raise bad_request(f"{name} must be a non-negative whole number, got {raw[:20]!r}")
     return int(raw)

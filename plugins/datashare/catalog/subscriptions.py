@@ -19,12 +19,21 @@ from datashare.catalog.app import get_caller, get_catalog, get_reader
 from datashare.catalog.auth import Caller
 from datashare.catalog.models import Model, Problem
 from datashare.catalog.service import Catalog, CatalogError, NotFound, Reader
-from datashare.exceptions import WebhookError
+from datashare.exceptions import TargetRefused, WebhookError
+from datashare.notify.netguard import MAX_URL_CHARS, URL_PATTERN
+from datashare.spec import DATASET_ID_MAX, DATASET_ID_SHAPE
 
 SUBSCRIPTION_ID = r"^sub_[0-9a-f]{16}$"
+DATASET_ID_SCHEMA = {"pattern": DATASET_ID_SHAPE, "maxLength": DATASET_ID_MAX}
+"""A followed dataset's id: checked by the catalog like a URL's (400 if malformed, 404 if unknown or unreadable)."""
 ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": Problem, "description": "The URL is malformed or points where webhooks may not go."},
+    400: {"model": Problem, "description": "The URL or a dataset id is malformed."},
     401: {"model": Problem, "description": "No token in the Authorization header, or an invalid one."},
+    403: {
+        "model": Problem,
+        "description": "The URL is well formed but its host has no address, or one webhooks "
+        "may not go to (loopback, private, link-local... unless the deployment allows that network).",
+    },
     404: {"model": Problem, "description": "No such subscription or dataset, or not yours to see."},
     409: {"model": Problem, "description": "The agency already holds the most subscriptions allowed."},
     422: {"model": Problem, "description": "A field has the wrong type or shape."},
@@ -48,6 +57,13 @@ class Refused(CatalogError):
     """The subscription cannot be made as asked."""
 
 
+class TargetForbidden(CatalogError):
+    """A well-formed URL pointing where webhooks may not go: the request is understood, and refused."""
+
+    status = 403
+    key = "bad_request"
+
+
 class TooMany(CatalogError):
     """The agency holds the most subscriptions allowed."""
 
@@ -65,8 +81,13 @@ class NotConfigured(CatalogError):
 class SubscriptionRequest(Model):
     """A new subscription."""
 
-    url: str = Field(max_length=2048, description="https:// (or http://) URL that receives the POSTs.")
-    datasets: list[Annotated[str, Field(max_length=64)]] | None = Field(
+    url: str = Field(
+        max_length=MAX_URL_CHARS,
+        json_schema_extra={"pattern": URL_PATTERN},  # checked by datashare.notify.netguard (400), documented here
+        description="https:// (or http://) URL that receives the POSTs: a public address, or one in a network "
+        "the deployment allows; no user name or password, no #fragment.",
+    )
+    datasets: list[Annotated[str, Field(json_schema_extra=DATASET_ID_SCHEMA)]] | None = Field(
         default=None,
         max_length=100,
         description="Dataset ids to follow; omitted or null: every dataset the agency may read, now and later.",
@@ -154,6 +175,8 @@ def create_subscription(
         raise NotConfigured(str(exc)) from None
     except TooManySubscriptions as exc:
         raise TooMany(str(exc)) from None
+    except TargetRefused as exc:
+        raise TargetForbidden(str(exc)) from None
     except WebhookError as exc:
         raise Refused(str(exc)) from None
     body = SubscriptionCreated(**sub.public(), secret=secret).model_dump()

@@ -31,10 +31,19 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from datashare.exceptions import WebhookError
+from datashare.exceptions import TargetRefused, WebhookError
 
 ALLOWED_ENV = "DATASHARE_WEBHOOK_ALLOWED_NETWORKS"
 MAX_URL_CHARS = 2048
+URL_PATTERN = (
+    r"^[Hh][Tt][Tt][Pp][Ss]?://"
+    r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"  # a host name or an IPv4 address
+    r"(?::(?:[0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?"
+    r'(?:[/?][!"$-~]*)?$'  # a path and query of printable ASCII, without spaces or a #fragment
+)
+"""The form :func:`parse_url` accepts, as a JSON Schema pattern for clients (it also takes IPv6 literals,
+international names and non-ASCII paths). Where the host points is checked apart (:func:`resolve`): no
+pattern can say that."""
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -137,7 +146,7 @@ def forbidden(address: Address) -> str | None:
 
 
 def resolve(target: Target) -> list[Address]:
-    """Every address of the host, each one allowed; :class:`WebhookError` naming the one refused."""
+    """Every address of the host, each one allowed; :class:`TargetRefused` naming the one refused."""
     try:
         literal = ipaddress.ip_address(target.host)
         addresses: list[Address] = [literal]
@@ -145,14 +154,14 @@ def resolve(target: Target) -> list[Address]:
         try:
             infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
         except (OSError, UnicodeError) as exc:
-            raise WebhookError(f"cannot resolve {target.host}: {exc}") from None
+            raise TargetRefused(f"cannot resolve {target.host}: {exc}") from None
         addresses = sorted({ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos}, key=str)
     if not addresses:
-        raise WebhookError(f"{target.host} has no address")
+        raise TargetRefused(f"{target.host} has no address")
     for address in addresses:
         why = forbidden(address)
         if why:
-            raise WebhookError(f"refused target {target.host}: {why}; set {ALLOWED_ENV} to allow a network on purpose")
+            raise TargetRefused(f"refused target {target.host}: {why}; set {ALLOWED_ENV} to allow a network on purpose")
     return addresses
 
 

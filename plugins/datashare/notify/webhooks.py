@@ -193,8 +193,9 @@ class Webhooks:
 
     def subscribe(self, recipient: Recipient, url: str, datasets: list[str] | None) -> tuple[Subscription, str]:
         """A new subscription and its secret (shown once); the URL is checked first, the datasets by the caller."""
-        target = netguard.check_url(url)
-        deployment_key()  # refuse before storing anything when no secret can be made
+        target = netguard.parse_url(url)
+        deployment_key()  # refuse before looking the host up or storing anything when no secret can be made
+        netguard.resolve(target)
         if datasets is not None and len(datasets) > MAX_DATASETS:
             raise WebhookError(f"at most {MAX_DATASETS} datasets per subscription")
         active = [s for s in self.subscriptions(recipient.code) if s.deleted_at is None]

@@ -31,6 +31,10 @@ IDENTIFIER = r"^[a-z][a-z0-9_]{0,47}$"
 DATASET_ID = r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$"
 """Dataset ids: lowercase words of letters and digits joined by single underscores, at most 48 characters."""
 DATASET_ID_MAX = 48
+DATASET_ID_SHAPE = rf"^[a-z][a-z0-9_]{{0,{DATASET_ID_MAX - 1}}}$"
+"""The characters and length of a dataset id, without the finer rules of :data:`DATASET_ID`: what the
+catalog checks an id from a URL against (400 otherwise) and documents for clients. An id of this shape
+that no dataset has (``a__b``, ``pg_x``) is simply unknown: 404."""
 RESERVED_ID_PREFIXES = ("datashare_", "sqlite_", "pg_")
 """``datashare_*`` names the project's own DAGs and SQL roles; SQLite refuses tables named ``sqlite_*``;
 PostgreSQL's catalogs are ``pg_*``."""
