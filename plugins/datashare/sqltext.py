@@ -8,9 +8,9 @@ SQLAlchemy use this module, which has the same shape:
   :meth:`SQL.format`; a filled-in part is never read as a template again;
 * a name (table, view, column, alias; dotted with several parts) enters only as an :class:`Identifier`,
   quoted when the statement is rendered;
-* a constant enters as a :class:`Literal` only where the database takes no parameter (DuckDB's
-  ``CREATE VIEW`` and ``COPY ... TO``); every value a statement compares with stays a bound parameter
-  of the driver (``?``, ``:name``);
+* a constant enters as a :class:`Literal` only where SQLite or DuckDB take no parameter (DuckDB's
+  ``CREATE VIEW``, ``COPY ... TO``, ``SET``); every value a statement compares with stays a bound
+  parameter of the driver (``?``, ``:name``);
 * :class:`SQL` is for constant text, and for SQL text that holds nothing a caller typed: a type name
   the database itself reported, the OData translator's output (names from the model, literals bound),
   a source query the spec's author wrote. It is never built from names by hand.
@@ -137,7 +137,11 @@ class Identifier(Composable):
 
 
 class Literal(Composable):
-    """A string or integer constant, for statements that take no parameter there."""
+    """A string or integer constant, for SQLite and DuckDB statements that take no parameter there.
+
+    Rendered as standard SQL (quotes doubled). Not for sources read through SQLAlchemy, whose string
+    escapes depend on the server's settings (MySQL's backslashes): values sent there are parameters.
+    """
 
     def __init__(self, value: str | int) -> None:
         if isinstance(value, bool) or not isinstance(value, str | int):
@@ -145,15 +149,9 @@ class Literal(Composable):
         self._value = value
 
     def as_string(self, dialect: Dialect | None = None) -> str:
-        if isinstance(self._value, int):
-            return str(self._value)
-        if dialect is None:
-            return quote_literal(self._value)
-        import sqlalchemy as sa
-
-        process = sa.String().literal_processor(dialect)
-        assert process is not None  # every dialect renders string literals
-        return str(process(self._value))
+        if dialect is not None:
+            raise ValueError(f"a Literal is not rendered for {dialect.name}: send the value as a bound parameter")
+        return str(self._value) if isinstance(self._value, int) else quote_literal(self._value)
 
     def __repr__(self) -> str:
         return f"Literal({self._value!r})"
