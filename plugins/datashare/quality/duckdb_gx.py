@@ -34,6 +34,8 @@ import sqlalchemy as sa
 from duckdb_engine import Dialect as _DuckDBDialect
 from sqlalchemy.dialects import registry
 
+from datashare.sqltext import SQL, Identifier, Literal
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
@@ -149,18 +151,13 @@ MEMORY_LIMIT = "128MB"
 """DuckDB's own budget: it streams Parquet, so a small one costs no speed and keeps the run flat."""
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def view_sql(paths: Sequence[Path]) -> str:
-    """``CREATE VIEW staged`` over the Parquet files (at least one), matched by column name."""
-    files = ", ".join(_literal(str(Path(p).resolve())) for p in paths)
-    return f"CREATE VIEW staged AS SELECT * FROM read_parquet([{files}], union_by_name = true)"
+    """``CREATE VIEW staged`` over the Parquet files (at least one), matched by column name.
+
+    A view takes no parameters: the paths go in as quoted literals.
+    """
+    files = SQL(", ").join(Literal(str(Path(p).resolve())) for p in paths)
+    return SQL("CREATE VIEW staged AS SELECT * FROM read_parquet([{}], union_by_name = true)").format(files).as_string()
 
 
 def nan_columns(conn: Any, schema: pa.Schema) -> list[str]:
@@ -176,9 +173,8 @@ def nan_columns(conn: Any, schema: pa.Schema) -> list[str]:
     if not floats:
         return []
     conn.execute("SET disabled_optimizers = 'statistics_propagation'")
-    counts = conn.execute(
-        "SELECT " + ", ".join(f"count(*) FILTER (WHERE isnan({_quote(c)}))" for c in floats) + " FROM staged"
-    ).fetchone()
+    tests = SQL(", ").join(SQL("count(*) FILTER (WHERE isnan({}))").format(Identifier(c)) for c in floats)
+    counts = conn.execute(SQL("SELECT {} FROM staged").format(tests).as_string()).fetchone()
     return [c for c, n in zip(floats, counts, strict=True) if n]
 
 

@@ -50,7 +50,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from datashare import sqltext
 from datashare.exceptions import ChangesError, ReleaseError
+from datashare.sqltext import SQL, Composable, Identifier
 from datashare.store import Release, ReleaseStore, dumps
 from datashare.store.backends import sha256_file
 
@@ -285,16 +287,6 @@ def _local(store: ReleaseStore, release: Release, path: str, scratch: Path) -> P
     return target
 
 
-def _q(name: str) -> str:
-    """A quoted SQL identifier."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _lit(text: str) -> str:
-    """A quoted SQL string literal."""
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _relation(
     con: duckdb.DuckDBPyConnection,
     name: str,
@@ -303,27 +295,36 @@ def _relation(
     paths: list[str],
     scratch: Path,
 ) -> dict[str, str]:
-    """Create view ``name`` over the release's files to compare; returns its columns and DuckDB types."""
+    """Create view ``name`` over the release's files to compare; returns its columns and DuckDB types.
+
+    A view takes no parameters: the file paths go in as quoted literals.
+    """
+    view = Identifier(name)
     if paths:
-        files = ", ".join(_lit(str(_local(store, release, p, scratch))) for p in paths)
-        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet([{files}], union_by_name = true)")
+        files = SQL(", ").join(sqltext.Literal(str(_local(store, release, p, scratch))) for p in paths)
+        statement = SQL("CREATE VIEW {} AS SELECT * FROM read_parquet([{}], union_by_name = true)").format(view, files)
     elif release.files:  # every file carried over: the relation is empty, with the release's columns
-        one = _lit(str(_local(store, release, release.files[0]["path"], scratch)))
-        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({one}) WHERE false")
+        one = sqltext.Literal(str(_local(store, release, release.files[0]["path"], scratch)))
+        statement = SQL("CREATE VIEW {} AS SELECT * FROM read_parquet({}) WHERE false").format(view, one)
     else:
-        columns = ", ".join(
-            f"CAST(NULL AS {DUCKDB_TYPES.get(f.get('type', 'string'), 'VARCHAR')}) AS {_q(f['name'])}"
-            for f in table_schema_fields(release)
-        )
-        if not columns:
+        fields = table_schema_fields(release)
+        if not fields:
             raise ChangesError(f"{release.dataset_id} v{release.version}: no data file and no schema to compare")
-        con.execute(f"CREATE VIEW {name} AS SELECT {columns} WHERE false")
-    return {row[0]: row[1] for row in con.execute(f"DESCRIBE {name}").fetchall()}
+        columns = SQL(", ").join(
+            SQL("CAST(NULL AS {}) AS {}").format(
+                SQL(DUCKDB_TYPES.get(f.get("type", "string"), "VARCHAR")), Identifier(f["name"])
+            )
+            for f in fields
+        )
+        statement = SQL("CREATE VIEW {} AS SELECT {} WHERE false").format(view, columns)
+    con.execute(statement.as_string())
+    return {row[0]: row[1] for row in con.execute(SQL("DESCRIBE {}").format(view).as_string()).fetchall()}
 
 
 def _check_unique(con: duckdb.DuckDBPyConnection, view: str, key: tuple[str, ...], release: Release) -> None:
-    cols = ", ".join(_q(k) for k in key)
-    repeated = con.execute(f"SELECT {cols}, count(*) AS n FROM {view} GROUP BY ALL HAVING n > 1 LIMIT 1").fetchone()
+    cols = SQL(", ").join(Identifier(k) for k in key)
+    query = SQL("SELECT {}, count(*) AS n FROM {} GROUP BY ALL HAVING n > 1 LIMIT 1").format(cols, Identifier(view))
+    repeated = con.execute(query.as_string()).fetchone()
     if repeated is not None:
         shown = ", ".join(f"{k}={v!r}" for k, v in zip(key, repeated[:-1], strict=True))
         raise ChangesError(
@@ -372,22 +373,37 @@ def _compute(store: ReleaseStore, before: Release, after: Release, key: tuple[st
         _check_unique(con, "a", key, before)
         _check_unique(con, "b", key, after)
         compared = [c for c in cols_b if c in cols_a and c not in key]
-        differs = " OR ".join(
-            f"a.{_q(c)} IS DISTINCT FROM b.{_q(c)}"
+        differs = [
+            SQL("{} IS DISTINCT FROM {}").format(Identifier("a", c), Identifier("b", c))
             if cols_a[c] == cols_b[c]
-            else f"TRY_CAST(a.{_q(c)} AS {cols_b[c]}) IS DISTINCT FROM b.{_q(c)}"
+            else SQL("TRY_CAST({} AS {}) IS DISTINCT FROM {}").format(
+                Identifier("a", c), SQL(cols_b[c]), Identifier("b", c)
+            )  # the type as DuckDB itself described it
             for c in compared
+        ]
+        on = SQL(" AND ").join(SQL("{} = {}").format(Identifier("a", k), Identifier("b", k)) for k in key)
+        keys_out = SQL(", ").join(
+            SQL("coalesce({}, {}) AS {}").format(Identifier("a", k), Identifier("b", k), Identifier(k)) for k in key
         )
-        on = " AND ".join(f"a.{_q(k)} = b.{_q(k)}" for k in key)
-        keys_out = ", ".join(f"coalesce(a.{_q(k)}, b.{_q(k)}) AS {_q(k)}" for k in key)
         con.execute(
-            f"""CREATE TEMP TABLE k AS
+            SQL(
+                """CREATE TEMP TABLE k AS
             SELECT {keys_out},
-                   CASE WHEN a.{HERE} IS NULL THEN 'insert'
-                        WHEN b.{HERE} IS NULL THEN 'delete' ELSE 'update' END AS kind
-            FROM (SELECT *, true AS {HERE} FROM a) AS a
-            FULL OUTER JOIN (SELECT *, true AS {HERE} FROM b) AS b ON {on}
-            WHERE a.{HERE} IS NULL OR b.{HERE} IS NULL{f" OR {differs}" if differs else ""}"""
+                   CASE WHEN {a_here} IS NULL THEN 'insert'
+                        WHEN {b_here} IS NULL THEN 'delete' ELSE 'update' END AS kind
+            FROM (SELECT *, true AS {here} FROM a) AS a
+            FULL OUTER JOIN (SELECT *, true AS {here} FROM b) AS b ON {on}
+            WHERE {a_here} IS NULL OR {b_here} IS NULL{differs}"""
+            )
+            .format(
+                keys_out=keys_out,
+                here=Identifier(HERE),
+                a_here=Identifier("a", HERE),
+                b_here=Identifier("b", HERE),
+                on=on,
+                differs=SQL(" OR {}").format(SQL(" OR ").join(differs)) if differs else SQL(""),
+            )
+            .as_string()
         )
         counts = dict(con.execute("SELECT kind, count(*) FROM k GROUP BY kind").fetchall())
         local = scratch / "changes.parquet"
@@ -463,30 +479,41 @@ def _write_changes(
     """Stream the changed rows, ordered by key, into ``target`` (Parquet)."""
     from datashare.parquet import BatchWriter
 
-    def older(c: str) -> str:
+    def older(c: str) -> Composable:  # types as DuckDB itself described them
         if c not in cols_a:
-            return f"CAST(NULL AS {cols_b[c]}) AS {_q(c)}"
+            return SQL("CAST(NULL AS {}) AS {}").format(SQL(cols_b[c]), Identifier(c))
         if cols_a[c] != cols_b[c]:
-            return f"TRY_CAST(a.{_q(c)} AS {cols_b[c]}) AS {_q(c)}"
-        return f"a.{_q(c)}"
+            return SQL("TRY_CAST({} AS {}) AS {}").format(Identifier("a", c), SQL(cols_b[c]), Identifier(c))
+        return Identifier("a", c)
+
+    def join(side: str) -> Composable:
+        return SQL(" AND ").join(SQL("{} = {}").format(Identifier(side, k), Identifier("k", k)) for k in key)
 
     names = list(cols_b)
-    join_a = " AND ".join(f"a.{_q(k)} = k.{_q(k)}" for k in key)
-    join_b = " AND ".join(f"b.{_q(k)} = k.{_q(k)}" for k in key)
-    order = ", ".join(_q(k) for k in key)
-    sql = f"""
+    query = SQL("""
         SELECT * EXCLUDE (_rank) FROM (
-            SELECT {", ".join(older(c) for c in names)},
-                   CASE k.kind WHEN 'delete' THEN '{DELETE}' ELSE '{PREIMAGE}' END AS {CHANGE_TYPE},
+            SELECT {older},
+                   CASE k.kind WHEN 'delete' THEN {delete} ELSE {preimage} END AS {change_type},
                    CASE k.kind WHEN 'delete' THEN 0 ELSE 1 END AS _rank
             FROM a JOIN k ON {join_a} WHERE k.kind IN ('delete', 'update')
             UNION ALL
-            SELECT {", ".join(f"b.{_q(c)}" for c in names)},
-                   CASE k.kind WHEN 'insert' THEN '{INSERT}' ELSE '{POSTIMAGE}' END AS {CHANGE_TYPE},
+            SELECT {newer},
+                   CASE k.kind WHEN 'insert' THEN {insert} ELSE {postimage} END AS {change_type},
                    CASE k.kind WHEN 'insert' THEN 3 ELSE 2 END AS _rank
             FROM b JOIN k ON {join_b} WHERE k.kind IN ('insert', 'update')
-        ) ORDER BY {order}, _rank"""
-    reader = con.sql(sql).to_arrow_reader(BATCH_ROWS)
+        ) ORDER BY {order}, _rank""").format(
+        older=SQL(", ").join(older(c) for c in names),
+        newer=SQL(", ").join(Identifier("b", c) for c in names),
+        delete=sqltext.Literal(DELETE),
+        preimage=sqltext.Literal(PREIMAGE),
+        insert=sqltext.Literal(INSERT),
+        postimage=sqltext.Literal(POSTIMAGE),
+        change_type=Identifier(CHANGE_TYPE),
+        join_a=join("a"),
+        join_b=join("b"),
+        order=SQL(", ").join(Identifier(k) for k in key),
+    )
+    reader = con.sql(query.as_string()).to_arrow_reader(BATCH_ROWS)
     schema = _target_schema(store, after, rest_b, scratch, reader.schema)
     with BatchWriter(target, schema) as writer:
         for batch in reader:

@@ -23,7 +23,8 @@ The backend follows the SQLAlchemy URL of the target:
   validated but ignored; there are no comments and no roles. The whole publish is one
   ``BEGIN IMMEDIATE`` transaction; the file is switched to WAL so readers never block it.
 
-Identifiers are checked against strict patterns before any SQL runs, and quoted anyway.
+Identifiers are checked against strict patterns before any SQL runs, and quoted anyway: PostgreSQL
+statements are composed with ``psycopg.sql``, SQLite ones with :mod:`datashare.sqltext`.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from datashare.exceptions import PublishBusy, PublishError
+from datashare.sqltext import SQL, Composable, Identifier
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -105,11 +107,6 @@ def _check_name(kind: str, value: object, pattern: re.Pattern[str]) -> str:
     if not isinstance(value, str) or not pattern.fullmatch(value):
         raise PublishError(f"invalid {kind} {value!r}: it must match {pattern.pattern}")
     return value
-
-
-def _q(name: str) -> str:
-    """Quote an identifier already checked against the patterns (so it holds no double quote)."""
-    return f'"{name}"'
 
 
 def _parse_target(target_url: str) -> tuple[URL, str]:
@@ -246,11 +243,13 @@ class _Batches:
             log.info("Loaded %s rows from %s", self.rows - before, path)
 
 
-def _create_table_sql(qualified: str, columns: Sequence[_Column], *, postgres: bool) -> str:
-    cols = ", ".join(
-        f"{_q(c.name)} {c.pg_type if postgres else c.sqlite_type}{'' if c.nullable else ' NOT NULL'}" for c in columns
+def _sqlite_create_table(table: Composable, columns: Sequence[_Column]) -> str:
+    """``CREATE TABLE`` of the release's columns in SQLite's types."""
+    cols = SQL(", ").join(
+        SQL("{} {}{}").format(Identifier(c.name), SQL(c.sqlite_type), SQL("" if c.nullable else " NOT NULL"))
+        for c in columns
     )
-    return f"CREATE TABLE {qualified} ({cols})"
+    return SQL("CREATE TABLE {} ({})").format(table, cols).as_string()
 
 
 def _backoff(attempt: int) -> float:
@@ -394,13 +393,13 @@ def share_state(
         return state(url, schema, dataset_id, readers)
     import sqlite3
 
-    query = f"SELECT version FROM {_q(BOOKKEEPING)} WHERE dataset_id = ? ORDER BY version"
+    query = SQL("SELECT version FROM {} WHERE dataset_id = ? ORDER BY version").format(Identifier(BOOKKEEPING))
     if not url.database or not Path(url.database).exists():
         return ShareState(versions=[], in_place=True, databases={})
     try:
         with _sqlite_readonly(Path(url.database)) as conn:
             found = conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (BOOKKEEPING,)).fetchone()
-            versions = [] if found is None else [r[0] for r in conn.execute(query, (dataset_id,))]
+            versions = [] if found is None else [r[0] for r in conn.execute(query.as_string(), (dataset_id,))]
     except sqlite3.Error as exc:
         raise PublishError(f"cannot read versions of {dataset_id} from {_redacted(url)}: {exc}") from exc
     return ShareState(versions=versions, in_place=True, databases={url.database: versions} if versions else {})
@@ -493,13 +492,14 @@ def _unpublish_sqlite(url: URL, dataset_id: str, lock_timeout_ms: int) -> tuple[
             if conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (BOOKKEEPING,)).fetchone() is None:
                 conn.execute("ROLLBACK")
                 return ()
-            bk = _q(BOOKKEEPING)
-            versions = [v for (v,) in conn.execute(f"SELECT version FROM {bk} WHERE dataset_id = ?", (dataset_id,))]
+            bk = Identifier(BOOKKEEPING)
+            select = SQL("SELECT version FROM {} WHERE dataset_id = ?").format(bk)
+            versions = [v for (v,) in conn.execute(select.as_string(), (dataset_id,))]
             dropped = tuple(_Names(dataset_id, v, "main").table for v in sorted(versions))
-            conn.execute(f"DROP VIEW IF EXISTS {_q(dataset_id)}")
+            conn.execute(SQL("DROP VIEW IF EXISTS {}").format(Identifier(dataset_id)).as_string())
             for table in dropped:
-                conn.execute(f"DROP TABLE IF EXISTS {_q(table)}")
-            conn.execute(f"DELETE FROM {bk} WHERE dataset_id = ?", (dataset_id,))
+                conn.execute(SQL("DROP TABLE IF EXISTS {}").format(Identifier(table)).as_string())
+            conn.execute(SQL("DELETE FROM {} WHERE dataset_id = ?").format(bk).as_string(), (dataset_id,))
             conn.execute("COMMIT")
             return dropped
         except BaseException:
@@ -520,46 +520,59 @@ def _sqlite_body(
     conn: Any, names: _Names, columns: list[_Column], paths: list[Path], retention: int, withdrawn: tuple[int, ...]
 ) -> tuple[int, tuple[str, ...]]:
     """Everything inside the one ``BEGIN IMMEDIATE`` transaction."""
-    bk, view, table, load = _q(BOOKKEEPING), _q(names.dataset_id), _q(names.table), _q(names.load)
-    conn.execute(
-        f"CREATE TABLE IF NOT EXISTS {bk} (dataset_id TEXT NOT NULL, version INTEGER NOT NULL, "
-        "table_name TEXT NOT NULL, rows INTEGER NOT NULL, published_at TEXT NOT NULL, "
-        "PRIMARY KEY (dataset_id, version))"
+    bk, view = Identifier(BOOKKEEPING), Identifier(names.dataset_id)
+    table, load = Identifier(names.table), Identifier(names.load)
+
+    def run(statement: Composable, params: Sequence[Any] = ()) -> Any:
+        return conn.execute(statement.as_string(), params)
+
+    def version_table(v: int) -> Identifier:
+        return Identifier(_Names(names.dataset_id, v, names.schema).table)
+
+    run(
+        SQL(
+            "CREATE TABLE IF NOT EXISTS {} (dataset_id TEXT NOT NULL, version INTEGER NOT NULL, "
+            "table_name TEXT NOT NULL, rows INTEGER NOT NULL, published_at TEXT NOT NULL, "
+            "PRIMARY KEY (dataset_id, version))"
+        ).format(bk)
     )
-    present = [v for (v,) in conn.execute(f"SELECT version FROM {bk} WHERE dataset_id = ?", (names.dataset_id,))]
+    present = [v for (v,) in run(SQL("SELECT version FROM {} WHERE dataset_id = ?").format(bk), (names.dataset_id,))]
     _refuse_older(names, max((v for v in present if v not in withdrawn), default=None))
-    conn.execute(f"DROP TABLE IF EXISTS {load}")
-    conn.execute(_create_table_sql(load, columns, postgres=False))
-    insert = f"INSERT INTO {load} VALUES ({', '.join('?' for _ in columns)})"
+    run(SQL("DROP TABLE IF EXISTS {}").format(load))
+    conn.execute(_sqlite_create_table(load, columns))
+    insert = SQL("INSERT INTO {} VALUES ({})").format(load, SQL(", ").join(SQL("?") for _ in columns)).as_string()
     batches = _Batches(paths, _arrow_schema(columns))
     for batch in batches:
         values = [_sqlite_values(col, batch.schema.field(i).type) for i, col in enumerate(batch.columns)]
         conn.executemany(insert, zip(*values, strict=True))
-    conn.execute(f"DROP VIEW IF EXISTS {view}")
-    conn.execute(f"DROP TABLE IF EXISTS {table}")
-    conn.execute(f"ALTER TABLE {load} RENAME TO {table}")
-    conn.execute(f"CREATE VIEW {view} AS SELECT * FROM {table}")
-    conn.execute(
-        f"INSERT INTO {bk} VALUES (?, ?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) "
-        "ON CONFLICT (dataset_id, version) DO UPDATE SET table_name = excluded.table_name, "
-        "rows = excluded.rows, published_at = excluded.published_at",
+    run(SQL("DROP VIEW IF EXISTS {}").format(view))
+    run(SQL("DROP TABLE IF EXISTS {}").format(table))
+    run(SQL("ALTER TABLE {} RENAME TO {}").format(load, table))
+    run(SQL("CREATE VIEW {} AS SELECT * FROM {}").format(view, table))
+    run(
+        SQL(
+            "INSERT INTO {} VALUES (?, ?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) "
+            "ON CONFLICT (dataset_id, version) DO UPDATE SET table_name = excluded.table_name, "
+            "rows = excluded.rows, published_at = excluded.published_at"
+        ).format(bk),
         (names.dataset_id, names.version, names.table, batches.rows),
     )
+    delete = SQL("DELETE FROM {} WHERE dataset_id = ? AND version = ?").format(bk).as_string()
     gone = [v for v in present if v in withdrawn]
     for v in gone:
-        conn.execute(f"DROP TABLE IF EXISTS {_q(_Names(names.dataset_id, v, names.schema).table)}")
-    conn.executemany(f"DELETE FROM {bk} WHERE dataset_id = ? AND version = ?", [(names.dataset_id, v) for v in gone])
+        run(SQL("DROP TABLE IF EXISTS {}").format(version_table(v)))
+    conn.executemany(delete, [(names.dataset_id, v) for v in gone])
     old = [
         v
-        for (v,) in conn.execute(
-            f"SELECT version FROM {bk} WHERE dataset_id = ? ORDER BY version DESC LIMIT -1 OFFSET ?",
+        for (v,) in run(
+            SQL("SELECT version FROM {} WHERE dataset_id = ? ORDER BY version DESC LIMIT -1 OFFSET ?").format(bk),
             (names.dataset_id, retention),
         )
     ]
     dropped = tuple(_Names(names.dataset_id, v, names.schema).table for v in sorted(old))
     for name in dropped:
-        conn.execute(f"DROP TABLE IF EXISTS {_q(name)}")
-    conn.executemany(f"DELETE FROM {bk} WHERE dataset_id = ? AND version = ?", [(names.dataset_id, v) for v in old])
+        run(SQL("DROP TABLE IF EXISTS {}").format(Identifier(name)))
+    conn.executemany(delete, [(names.dataset_id, v) for v in old])
     return batches.rows, dropped
 
 

@@ -13,12 +13,16 @@ filled in one transaction, so a failed load leaves nothing. The swap (new versio
 attached, the view repointed, comments, grants, bookkeeping) is one transaction under
 ``SET LOCAL lock_timeout``, retried with backoff; retention detaches and drops old version tables,
 then drops the parts no version uses any more.
+
+Every statement is composed with ``psycopg.sql``: names as ``sql.Identifier``, the few constants a
+statement takes no parameter for (comments, ``lock_timeout``) as ``sql.Literal``, values as parameters.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import time
 import unicodedata
 from collections.abc import Iterator, Sequence
@@ -33,10 +37,8 @@ from datashare.share.sqlshare import (
     _arrow_schema,
     _backoff,
     _Column,
-    _create_table_sql,
     _libpq_uri,
     _Names,
-    _q,
     _redacted,
     _refuse_older,
 )
@@ -44,6 +46,7 @@ from datashare.share.sqlshare import (
 if TYPE_CHECKING:
     import psycopg
     import pyarrow as pa
+    from psycopg import sql
     from sqlalchemy.engine import URL
 
 log = logging.getLogger(__name__)
@@ -77,6 +80,31 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _create_table(table: sql.Identifier, columns: Sequence[_Column]) -> sql.Composed:
+    """``CREATE TABLE`` of the release's columns in PostgreSQL's types."""
+    from psycopg import sql
+
+    cols = sql.SQL(", ").join(
+        sql.SQL("{} {}{}").format(
+            sql.Identifier(c.name), sql.SQL(c.pg_type), sql.SQL("" if c.nullable else " NOT NULL")
+        )  # pg_type comes from the fixed mapping of _map_field
+        for c in columns
+    )
+    return sql.SQL("CREATE TABLE {} ({})").format(table, cols)
+
+
+def _bookkeeping(schema: str) -> sql.Identifier:
+    from psycopg import sql
+
+    return sql.Identifier(schema, BOOKKEEPING)
+
+
+def _lock_timeout(lock_timeout_ms: int) -> sql.Composed:
+    from psycopg import sql
+
+    return sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(int(lock_timeout_ms)))
+
+
 def _parts(names: _Names, paths: Sequence[Path]) -> list[_Part]:
     parts: dict[str, _Part] = {}
     for path in paths:
@@ -103,28 +131,34 @@ def publish_postgres(
     ``audience`` is recorded with version N in the bookkeeping (see :mod:`datashare.share.sqlshare_places`).
     """
     import psycopg
+    from psycopg import sql
 
-    s = _q(names.schema)
+    bookkeeping = _bookkeeping(names.schema)
     where = f"{names.schema}.{names.dataset_id} at {_redacted(url)}"
     try:
         with psycopg.connect(_libpq_uri(url), autocommit=True) as conn:
             _lock_dataset(conn, names.schema, names.dataset_id, where)
-            _create_if_absent(conn, f"CREATE SCHEMA IF NOT EXISTS {s}")
+            _create_if_absent(conn, sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(names.schema)))
             _create_if_absent(
                 conn,
-                f"CREATE TABLE IF NOT EXISTS {s}.{_q(BOOKKEEPING)} (dataset_id text NOT NULL, "
-                "version integer NOT NULL, table_name text NOT NULL, rows bigint NOT NULL, "
-                "published_at timestamptz NOT NULL DEFAULT now(), readers text, PRIMARY KEY (dataset_id, version))",
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {} (dataset_id text NOT NULL, "
+                    "version integer NOT NULL, table_name text NOT NULL, rows bigint NOT NULL, "
+                    "published_at timestamptz NOT NULL DEFAULT now(), readers text, PRIMARY KEY (dataset_id, version))"
+                ).format(bookkeeping),
             )
             ensure_readers_column(conn, names.schema)
             current = one(
                 conn.execute(
-                    f"SELECT max(version) FROM {s}.{_q(BOOKKEEPING)} WHERE dataset_id = %s AND version <> ALL(%s)",
+                    sql.SQL("SELECT max(version) FROM {} WHERE dataset_id = %s AND version <> ALL(%s)").format(
+                        bookkeeping
+                    ),
                     (names.dataset_id, list(withdrawn)),
                 )
             )[0]
             _refuse_older(names, current)
-            conn.execute(f"DROP TABLE IF EXISTS {s}.{_q(names.load)}")  # left by an earlier layout
+            load = sql.Identifier(names.schema, names.load)
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(load))  # left by an earlier layout
             rows = 0
             parts = _parts(names, paths)
             for part in parts:
@@ -146,9 +180,11 @@ SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%s) AND a
 
 def ensure_readers_column(conn: psycopg.Connection, schema: str) -> None:
     """Give bookkeeping made before audience tags its ``readers`` column (only if missing: ALTER locks)."""
-    bookkeeping = f"{_q(schema)}.{_q(BOOKKEEPING)}"
-    if not one(conn.execute(_READERS_SQL, (bookkeeping,)))[0]:
-        _create_if_absent(conn, f"ALTER TABLE {bookkeeping} ADD COLUMN IF NOT EXISTS readers text")
+    from psycopg import sql
+
+    bookkeeping = _bookkeeping(schema)
+    if not one(conn.execute(_READERS_SQL, (bookkeeping.as_string(conn),)))[0]:
+        _create_if_absent(conn, sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS readers text").format(bookkeeping))
 
 
 def _lock_dataset(conn: psycopg.Connection, schema: str, dataset_id: str, where: str) -> None:
@@ -158,14 +194,14 @@ def _lock_dataset(conn: psycopg.Connection, schema: str, dataset_id: str, where:
         raise PublishBusy(f"another publish of {where} is running; retry later")
 
 
-def _create_if_absent(conn: psycopg.Connection, statement: str) -> None:
+def _create_if_absent(conn: psycopg.Connection, statement: sql.Composed) -> None:
     """``IF NOT EXISTS`` can still collide with a concurrent creator: the object exists then, fine."""
     import psycopg
 
     try:
         conn.execute(statement)
     except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject, psycopg.errors.DuplicateSchema):
-        log.debug("Concurrent creation, already there: %s", statement)
+        log.debug("Concurrent creation, already there: %s", statement.as_string(conn))
 
 
 def _part_note(names: _Names, part: _Part, rows: int) -> str:
@@ -174,7 +210,9 @@ def _part_note(names: _Names, part: _Part, rows: int) -> str:
 
 def _ensure_part(conn: psycopg.Connection, uri: str, names: _Names, columns: list[_Column], part: _Part) -> int:
     """Rows of the part's table, loading the file first unless a table with its digest is already there."""
-    qualified = f"{_q(names.schema)}.{_q(part.table)}"
+    from psycopg import sql
+
+    qualified = sql.Identifier(names.schema, part.table).as_string(conn)
     note = one(conn.execute("SELECT obj_description(to_regclass(%s), 'pg_class')", (qualified,)))[0]
     if note and f"sha256:{part.sha256} (" in note:
         rows = int(note.rsplit("(", 1)[1].split(" ", 1)[0])
@@ -213,20 +251,23 @@ def _load_part(uri: str, names: _Names, columns: list[_Column], part: _Part) -> 
     """Create the part table and stream the file into it with ADBC (binary COPY), one transaction."""
     import adbc_driver_postgresql.dbapi as adbc
     import pyarrow as pa
+    from psycopg import sql
 
     schema = _arrow_schema(columns)
     batches = _Batches(part.path, schema)
     reader = pa.RecordBatchReader.from_batches(schema, iter(batches))
-    qualified = f"{_q(names.schema)}.{_q(part.table)}"
+    qualified = sql.Identifier(names.schema, part.table)
     started = time.perf_counter()
     try:
         with adbc.connect(uri) as conn, conn.cursor() as cur:
-            cur.execute(_create_table_sql(qualified, columns, postgres=True))
+            # ADBC takes text: psycopg renders it without a connection (no server-specific quoting involved)
+            cur.execute(_create_table(qualified, columns).as_string(None))
             cur.adbc_ingest(part.table, reader, mode="append", db_schema_name=names.schema)
-            cur.execute(f"COMMENT ON TABLE {qualified} IS '{_part_note(names, part, batches.rows)}'")
+            note = sql.Literal(_part_note(names, part, batches.rows))
+            cur.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(qualified, note).as_string(None))
             cur.execute("SELECT current_setting('track_counts')")
             if cur.fetchone()[0] == "off":  # a recipient database: autovacuum sees no counts, so analyse now
-                cur.execute(f"ANALYZE {qualified}")
+                cur.execute(sql.SQL("ANALYZE {}").format(qualified).as_string(None))
             conn.commit()
     except adbc.Error as exc:
         if batches.error is not None:
@@ -275,21 +316,48 @@ def _swap_with_retries(
 
 
 _GRANTS_SQL = """
-SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END,
+SELECT CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END,
        a.privilege_type, a.is_grantable
 FROM pg_class c, aclexplode(c.relacl) a
 WHERE c.oid = to_regclass(%s) AND a.grantee <> c.relowner
 """
-_CHILDREN_SQL = "SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = to_regclass(%s) ORDER BY 1"
+"""Grants on a relation to others than its owner: (role name, None for PUBLIC; privilege; grantable)."""
+_PRIVILEGE = re.compile(r"^[A-Z]+$")
+"""A privilege as ``aclexplode`` names it (``SELECT``, ``INSERT``, ...): a keyword, put back as it is."""
+_CHILDREN_SQL = """
+SELECT n.nspname, c.relname FROM pg_inherits i
+JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE i.inhparent = to_regclass(%s) ORDER BY i.inhrelid::regclass::text
+"""
 
 
-def _detach_and_drop(conn: psycopg.Connection, qualified: str) -> None:
+def _detach_and_drop(conn: psycopg.Connection, table: sql.Identifier) -> None:
     """Drop a version table, detaching its parts first (``DROP`` would refuse, ``CASCADE`` would drop them)."""
+    from psycopg import sql
+
+    qualified = table.as_string(conn)
     if one(conn.execute("SELECT to_regclass(%s)", (qualified,)))[0] is None:
         return
-    for (child,) in conn.execute(_CHILDREN_SQL, (qualified,)).fetchall():
-        conn.execute(f"ALTER TABLE {child} NO INHERIT {qualified}")  # regclass::text is already quoted
-    conn.execute(f"DROP TABLE {qualified}")
+    for schema, child in conn.execute(_CHILDREN_SQL, (qualified,)).fetchall():
+        conn.execute(sql.SQL("ALTER TABLE {} NO INHERIT {}").format(sql.Identifier(schema, child), table))
+    conn.execute(sql.SQL("DROP TABLE {}").format(table))
+
+
+def _regrant(conn: psycopg.Connection, view: sql.Identifier, grants: list[tuple[Any, ...]]) -> None:
+    """Give back the grants ``_GRANTS_SQL`` read before the view was dropped."""
+    from psycopg import sql
+
+    for grantee, privilege, grantable in grants:
+        if not _PRIVILEGE.fullmatch(privilege):  # never: aclexplode answers keywords
+            raise PublishError(f"unexpected privilege {privilege!r} on {view.as_string(conn)}")
+        conn.execute(
+            sql.SQL("GRANT {} ON {} TO {}{}").format(
+                sql.SQL(privilege),
+                view,
+                sql.SQL("PUBLIC") if grantee is None else sql.Identifier(grantee),
+                sql.SQL(" WITH GRANT OPTION" if grantable else ""),
+            )
+        )
 
 
 def _swap(
@@ -309,43 +377,46 @@ def _swap(
     """
     from psycopg import sql
 
-    s, view, table = _q(names.schema), f"{_q(names.schema)}.{_q(names.dataset_id)}", _q(names.table)
+    view, table = sql.Identifier(names.schema, names.dataset_id), sql.Identifier(names.schema, names.table)
+    bookkeeping = _bookkeeping(names.schema)
     with conn.transaction():
-        conn.execute(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}")
-        grants = conn.execute(_GRANTS_SQL, (view,)).fetchall()  # drop + create would lose them
-        conn.execute(f"DROP VIEW IF EXISTS {view}")
-        _detach_and_drop(conn, f"{s}.{table}")  # a re-publish rebuilds the same version
-        conn.execute(_create_table_sql(f"{s}.{table}", columns, postgres=True))
+        conn.execute(_lock_timeout(lock_timeout_ms))
+        grants = conn.execute(_GRANTS_SQL, (view.as_string(conn),)).fetchall()  # drop + create would lose them
+        conn.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(view))
+        _detach_and_drop(conn, table)  # a re-publish rebuilds the same version
+        conn.execute(_create_table(table, columns))
         for part in parts:
-            conn.execute(f"ALTER TABLE {s}.{_q(part.table)} INHERIT {s}.{table}")
-        conn.execute(f"CREATE VIEW {view} AS SELECT * FROM {s}.{table}")
+            conn.execute(sql.SQL("ALTER TABLE {} INHERIT {}").format(sql.Identifier(names.schema, part.table), table))
+        conn.execute(sql.SQL("CREATE VIEW {} AS SELECT * FROM {}").format(view, table))
         note = unicodedata.normalize("NFC", comment.strip())
         view_note = f"{note} (release {names.version})" if note else f"{names.dataset_id}, release {names.version}"
-        statements = [
-            (f"COMMENT ON VIEW {view} IS {{}}", view_note),
-            (f"COMMENT ON TABLE {s}.{table} IS {{}}", f"{names.dataset_id}, release {names.version}"),
+        comments = [
+            (sql.SQL("COMMENT ON VIEW {} IS {}"), view, view_note),
+            (sql.SQL("COMMENT ON TABLE {} IS {}"), table, f"{names.dataset_id}, release {names.version}"),
         ]
         for c in columns:
             if c.description:
-                statements.append((f"COMMENT ON COLUMN {view}.{_q(c.name)} IS {{}}", c.description))
-                statements.append((f"COMMENT ON COLUMN {s}.{table}.{_q(c.name)} IS {{}}", c.description))
-        for template, text in statements:
-            conn.execute(sql.SQL(template).format(sql.Literal(text)))  # COMMENT takes no bind parameters
-        for grantee, privilege, grantable in grants:  # regrole::text is already quoted
-            conn.execute(f"GRANT {privilege} ON {view} TO {grantee}{' WITH GRANT OPTION' if grantable else ''}")
+                for relation in (names.dataset_id, names.table):
+                    column = sql.Identifier(names.schema, relation, c.name)
+                    comments.append((sql.SQL("COMMENT ON COLUMN {} IS {}"), column, c.description))
+        for template, target, text in comments:
+            conn.execute(template.format(target, sql.Literal(text)))  # COMMENT takes no bind parameters
+        _regrant(conn, view, grants)
         conn.execute(
-            f"INSERT INTO {s}.{_q(BOOKKEEPING)} (dataset_id, version, table_name, rows, published_at, readers) "
-            "VALUES (%s, %s, %s, %s, now(), %s) ON CONFLICT (dataset_id, version) DO UPDATE SET "
-            "table_name = EXCLUDED.table_name, rows = EXCLUDED.rows, published_at = EXCLUDED.published_at, "
-            "readers = EXCLUDED.readers",
+            sql.SQL(
+                "INSERT INTO {} (dataset_id, version, table_name, rows, published_at, readers) "
+                "VALUES (%s, %s, %s, %s, now(), %s) ON CONFLICT (dataset_id, version) DO UPDATE SET "
+                "table_name = EXCLUDED.table_name, rows = EXCLUDED.rows, published_at = EXCLUDED.published_at, "
+                "readers = EXCLUDED.readers"
+            ).format(bookkeeping),
             (names.dataset_id, names.version, names.table, rows, audience),
         )
         gone = conn.execute(
-            f"DELETE FROM {s}.{_q(BOOKKEEPING)} WHERE dataset_id = %s AND version = ANY(%s) RETURNING version",
+            sql.SQL("DELETE FROM {} WHERE dataset_id = %s AND version = ANY(%s) RETURNING version").format(bookkeeping),
             (names.dataset_id, list(withdrawn)),
         ).fetchall()
         for (v,) in gone:
-            _detach_and_drop(conn, f"{s}.{_q(_Names(names.dataset_id, v, names.schema).table)}")
+            _detach_and_drop(conn, sql.Identifier(names.schema, _Names(names.dataset_id, v, names.schema).table))
 
 
 _ORPHANS_SQL = """
@@ -358,28 +429,33 @@ ORDER BY 1
 
 def _drop_orphan_parts(conn: psycopg.Connection, schema: str, dataset_id: str) -> None:
     """Drop the dataset's part tables that no version table inherits any more."""
+    from psycopg import sql
+
     pattern = f"^{dataset_id}__p[0-9a-f]{{{PART_DIGITS}}}$"  # DATASET_ID has no regex metacharacters
     for (orphan,) in conn.execute(_ORPHANS_SQL, (schema, pattern)).fetchall():
-        conn.execute(f"DROP TABLE {_q(schema)}.{_q(orphan)}")
+        conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(schema, orphan)))
 
 
 def _retire(conn: psycopg.Connection, names: _Names, retention: int, lock_timeout_ms: int) -> tuple[str, ...]:
     """Drop version tables past ``retention``, then the parts no version uses; a reader only postpones it."""
     import psycopg
+    from psycopg import sql
 
-    s = _q(names.schema)
+    bookkeeping = _bookkeeping(names.schema)
     try:
         with conn.transaction():
-            conn.execute(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}")
+            conn.execute(_lock_timeout(lock_timeout_ms))
             old = conn.execute(
-                f"SELECT version FROM {s}.{_q(BOOKKEEPING)} WHERE dataset_id = %s ORDER BY version DESC OFFSET %s",
+                sql.SQL("SELECT version FROM {} WHERE dataset_id = %s ORDER BY version DESC OFFSET %s").format(
+                    bookkeeping
+                ),
                 (names.dataset_id, retention),
             ).fetchall()
             dropped = tuple(_Names(names.dataset_id, v, names.schema).table for (v,) in sorted(old))
             for table in dropped:
-                _detach_and_drop(conn, f"{s}.{_q(table)}")
+                _detach_and_drop(conn, sql.Identifier(names.schema, table))
             conn.execute(
-                f"DELETE FROM {s}.{_q(BOOKKEEPING)} WHERE dataset_id = %s AND version = ANY(%s)",
+                sql.SQL("DELETE FROM {} WHERE dataset_id = %s AND version = ANY(%s)").format(bookkeeping),
                 (names.dataset_id, [v for (v,) in old]),
             )
             _drop_orphan_parts(conn, names.schema, names.dataset_id)
@@ -392,23 +468,24 @@ def _retire(conn: psycopg.Connection, names: _Names, retention: int, lock_timeou
 def unpublish_postgres(url: URL, *, dataset_id: str, schema: str, lock_timeout_ms: int) -> tuple[str, ...]:
     """Drop the view, every version table and part of a dataset, and its bookkeeping rows: one transaction."""
     import psycopg
+    from psycopg import sql
 
-    s = _q(schema)
+    bookkeeping = _bookkeeping(schema)
     where = f"{schema}.{dataset_id} at {_redacted(url)}"
     try:
         with psycopg.connect(_libpq_uri(url), autocommit=True) as conn:
             _lock_dataset(conn, schema, dataset_id, where)
-            if one(conn.execute("SELECT to_regclass(%s)", (f"{s}.{_q(BOOKKEEPING)}",)))[0] is None:
+            if one(conn.execute("SELECT to_regclass(%s)", (bookkeeping.as_string(conn),)))[0] is None:
                 return ()
             with conn.transaction():
-                conn.execute(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}")
+                conn.execute(_lock_timeout(lock_timeout_ms))
                 gone = conn.execute(
-                    f"DELETE FROM {s}.{_q(BOOKKEEPING)} WHERE dataset_id = %s RETURNING version", (dataset_id,)
+                    sql.SQL("DELETE FROM {} WHERE dataset_id = %s RETURNING version").format(bookkeeping), (dataset_id,)
                 ).fetchall()
-                conn.execute(f"DROP VIEW IF EXISTS {s}.{_q(dataset_id)}")
+                conn.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(sql.Identifier(schema, dataset_id)))
                 dropped = tuple(_Names(dataset_id, v, schema).table for (v,) in sorted(gone))
                 for table in dropped:
-                    _detach_and_drop(conn, f"{s}.{_q(table)}")
+                    _detach_and_drop(conn, sql.Identifier(schema, table))
                 _drop_orphan_parts(conn, schema, dataset_id)
             return dropped
     except psycopg.errors.LockNotAvailable as exc:

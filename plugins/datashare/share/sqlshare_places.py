@@ -211,14 +211,16 @@ def held_rows(conn: psycopg.Connection, schema: str, dataset_id: str) -> list[tu
     Bookkeeping from before audience tags holds no ``readers`` column: its rows count as open or shared
     (that layout had no recipient databases).
     """
-    from datashare.share.sqlshare import BOOKKEEPING, _q
+    from psycopg import sql
 
-    bookkeeping = f"{_q(schema)}.{_q(BOOKKEEPING)}"
-    exists, tagged = one(conn.execute(_ROWS_SQL, {"bk": bookkeeping}))
+    from datashare.share.sqlshare import BOOKKEEPING
+
+    bookkeeping = sql.Identifier(schema, BOOKKEEPING)
+    exists, tagged = one(conn.execute(_ROWS_SQL, {"bk": bookkeeping.as_string(conn)}))
     if not exists:
         return []
-    tag = "coalesce(readers, '')" if tagged else "''"
-    query = f"SELECT version, {tag} FROM {bookkeeping} WHERE dataset_id = %s ORDER BY version"
+    tag = sql.SQL("coalesce(readers, '')" if tagged else "''")
+    query = sql.SQL("SELECT version, {} FROM {} WHERE dataset_id = %s ORDER BY version").format(tag, bookkeeping)
     return [(int(v), str(t)) for v, t in conn.execute(query, (dataset_id,))]
 
 
@@ -233,14 +235,15 @@ def held_versions(uri: str, schema: str, dataset_id: str) -> list[int]:
 def _unsettle(uri: str, schema: str, dataset_id: str) -> None:
     """Mark a database's rows of the dataset as possibly mid-move, before the dataset goes anywhere new."""
     import psycopg
+    from psycopg import sql
 
-    from datashare.share.sqlshare import BOOKKEEPING, _q
+    from datashare.share.sqlshare import BOOKKEEPING
     from datashare.share.sqlshare_pg import ensure_readers_column
 
     with psycopg.connect(uri, autocommit=True) as conn:
         ensure_readers_column(conn, schema)
-        bookkeeping = f"{_q(schema)}.{_q(BOOKKEEPING)}"
-        conn.execute(f"UPDATE {bookkeeping} SET readers = %s WHERE dataset_id = %s", (UNSETTLED, dataset_id))
+        update = sql.SQL("UPDATE {} SET readers = %s WHERE dataset_id = %s").format(sql.Identifier(schema, BOOKKEEPING))
+        conn.execute(update, (UNSETTLED, dataset_id))
 
 
 def check_codes(codes: Collection[str] | None) -> tuple[str, ...] | None:

@@ -36,6 +36,7 @@ from datashare.source.conform import Contract, conform_values, problems_column, 
 from datashare.source.connections import ConnectionInfo
 from datashare.source.typemap import SQLALCHEMY, source_type
 from datashare.spec import Column, ColumnType, DatasetSpec
+from datashare.sqltext import SQL, Composable, Identifier
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +52,23 @@ class ExtractResult:
     ignored_columns: tuple[str, ...]
 
 
-def _base(spec: DatasetSpec, dialect: sa.Dialect) -> str:
-    prep = dialect.identifier_preparer
+def _base(spec: DatasetSpec, dialect: sa.Dialect) -> Composable:
+    """What the source is read from, aliased ``src`` by the callers: the spec's table, or its query in parentheses.
+
+    The table's name (``schema.table`` allowed) is quoted by the source's dialect. The query is SQL the
+    spec's author wrote for this source, taken as it is.
+    """
     if spec.source.table is not None:
-        return ".".join(prep.quote(p) for p in spec.source.table.split("."))
+        return Identifier(*spec.source.table.split("."))
     query = spec.source.query_for(dialect.name)
     if query is None:  # the spec check rules this out; kept for specs built in code
         raise SourceError(f"{spec.id}: source.dialect_queries has no query for {dialect.name} and no default 'query'")
-    return f"({query.strip().rstrip(';')})"
+    return SQL("({})").format(SQL(query.strip().rstrip(";")))
+
+
+def _src(column: str) -> Identifier:
+    """A column of the source, qualified by its alias: ``src.<column>``."""
+    return Identifier("src", column)
 
 
 def build_query(
@@ -67,21 +77,24 @@ def build_query(
     """The SELECT that reads the source: the spec's table or query wrapped, filtered and ordered.
 
     ``probe`` gives ``SELECT 1 ... LIMIT 1`` with the same filter instead: whether any row would come.
+    Names are quoted by the dialect (only when it must); the cursor and the key range are the bound
+    parameters ``:cursor``, ``:range_lo`` and ``:range_hi``.
     """
-    prep = dialect.identifier_preparer
-    sql = f"SELECT {'1' if probe else '*'} FROM {_base(spec, dialect)} src"
-    where = []
+    query = SQL("SELECT {} FROM {} src").format(SQL("1" if probe else "*"), _base(spec, dialect))
+    where: list[Composable] = []
     if incremental_from:
-        where.append(f"src.{prep.quote(spec.mode.cursor)} > :cursor")  # type: ignore[arg-type]
+        where.append(SQL("{} > :cursor").format(_src(spec.mode.cursor)))  # type: ignore[arg-type]
     if key_range:
-        col = prep.quote(spec.source.partitions.column)  # type: ignore[union-attr]
-        where.append(f"src.{col} >= :range_lo AND src.{col} < :range_hi")
+        col = _src(spec.source.partitions.column)  # type: ignore[union-attr]
+        where.append(SQL("{col} >= :range_lo AND {col} < :range_hi").format(col=col))
     if where:
-        sql += " WHERE " + " AND ".join(where)
+        query += SQL(" WHERE {}").format(SQL(" AND ").join(where))
     if probe:
-        return sql + " LIMIT 1"
-    order = list(spec.key) + [c.name for c in spec.columns if c.name not in spec.key and c.source_type is None]
-    return sql + " ORDER BY " + ", ".join(f"src.{prep.quote(c)}" for c in order)
+        query += SQL(" LIMIT 1")
+    else:
+        order = list(spec.key) + [c.name for c in spec.columns if c.name not in spec.key and c.source_type is None]
+        query += SQL(" ORDER BY {}").format(SQL(", ").join(_src(c) for c in order))
+    return query.as_string(dialect)
 
 
 def _engine(info: ConnectionInfo, spec: DatasetSpec | None = None) -> sa.Engine:
@@ -183,12 +196,11 @@ def plan_ranges(spec: DatasetSpec, info: ConnectionInfo) -> list[tuple[int, int]
     if parts is None:
         raise SourceError(f"{spec.id}: the spec declares no source.partitions")
     engine = _engine(info, spec)
-    col = engine.dialect.identifier_preparer.quote(parts.column)
+    col = _src(parts.column)
     try:
+        query = SQL("SELECT min({col}), max({col}) FROM {base} src").format(col=col, base=_base(spec, engine.dialect))
         with engine.connect() as conn:
-            bounds = conn.execute(
-                sa.text(f"SELECT min(src.{col}), max(src.{col}) FROM {_base(spec, engine.dialect)} src")
-            ).one()
+            bounds = conn.execute(sa.text(query.as_string(engine.dialect))).one()
     except sa.exc.DBAPIError as exc:
         raise _source_error(exc, spec, info) from None
     finally:
@@ -273,8 +285,8 @@ def _extract_nothing(spec: DatasetSpec, info: ConnectionInfo, target: Path, coll
     contracts = {c.name: Contract.of(c, source=True) for c in spec.columns}
     try:
         with engine.connect() as conn:
-            sql = f"SELECT * FROM {_base(spec, engine.dialect)} src WHERE 1 = 0"
-            result = conn.execute(sa.text(sql))
+            query = SQL("SELECT * FROM {} src WHERE 1 = 0").format(_base(spec, engine.dialect))
+            result = conn.execute(sa.text(query.as_string(engine.dialect)))
             source_cols = list(result.keys())
             ignored = _check_columns(spec, source_cols)
             _check_source_types(spec, result, [contracts.get(n) for n in source_cols])

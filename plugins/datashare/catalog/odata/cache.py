@@ -33,8 +33,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from datashare.catalog.odata.model import EntityModel
-from datashare.catalog.odata.sql import ROW, quote
+from datashare.catalog.odata.sql import ROW
 from datashare.catalog.service import Reader
+from datashare.sqltext import SQL, Composable, Identifier, Literal
 from datashare.store import Release
 
 log = logging.getLogger(__name__)
@@ -94,8 +95,8 @@ class QueryCache:
         partial = scratch / "sorted.parquet"
         try:
             sources = self._sources(reader, release, scratch)
-            columns = ", ".join(quote(p.name) for p in model.properties)
-            key = ", ".join(quote(k) for k in model.key)
+            columns = SQL(", ").join(Identifier(p.name) for p in model.properties)
+            key = SQL(", ").join(Identifier(k) for k in model.key)
             con = duckdb.connect(
                 config={
                     "threads": self.threads,
@@ -108,17 +109,22 @@ class QueryCache:
             try:
                 con.execute("SET enable_progress_bar = false")
                 if sources:
-                    source = f"SELECT {columns} FROM read_parquet($files)"
+                    source = SQL("SELECT {} FROM read_parquet($files)").format(columns)
                     params: dict[str, object] = {"files": [str(s) for s in sources]}
                 else:  # a release without data files: an empty table of the right types
-                    source = f"SELECT {columns} FROM ({_empty(model)}) LIMIT 0"
+                    source = SQL("SELECT {} FROM ({}) LIMIT 0").format(columns, _empty(model))
                     params = {}
-                con.execute(
-                    f"COPY (SELECT *, (row_number() OVER (ORDER BY {key}) - 1)::BIGINT AS {ROW} FROM ({source}) "
-                    f"ORDER BY {ROW}) TO '{_sql_path(partial)}' "
-                    f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_ROWS})",
-                    params,
+                copy = SQL(
+                    "COPY (SELECT *, (row_number() OVER (ORDER BY {key}) - 1)::BIGINT AS {row} FROM ({source}) "
+                    "ORDER BY {row}) TO {target} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {rows})"
+                ).format(
+                    key=key,
+                    row=SQL(ROW),
+                    source=source,
+                    target=Literal(str(partial)),  # COPY TO takes no parameter
+                    rows=Literal(ROW_GROUP_ROWS),
                 )
+                con.execute(copy.as_string(), params)
             except duckdb.Error as exc:
                 raise CacheError(f"{release.dataset_id} v{release.version}: cannot sort the release: {exc}") from exc
             finally:
@@ -168,15 +174,13 @@ class QueryCache:
             log.info("OData cache: removed %s (least recently used)", path.name)
 
 
-def _empty(model: EntityModel) -> str:
+def _empty(model: EntityModel) -> Composable:
     from datashare.catalog.odata.sql import DUCK_TYPES
 
-    return "SELECT " + ", ".join(f"CAST(NULL AS {DUCK_TYPES[p.type]}) AS {quote(p.name)}" for p in model.properties)
-
-
-def _sql_path(path: Path) -> str:
-    """A path of ours inside a SQL string literal (COPY TO takes no parameter)."""
-    return str(path).replace("'", "''")
+    columns = SQL(", ").join(
+        SQL("CAST(NULL AS {}) AS {}").format(SQL(DUCK_TYPES[p.type]), Identifier(p.name)) for p in model.properties
+    )
+    return SQL("SELECT {}").format(columns)
 
 
 def _sha256(path: Path) -> str:

@@ -3,9 +3,10 @@
 One DuckDB database per process serves every request (each on its own cursor), so one memory limit
 bounds all queries together; it is sandboxed before the first query: it may read only the cache
 folder (``allowed_directories``, external access off, configuration locked), loads no extension, and
-the SQL it runs holds no caller text (:mod:`.sql`). DuckDB renders each row as JSON
-(``json_object``), which is about four times faster than building Python dicts; rows leave in batches
-of :data:`BATCH_ROWS`, so a page of any size costs the same memory.
+the SQL it runs holds no caller text (:mod:`.sql`): statements are composed with :mod:`datashare.sqltext`
+from the model's names, the translator's output and fixed text, and every value is a parameter. DuckDB
+renders each row as JSON (``json_object``), which is about four times faster than building Python
+dicts; rows leave in batches of :data:`BATCH_ROWS`, so a page of any size costs the same memory.
 
 Without ``$orderby`` a page is read in the file's order (by key) with ``"$row" > r`` and no sort:
 DuckDB preserves a file's row order in a query without ORDER BY (``preserve_insertion_order``, on by
@@ -24,30 +25,31 @@ from typing import Any
 from datashare.catalog.odata.expr import DBL, DTO, INT
 from datashare.catalog.odata.model import EntityModel, Property
 from datashare.catalog.odata.options import QueryOptions
-from datashare.catalog.odata.sql import ROW, after, order_by, quote, where
+from datashare.catalog.odata.sql import ROW, after, order_by, where
+from datashare.sqltext import SQL, Composable, Identifier, Literal
 
 BATCH_ROWS = 8192
 
 
-def json_value(prop: Property, *, ieee754: bool, special: bool = True) -> str:
+def json_value(prop: Property, *, ieee754: bool, special: bool = True) -> Composable:
     """SQL rendering one property as its OData JSON value.
 
     ``special``: the column holds NaN or an infinity somewhere, which JSON numbers cannot carry (OData
     writes them as the strings ``"NaN"``, ``"INF"``, ``"-INF"``); without them a plain number is cheaper.
     """
-    column = quote(prop.name)
+    column = Identifier(prop.name)
     if prop.type == DBL and special:
-        return (
-            f"CASE WHEN isnan({column}) THEN '\"NaN\"'::JSON WHEN {column} = 'inf'::DOUBLE THEN '\"INF\"'::JSON "
-            f"WHEN {column} = '-inf'::DOUBLE THEN '\"-INF\"'::JSON ELSE to_json({column}) END"
-        )
+        return SQL(
+            "CASE WHEN isnan({c}) THEN '\"NaN\"'::JSON WHEN {c} = 'inf'::DOUBLE THEN '\"INF\"'::JSON "
+            "WHEN {c} = '-inf'::DOUBLE THEN '\"-INF\"'::JSON ELSE to_json({c}) END"
+        ).format(c=column)
     if prop.type == DTO:
-        return (
-            f"CASE WHEN epoch_us({column}) % 1000000 = 0 THEN strftime({column}, '%Y-%m-%dT%H:%M:%S+07:00') "
-            f"ELSE strftime({column}, '%Y-%m-%dT%H:%M:%S.%f+07:00') END"
-        )
+        return SQL(
+            "CASE WHEN epoch_us({c}) % 1000000 = 0 THEN strftime({c}, '%Y-%m-%dT%H:%M:%S+07:00') "
+            "ELSE strftime({c}, '%Y-%m-%dT%H:%M:%S.%f+07:00') END"
+        ).format(c=column)
     if prop.type == INT and ieee754:
-        return f"CAST({column} AS VARCHAR)"
+        return SQL("CAST({} AS VARCHAR)").format(column)
     return column
 
 
@@ -78,8 +80,8 @@ class Engine:
                 "autoload_known_extensions": False,
             }
         )
-        root = str(cache_root.resolve())
-        self._db.execute(f"SET allowed_directories = ['{root}']")
+        root = Literal(str(cache_root.resolve()))
+        self._db.execute(SQL("SET allowed_directories = [{}]").format(root).as_string())
         self._db.execute("SET preserve_insertion_order = true")
         self._db.execute("SET enable_progress_bar = false")  # cursors inherit it; no bar in the server's log
         self._db.execute("SET parquet_metadata_cache = true")  # cache files are immutable: parse each footer once
@@ -93,10 +95,13 @@ class Engine:
             doubles = [p.name for p in model.properties if p.type == DBL]
             known = frozenset()
             if doubles:
-                tests = ", ".join(f"coalesce(bool_or(NOT isfinite({quote(n)})), FALSE)" for n in doubles)
+                tests = SQL(", ").join(
+                    SQL("coalesce(bool_or(NOT isfinite({})), FALSE)").format(Identifier(n)) for n in doubles
+                )
+                query = SQL("SELECT {} FROM read_parquet(?)").format(tests).as_string()
                 cursor = self._cursor()
                 try:
-                    flags = cursor.sql(f"SELECT {tests} FROM read_parquet(?)", params=[str(path)]).fetchall()[0]
+                    flags = cursor.sql(query, params=[str(path)]).fetchall()[0]
                 finally:
                     cursor.close()
                 known = frozenset(n for n, flag in zip(doubles, flags, strict=True) if flag)
@@ -110,12 +115,11 @@ class Engine:
 
     def count(self, path: Path, options: QueryOptions) -> int:
         """Rows matching ``$filter`` (ignoring ``$top`` and ``$skip``, as ``$count`` must)."""
-        condition, params = where(options.filter)
+        condition, params = where(options.filter)  # the translator's SQL: model names, values as parameters
+        query = SQL("SELECT count(*) FROM read_parquet(?) WHERE {}").format(SQL(condition)).as_string()
         cursor = self._cursor()
         try:
-            rows = cursor.sql(
-                f"SELECT count(*) FROM read_parquet(?) WHERE {condition}", params=[str(path), *params]
-            ).fetchall()
+            rows = cursor.sql(query, params=[str(path), *params]).fetchall()
             return int(rows[0][0])
         finally:
             cursor.close()
@@ -129,22 +133,29 @@ class PageStream:
     ) -> None:
         selected = [p for p in model.properties if options.select is None or p.name in options.select]
         specials = engine.specials(path, model)
-        pairs = ", ".join(f"'{p.name}', {json_value(p, ieee754=ieee754, special=p.name in specials)}" for p in selected)
-        order_columns = ", ".join(f'{quote(i.prop.name)} AS "$o{n}"' for n, i in enumerate(options.orderby))
+        pairs = SQL(", ").join(
+            SQL("{}, {}").format(Literal(p.name), json_value(p, ieee754=ieee754, special=p.name in specials))
+            for p in selected
+        )
+        columns = [SQL('json_object({})::VARCHAR AS "$json"').format(pairs), SQL(ROW)]
+        columns += [
+            SQL("{} AS {}").format(Identifier(i.prop.name), Identifier(f"$o{n}")) for n, i in enumerate(options.orderby)
+        ]
+        # The translator's SQL (:mod:`.sql`): the model's names, fixed text, every value a parameter.
         condition, params = where(options.filter)
         token = options.skiptoken
         if token is not None:
             keyset, keyset_params = after(options.orderby, token.last, token.last_row)
             condition, params = f"({condition}) AND {keyset}", [*params, *keyset_params]
-        select = f'json_object({pairs})::VARCHAR AS "$json", {ROW}' + (f", {order_columns}" if order_columns else "")
-        sql = f"SELECT {select} FROM read_parquet(?) WHERE {condition}"
+        query = SQL("SELECT {} FROM read_parquet(?) WHERE {}").format(SQL(", ").join(columns), SQL(condition))
         if options.orderby:
-            sql += f" ORDER BY {order_by(options.orderby)}"
-        sql += " LIMIT ?"
+            query += SQL(" ORDER BY {}").format(SQL(order_by(options.orderby)))
+        query += SQL(" LIMIT ?")
         tail: list[Any] = [limit + 1]
         if options.skip and token is None:
-            sql += " OFFSET ?"
+            query += SQL(" OFFSET ?")
             tail.append(options.skip)
+        sql = query.as_string()
         self.limit = limit
         self.orderby = options.orderby
         self._cursor = engine._cursor()

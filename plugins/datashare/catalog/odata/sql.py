@@ -40,6 +40,7 @@ from datashare.catalog.odata.expr import (
     OrderItem,
     Prop,
 )
+from datashare.sqltext import quote_ident
 
 ROW = '"$row"'
 """The row-number column of the query cache: a name no spec column can have."""
@@ -78,7 +79,7 @@ MAX_DATETIME = dt.datetime(9999, 12, 31, 23, 59, 59, 999999)
 
 def quote(name: str) -> str:
     """A model property name as a SQL identifier (names match ``[a-z_][a-z0-9_]*``; quotes doubled anyway)."""
-    return '"' + name.replace('"', '""') + '"'
+    return quote_ident(name)
 
 
 @dataclass
