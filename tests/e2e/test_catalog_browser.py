@@ -103,6 +103,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
         mp.setenv("AIRFLOW_CONN_DATASHARE_SHARE", connection_env_value(f"sqlite:///{tmp / 'share.sqlite'}"))
         mp.setenv("AIRFLOW_CONN_MONRE_MONITORING", connection_env_value(unit))
         run_dataset(OPEN)
+        monitoring.append_day(unit)  # a second day: release 2, so the release page has changes to show
+        run_dataset(OPEN)
         run_dataset(RESTRICTED)
         settings = Settings.from_env()
     store = ReleaseStore.open(settings.release_uri)
@@ -225,7 +227,12 @@ def test_list_dataset_download_and_language(server: str, browser: Any, deploymen
     csv_file = _wait_for_file(browser.downloads, f"{OPEN}-v{release.version}.csv")
     assert csv_file.read_bytes().startswith(b"\xef\xbb\xbf")
     frame = pd.read_csv(csv_file, dtype={"station_code": "string", "station_name": "string", "province_code": "string"})
-    parquet = pq.read_table(arrived).to_pandas()
+    store = deployment["store"]  # every part of the release, in the manifest's order (the first one was downloaded)
+    parquet = pd.concat(
+        [pq.read_table(store.backend.local_path(f"{release.prefix}/{f['path']}")).to_pandas() for f in release.files],
+        ignore_index=True,
+    )
+    assert pq.read_table(arrived).num_rows == part["rows"]
     assert list(frame.columns) == list(parquet.columns) and len(frame) == len(parquet) == release.rows
     assert frame["station_name"].tolist() == parquet["station_name"].tolist()  # Vietnamese, NFC, unchanged
     assert frame["province_code"].tolist() == parquet["province_code"].tolist()  # codes keep their leading zero
@@ -242,6 +249,52 @@ def test_list_dataset_download_and_language(server: str, browser: Any, deploymen
     browser.get(server + "/")  # the choice is kept in a cookie
     assert browser.find_element(By.TAG_NAME, "h1").text == "Data catalog"
     _shot(browser, "catalog-list-en")
+
+
+def _published_rows(store: Any, version: int) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """The rows of a release by key, read from its Parquet files with pyarrow (independent of the catalog)."""
+    import pyarrow.parquet as pq
+
+    release = store.release(OPEN, version)
+    rows: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for f in release.files:
+        table = pq.read_table(store.backend.local_path(f"{release.prefix}/{f['path']}"))
+        for row in table.to_pylist():
+            rows[(row["station_code"], row["observed_at"])] = row
+    return rows
+
+
+def test_release_changes_page_from_the_release_page(server: str, browser: Any, deployment: dict[str, Any]) -> None:
+    """A person follows "what changed" from the newest release: the counts equal a diff of the two releases."""
+    from selenium.webdriver.common.by import By
+
+    store = deployment["store"]
+    latest = store.latest(OPEN)
+    assert latest.version >= 2, "the deployment publishes two releases of the open dataset"
+    before = _published_rows(store, latest.version - 1)
+    after = _published_rows(store, latest.version)
+    added = len(after.keys() - before.keys())
+    removed = len(before.keys() - after.keys())
+    changed = sum(1 for k in after.keys() & before.keys() if after[k] != before[k])
+
+    browser.get(f"{server}/datasets/{OPEN}/v/{latest.version}?lang=vi")
+    summary = browser.find_element(By.ID, "changes-summary")
+    assert summary.find_element(By.CSS_SELECTOR, ".changes-added").text == f"{added:,}".replace(",", ".")
+    _navigate(browser, browser.find_element(By.ID, "changes-link"))
+    assert f"v{latest.version - 1} → v{latest.version}" in browser.find_element(By.TAG_NAME, "h1").text
+    numbers = {
+        name: browser.find_element(By.CSS_SELECTOR, f"#changes-summary .changes-{name}").text
+        for name in ("added", "removed", "changed")
+    }
+    assert numbers == {
+        "added": f"{added:,}".replace(",", "."),
+        "removed": f"{removed:,}".replace(",", "."),
+        "changed": f"{changed:,}".replace(",", "."),
+    }
+    _navigate(browser, browser.find_element(By.ID, "lang-switch"))
+    assert "Changes" in browser.find_element(By.TAG_NAME, "h1").text
+    assert browser.find_element(By.CSS_SELECTOR, "#changes-summary .changes-added").text == f"{added:,}"
+    _shot(browser, "release-changes-browser")
 
 
 def test_sign_in_form_reveals_granted_datasets(server: str, browser: Any, deployment: dict[str, Any]) -> None:
