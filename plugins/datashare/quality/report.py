@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from datashare.display import number, timestamp
+
 if TYPE_CHECKING:
     from datashare.quality.validation import RuleResult, ValidationOutcome
 
@@ -256,7 +258,7 @@ def _bi(vi: str, en: str) -> str:
 
 def _count(value: Any) -> str:
     """A count with thousands separated (1,234): the report is read in both languages."""
-    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+    return number(value, "en") if isinstance(value, int) and not isinstance(value, bool) else str(value)
 
 
 def _value_text(value: Any) -> str:
@@ -349,7 +351,7 @@ def _quarantine_view(quarantine: Mapping[str, Any] | None) -> dict[str, Any] | N
 
 def render_report(outcome: ValidationOutcome) -> str:
     """The whole report page of one validation outcome."""
-    when = outcome.validated_at.strftime("%Y-%m-%d %H:%M:%S UTC") if outcome.validated_at else "–"
+    when = timestamp(outcome.validated_at, seconds=True, empty="–")
     titles = " / ".join(t for t in (outcome.title_vi, outcome.title_en) if t)
     checked_rows = outcome.rows_checked if outcome.rows_checked is not None else outcome.rows
     quarantine = outcome.quarantine or {}
