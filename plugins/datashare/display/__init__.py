@@ -1,13 +1,17 @@
-"""How things look to people: numbers and times in Vietnamese or English, one formatter (Babel's CLDR data).
+"""How things look to people: numbers and times in Vietnamese or English (Babel's CLDR data), and the stylesheet.
 
 The catalog pages, the audit reports and the export notices all format through these functions, so a
 Vietnamese reader sees ``1.234.567`` and ``39,2`` everywhere (CLDR's ``vi_VN``: ``.`` groups thousands,
-``,`` marks decimals) and an English one ``1,234,567`` and ``39.2``.
+``,`` marks decimals) and an English one ``1,234,567`` and ``39.2``. ``datashare.css`` beside this module is
+the one stylesheet of the catalog pages and the audit reports: each page inlines it (:func:`stylesheet`),
+its ``<body>`` class (``catalog``, ``audit``) selects the rules of its own kind.
 """
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Literal
 
 from babel.dates import format_datetime
@@ -39,3 +43,12 @@ def timestamp(value: datetime | str | None, lang: Lang = "en", *, seconds: bool 
         value = value.replace(tzinfo=UTC)
     pattern = "yyyy-MM-dd HH:mm:ss" if seconds else "yyyy-MM-dd HH:mm"
     return format_datetime(value, pattern + " 'UTC'", tzinfo=UTC, locale=LOCALES[lang])
+
+
+STYLESHEET = Path(__file__).with_name("datashare.css")
+
+
+@functools.cache
+def stylesheet() -> str:
+    """The text of ``datashare.css``, for a template to inline in ``<style>`` (pages stay self-contained)."""
+    return STYLESHEET.read_text(encoding="utf-8")

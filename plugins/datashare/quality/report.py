@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from datashare.display import number, timestamp
+from datashare.display import number, stylesheet, timestamp
 
 if TYPE_CHECKING:
     from datashare.quality.validation import RuleResult, ValidationOutcome
@@ -235,15 +235,9 @@ def _env() -> Any:
     return Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined)
 
 
-@functools.cache
-def audit_css() -> str:
-    """The one stylesheet of the report and the history, inlined into each page."""
-    return (TEMPLATES / "audit.css").read_text(encoding="utf-8")
-
-
 def render_audit(template: str, **context: Any) -> str:
-    """An audit page from its template, with the shared stylesheet and helpers."""
-    return _env().get_template(template).render(css=audit_css(), number=_count, percent=_percent, **context)
+    """An audit page from its template, with the stylesheet of every page (:mod:`datashare.display`) and helpers."""
+    return _env().get_template(template).render(css=stylesheet(), number=_count, percent=_percent, **context)
 
 
 def _e(value: Any) -> str:
