@@ -430,6 +430,16 @@ def test_pages_are_self_contained(client: TestClient) -> None:
     assert "default-src 'none'" in response.headers["content-security-policy"]
 
 
+def test_pages_inline_the_one_stylesheet(client: TestClient) -> None:
+    """Every catalog page inlines the stylesheet the audit reports inline too (datashare.display), once."""
+    from datashare.display import stylesheet
+
+    for path in ("/", f"/datasets/{OPEN}", "/login"):
+        html = client.get(path).text
+        assert f"<style>{stylesheet()}</style>" in html and html.count("<style") == 1, path
+        assert '<body class="catalog">' in html and " style=" not in html, path
+
+
 # -- other ways to send a file ----------------------------------------------------------------------------
 
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import base64
 import email
+import email.message
 import email.policy
+import html
 import json
 import logging
+import re
+import socket
 import socketserver
 import subprocess
 import sys
@@ -229,7 +233,14 @@ def test_email_reaches_the_smtp_server(smtp_server, monkeypatch: pytest.MonkeyPa
     assert mail["rcpt"] == ["TO:<ops@example.gov.vn>", "TO:<audit@example.gov.vn>"]
     parsed = email.message_from_bytes(mail["data"].replace(b"\r\n", b"\n"), policy=email.policy.default)
     assert parsed["Subject"] == message.subject and parsed["From"] == "datashare@example.gov.vn"
-    assert parsed.get_content().rstrip("\n") == message.text  # Vietnamese survives the trip
+    assert _mail_text(parsed) == message.text  # Vietnamese survives the trip
+
+
+def _mail_text(parsed: email.message.EmailMessage) -> str:
+    """The alert text of a mail sent by Airflow's SmtpNotifier: its one HTML part, tags dropped, unescaped."""
+    part = parsed.get_body(preferencelist=("html",))
+    assert part is not None
+    return html.unescape(re.sub(r"<[^>]+>", "", part.get_content()))
 
 
 def test_email_needs_from_and_to(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -290,3 +301,119 @@ def test_factory_wires_the_callback_and_alerts_stays_import_light() -> None:
     code = f"import sys, datashare.notify.alerts; print([m for m in {heavy!r} if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# -- Airflow's notifiers, with connections as Airflow's connection forms write them -----------------
+
+
+class _Inbox:
+    """An aiosmtpd handler keeping every envelope it accepts."""
+
+    def __init__(self) -> None:
+        self.envelopes: list[Any] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.envelopes.append(envelope)
+        return "250 Message accepted for delivery"
+
+
+@pytest.fixture
+def aiosmtpd_server() -> Iterator[tuple[int, _Inbox, list[tuple[str, str]]]]:
+    """A real SMTP server (aiosmtpd) on loopback that takes AUTH LOGIN/PLAIN without TLS; (port, inbox, logins)."""
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    logins: list[tuple[str, str]] = []
+
+    def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+        assert isinstance(data, LoginPassword)
+        logins.append((data.login.decode(), data.password.decode()))
+        return AuthResult(success=True)
+
+    with socket.socket() as probe:  # aiosmtpd's Controller checks readiness by connecting: it needs a real port
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    inbox = _Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port, authenticator=authenticator, auth_require_tls=False)
+    controller.start()
+    try:
+        yield port, inbox, logins
+    finally:
+        controller.stop()
+
+
+def test_email_through_smtp_notifier_with_a_form_made_connection(
+    aiosmtpd_server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SMTP connection form's fields (From email, Disable SSL, Disable TLS) and the extra 'to' are enough."""
+    port, inbox, logins = aiosmtpd_server
+    conn = {
+        "conn_type": "smtp",
+        "host": "127.0.0.1",
+        "port": port,
+        "login": "alerts",
+        "password": "s3cret",
+        "extra": {
+            "from_email": "datashare@example.gov.vn",
+            "disable_ssl": True,
+            "disable_tls": True,
+            "timeout": 5,
+            "to": "ops@example.gov.vn, audit@example.gov.vn",
+        },
+    }
+    monkeypatch.setenv(ENV, json.dumps(conn))
+    message = quarantine_message(DATASET, quarantined=30, total=1000, threshold=0.05, by_rule={"r<1>": 30})
+
+    assert deliver(message) == "email"
+
+    [envelope] = inbox.envelopes
+    assert logins == [("alerts", "s3cret")]
+    assert envelope.mail_from == "datashare@example.gov.vn"
+    assert envelope.rcpt_tos == ["ops@example.gov.vn", "audit@example.gov.vn"]
+    parsed = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
+    assert parsed.get_content_type() == "multipart/mixed"  # SmtpNotifier's MIME layout, not a hand-made mail
+    assert parsed["Subject"] == message.subject
+    assert _mail_text(parsed) == message.text  # "<" escaped in the HTML part, restored by the reader
+
+
+def test_smtp_notifier_errors_name_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    conn = {"conn_type": "smtp", "host": "127.0.0.1", "port": 1, "extra": {"from": "a@example.vn", "to": ["b@x.vn"]}}
+    monkeypatch.setenv(ENV, json.dumps(conn))
+    with pytest.raises(AlertDeliveryError, match=r"mail server 127\.0\.0\.1:1 did not take the alert"):
+        deliver(failed_run_message(DATASET, task_id="t", error="e"))
+
+
+def test_webhook_through_http_notifier_with_a_form_made_connection(webhook, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The HTTP connection form's Host, Schema and Port, the path in extra 'endpoint'; text is never a template."""
+    port, received = webhook
+    conn = {
+        "conn_type": "http",
+        "host": "127.0.0.1",
+        "schema": "http",
+        "port": port,
+        "extra": {"endpoint": "/hook", "X-Alert-Source": "datashare"},
+    }
+    monkeypatch.setenv(ENV, json.dumps(conn))
+    message = failed_run_message(DATASET, task_id="extract", error="bad value {{ ti.task_id }} in cột số 3")
+
+    assert deliver(message) == "webhook"
+
+    [request] = received
+    assert request["path"] == "/hook" and request["type"].startswith("application/json")
+    assert request["headers"]["User-Agent"].startswith("python-requests")  # sent by Airflow's HttpHook
+    assert request["headers"]["X-Alert-Source"] == "datashare"  # other extras are headers, as in Airflow
+    assert "endpoint" not in {h.lower() for h in request["headers"]}
+    payload = json.loads(request["body"])
+    assert payload == json.loads(json.dumps(message.as_json()))
+    assert "{{ ti.task_id }} in cột số 3" in payload["text"]
+
+
+def test_notifiers_are_airflows() -> None:
+    from airflow.providers.http.notifications.http import HttpNotifier
+    from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+
+    from datashare.notify.channels import http_notifier, smtp_notifier
+
+    assert isinstance(http_notifier("datashare_alerts", {"a": 1}, timeout=1), HttpNotifier)
+    mail = smtp_notifier("datashare_alerts", subject="s", text="<b>", to=["x@y.vn"], from_email=None)
+    assert isinstance(mail, SmtpNotifier) and mail.html_content is not None and "&lt;b&gt;" in mail.html_content

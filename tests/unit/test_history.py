@@ -131,6 +131,17 @@ def test_no_run_yet_gives_one_page_saying_so(tmp_path: Path) -> None:
     assert page_name(1) == "index.html" and page_name(7) == "page-7.html"
 
 
+def test_pages_inline_the_one_stylesheet() -> None:
+    """The audit pages carry datashare.display's stylesheet, the catalog's too, and select their rules by class."""
+    from datashare.display import STYLESHEET, stylesheet
+
+    [(_, page)] = render_history(DATASET, [])
+    assert f"<style>{stylesheet()}</style>" in page and page.count("<style") == 1
+    assert '<body class="audit">' in page
+    engine = STYLESHEET.parents[1]  # plugins/datashare
+    assert [p.relative_to(engine).as_posix() for p in engine.rglob("*.css")] == ["display/datashare.css"]
+
+
 class CountingBackend(LocalBackend):
     """A local backend that counts reads, to prove the history reads each ledger entry once."""
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Literal
 
+from datashare import display
+
 Lang = Literal["vi", "en"]
 LANGS: tuple[Lang, ...] = ("vi", "en")
 DEFAULT_LANG: Lang = "vi"
@@ -255,13 +257,8 @@ def other(lang: Lang) -> Lang:
 
 
 def number(value: int | float | None, lang: Lang) -> str:
-    """Thousands separated as each language writes them: 1.234.567 (vi), 1,234,567 (en)."""
-    if value is None:
-        return "—"
-    text = f"{value:,}" if isinstance(value, int) else f"{value:,.1f}"
-    if lang == "vi":
-        text = text.replace(",", "\0").replace(".", ",").replace("\0", ".")
-    return text
+    """Thousands separated as each language writes them: 1.234.567 (vi), 1,234,567 (en); floats to one place."""
+    return display.number(value, lang)
 
 
 def size(n: int | None, lang: Lang) -> str:
@@ -302,6 +299,4 @@ def age(hours: float | None, lang: Lang) -> str:
 
 def when(stamp: str | None) -> str:
     """A commit time stamp shown as ``2026-11-26 22:44 UTC``."""
-    if not stamp:
-        return "—"
-    return stamp.replace("T", " ")[:16] + " UTC"
+    return display.timestamp(stamp)

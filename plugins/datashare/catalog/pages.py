@@ -1,6 +1,7 @@
 """Server-rendered pages: the dataset list, a dataset, a release, downloads and the sign-in form.
 
-Jinja2 templates with autoescape on (a title or a station name can be hostile), inline CSS only, no
+Jinja2 templates with autoescape on (a title or a station name can be hostile), inline CSS only (the one
+stylesheet of :func:`datashare.display.stylesheet`, shared with the audit reports), no
 script and no external URL, so the pages work with JavaScript off and inside Airflow's iframe.
 """
 
@@ -27,6 +28,7 @@ from datashare.catalog.auth import (
 )
 from datashare.catalog.params import DatasetIdPath, VersionPath
 from datashare.catalog.service import MAX_PARAM, Catalog, NotFound, Reader, Unauthorized
+from datashare.display import stylesheet
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,7 @@ Sharing = Literal["", "open", "shared", "restricted"]
 
 _env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined)
 _env.globals.update(number=i18n.number, size=i18n.size, age=i18n.age, when=i18n.when, t=i18n.t)
+_env.globals["stylesheet"] = stylesheet()  # datashare.display's one stylesheet, inlined by base.html
 
 router = APIRouter(include_in_schema=False)
 

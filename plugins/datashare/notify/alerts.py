@@ -4,25 +4,26 @@ Three things deserve a person's attention: a run that failed, a quarantine over 
 (the next dirty batch may fail the run) and a dataset older than its spec's freshness allows. Each
 becomes an :class:`AlertMessage`, Vietnamese first, then English.
 
-Delivery follows the Airflow connection ``datashare_alerts`` (``AIRFLOW_CONN_DATASHARE_ALERTS`` first,
-then Airflow's secrets backends):
+Delivery is Airflow's: the connection ``datashare_alerts`` (``AIRFLOW_CONN_DATASHARE_ALERTS`` first, then
+Airflow's secrets backends and Admin > Connections) picks the channel by its type, and the SMTP and HTTP
+providers' notifiers send (:mod:`datashare.notify.channels` says which fields they read):
 
-- ``conn_type`` ``http``: POST the message as JSON to a webhook. The URL is ``host`` when it holds a
-  scheme (``{"conn_type": "http", "host": "http://127.0.0.1:8000/hook"}``); otherwise it is built from
-  ``schema`` (``http``/``https``, Airflow's HTTP convention; any other value is taken as the path),
+- ``conn_type`` ``http``: ``HttpNotifier`` POSTs the message as JSON to a webhook. The URL is ``host`` when
+  it holds a scheme (``{"conn_type": "http", "host": "http://127.0.0.1:8000/hook"}``); otherwise it is built
+  from ``schema`` (``http``/``https``, Airflow's HTTP convention; any other value is taken as the path),
   ``host``, ``port`` and ``extra.endpoint``.
-- ``conn_type`` ``smtp`` or ``email``: send an e-mail through ``host``:``port`` (``login`` and
-  ``password`` when set); ``extra`` gives ``from``, ``to`` (a list), and optionally ``starttls`` or
-  ``ssl`` (booleans) and ``timeout`` (seconds).
+- ``conn_type`` ``smtp`` or ``email``: ``SmtpNotifier`` e-mails it through ``host``:``port`` (``login`` and
+  ``password`` when set); ``extra`` gives ``to`` (a list) and ``from_email`` (the form's *From email*; ``from``
+  also works), and optionally ``disable_ssl``/``disable_tls`` (the form's flags) or ``ssl``/``starttls``
+  (booleans; plain SMTP when none is set) and ``timeout`` (seconds).
 - no connection: the message is logged at WARNING, nothing else.
 
-The module imports only the standard library at load time, so the DAG factory can reference
-:func:`on_failure_callback` without slowing DAG parsing.
+The module imports only the standard library at load time (the providers are imported when an alert is
+sent), so the DAG factory can reference :func:`on_failure_callback` without slowing DAG parsing.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -235,7 +236,11 @@ def freshness_message(
 
 
 def deliver(message: AlertMessage, *, conn_id: str = CONN_ID) -> str:
-    """Send the message through the alert connection; returns the channel used (webhook, email or log)."""
+    """Send the message through the alert connection; returns the channel used (webhook, email or log).
+
+    The sending is Airflow's: ``HttpNotifier`` for a webhook, ``SmtpNotifier`` for e-mail (see
+    :mod:`datashare.notify.channels`), imported here so that loading this module stays cheap.
+    """
     from datashare.source.connections import connection_fields
 
     conn = connection_fields(conn_id)
@@ -244,7 +249,7 @@ def deliver(message: AlertMessage, *, conn_id: str = CONN_ID) -> str:
         return "log"
     kind = conn["conn_type"]
     if kind in ("http", "https"):
-        _post(message, _webhook_url(conn), timeout=float(conn["extra"].get("timeout", DEFAULT_TIMEOUT_S)))
+        _post(message, conn)
         return "webhook"
     if kind in ("smtp", "email"):
         _mail(message, conn)
@@ -252,67 +257,53 @@ def deliver(message: AlertMessage, *, conn_id: str = CONN_ID) -> str:
     raise ConfigError(f"connection {conn_id!r}: conn_type {kind!r} cannot deliver alerts; use http, smtp or email")
 
 
-def _webhook_url(conn: Mapping[str, Any]) -> str:
-    host = str(conn.get("host") or "")
-    if "://" in host:
-        return host
-    if not host:
-        raise ConfigError(f"connection {conn['conn_id']!r}: a webhook needs the URL (or host) in 'host'")
-    schema = str(conn.get("schema") or "")
-    scheme = schema if schema in ("http", "https") else "http"
-    path = "" if schema in ("http", "https", "") else "/" + schema.lstrip("/")
-    endpoint = str(conn["extra"].get("endpoint") or "")
-    port = f":{conn['port']}" if conn.get("port") else ""
-    return f"{scheme}://{host}{port}{path}{endpoint}"
+def _post(message: AlertMessage, conn: Mapping[str, Any]) -> None:
+    import requests
+    from airflow.providers.common.compat.sdk import AirflowException
 
+    from datashare.notify.channels import http_notifier, send, webhook_url
 
-def _post(message: AlertMessage, url: str, *, timeout: float) -> None:
-    import urllib.error
-    import urllib.request
-
-    body = json.dumps(message.as_json(), ensure_ascii=False, default=str).encode("utf-8")
-    request = urllib.request.Request(
-        url, data=body, method="POST", headers={"Content-Type": "application/json; charset=utf-8"}
-    )
+    url = webhook_url(conn)
+    timeout = float(conn["extra"].get("timeout", DEFAULT_TIMEOUT_S))
+    notifier = http_notifier(conn["conn_id"], message.as_json(), timeout=timeout)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            response.read()
-    except urllib.error.HTTPError as exc:
-        raise AlertDeliveryError(f"alert webhook {url} answered HTTP {exc.code} {exc.reason}") from exc
-    except (urllib.error.URLError, OSError) as exc:
-        raise AlertDeliveryError(f"alert webhook {url} is unreachable: {getattr(exc, 'reason', exc)}") from exc
+        send(notifier)
+    except requests.RequestException as exc:
+        raise AlertDeliveryError(f"alert webhook {url} is unreachable: {exc}") from exc
+    except AirflowException as exc:  # the hook's "<status>:<reason>" for an answer outside 2xx and 3xx
+        status, _, reason = str(exc).partition(":")
+        if not status.isdigit():
+            raise AlertDeliveryError(f"alert webhook {url} did not take the alert: {exc}") from exc
+        raise AlertDeliveryError(f"alert webhook {url} answered HTTP {status} {reason}") from exc
     log.info("Alert for %s delivered to webhook %s", message.dataset_id, url)
 
 
 def _mail(message: AlertMessage, conn: Mapping[str, Any]) -> None:
     import smtplib
-    from email.message import EmailMessage
+
+    from airflow.providers.common.compat.sdk import AirflowException
+
+    from datashare.notify.channels import send, smtp_notifier
 
     extra = conn["extra"]
     recipients = extra.get("to")
     if isinstance(recipients, str):
         recipients = [r.strip() for r in recipients.split(",") if r.strip()]
-    if not recipients or not extra.get("from"):
-        raise ConfigError(f"connection {conn['conn_id']!r}: e-mail alerts need extra 'from' and 'to' (a list)")
-    host = str(conn.get("host") or "localhost")
-    port = int(conn.get("port") or (465 if extra.get("ssl") else 25))
-    mail = EmailMessage()
-    mail["Subject"] = message.subject
-    mail["From"] = extra["from"]
-    mail["To"] = ", ".join(recipients)
-    mail.set_content(message.text)
-    timeout = float(extra.get("timeout", DEFAULT_TIMEOUT_S))
-    smtp_class = smtplib.SMTP_SSL if extra.get("ssl") else smtplib.SMTP
+    sender = extra.get("from_email") or extra.get("from")
+    if not recipients or not sender:
+        raise ConfigError(
+            f"connection {conn['conn_id']!r}: e-mail alerts need extra 'from' and 'to' (a list); "
+            "the form's 'From email' serves as 'from'"
+        )
+    where = f"{conn.get('host') or 'localhost'}:{conn.get('port') or 'default port'}"
+    notifier = smtp_notifier(
+        conn["conn_id"], subject=message.subject, text=message.text, to=recipients, from_email=sender
+    )
     try:
-        with smtp_class(host, port, timeout=timeout) as smtp:
-            if extra.get("starttls"):
-                smtp.starttls()
-            if conn.get("login"):
-                smtp.login(conn["login"], conn.get("password") or "")
-            smtp.send_message(mail, to_addrs=recipients)
-    except (smtplib.SMTPException, OSError) as exc:
-        raise AlertDeliveryError(f"mail server {host}:{port} did not take the alert: {exc}") from exc
-    log.info("Alert for %s e-mailed to %s via %s:%s", message.dataset_id, ", ".join(recipients), host, port)
+        send(notifier)
+    except (smtplib.SMTPException, OSError, AirflowException) as exc:  # AirflowException: no connection found
+        raise AlertDeliveryError(f"mail server {where} did not take the alert: {exc}") from exc
+    log.info("Alert for %s e-mailed to %s via %s", message.dataset_id, ", ".join(recipients), where)
 
 
 def deliver_quietly(message: AlertMessage, *, conn_id: str = CONN_ID) -> str:

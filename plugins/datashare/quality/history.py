@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from datashare.display import number, timestamp
 from datashare.quality.report import _bi, _e, render_audit
 from datashare.store import Ledger, ReleaseStore
 
@@ -135,7 +136,7 @@ def _row_html(dataset_id: str, row: HistoryRow) -> str:
             f'<a href="{_e(_href(dataset_id, row.report_key))}">{_bi("Báo cáo", "report")}</a><br>'
             f'<a href="{_e(_href(dataset_id, folder + "/result.json"))}"><code>result.json</code></a>'
         )
-    quarantined = "–" if row.quarantined is None else f"{row.quarantined:,}"
+    quarantined = number(row.quarantined, "en", empty="–")
     if row.over_threshold:
         quarantined += f'<br><span class="bad">{_bi("vượt ngưỡng", "over threshold")}</span>'
     release = "–"
@@ -147,10 +148,10 @@ def _row_html(dataset_id: str, row: HistoryRow) -> str:
             release += f'<br><span class="withdrawn">{_bi("Đã thu hồi", "withdrawn")}</span>: {_e(row.withdrawn)}'
     return (
         f'<tr class="{"pass" if row.passed else "fail"}">'
-        f'<td class="when">{_e(row.at[:19].replace("T", " "))}</td>'
+        f'<td class="when">{_e(timestamp(row.at, seconds=True))}</td>'
         f"<td><code>{_e(row.run)}</code></td>"
         f"<td>{verdict}</td>"
-        f'<td class="num">{"–" if row.rows is None else f"{row.rows:,}"}</td>'
+        f'<td class="num">{number(row.rows, "en", empty="–")}</td>'
         f'<td class="num">{len(row.failed_rules)}</td>'
         f"<td>{samples}</td>"
         f'<td class="num">{quarantined}</td>'
@@ -197,9 +198,9 @@ def render_page(
     """One page of the history: the facts, the pager and a table of runs."""
     facts = [
         (("Bộ dữ liệu", "Dataset"), f"<code>{_e(dataset_id)}</code>"),
-        (("Số lần kiểm tra", "Validation runs"), f"{totals['runs']:,}"),
-        (("Đạt", "Passed"), f"{totals['passed']:,}"),
-        (("Không đạt", "Failed"), f"{totals['failed']:,}"),
+        (("Số lần kiểm tra", "Validation runs"), number(totals["runs"], "en")),
+        (("Đạt", "Passed"), number(totals["passed"], "en")),
+        (("Không đạt", "Failed"), number(totals["failed"], "en")),
         (("Trang", "Page"), f"{page} / {pages}"),
         (("Theo sổ cái đến", "Ledger as of"), _e(as_of) or "–"),
     ]

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from datashare.display import number, stylesheet, timestamp
+
 if TYPE_CHECKING:
     from datashare.quality.validation import RuleResult, ValidationOutcome
 
@@ -233,15 +235,9 @@ def _env() -> Any:
     return Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined)
 
 
-@functools.cache
-def audit_css() -> str:
-    """The one stylesheet of the report and the history, inlined into each page."""
-    return (TEMPLATES / "audit.css").read_text(encoding="utf-8")
-
-
 def render_audit(template: str, **context: Any) -> str:
-    """An audit page from its template, with the shared stylesheet and helpers."""
-    return _env().get_template(template).render(css=audit_css(), number=_count, percent=_percent, **context)
+    """An audit page from its template, with the stylesheet of every page (:mod:`datashare.display`) and helpers."""
+    return _env().get_template(template).render(css=stylesheet(), number=_count, percent=_percent, **context)
 
 
 def _e(value: Any) -> str:
@@ -256,7 +252,7 @@ def _bi(vi: str, en: str) -> str:
 
 def _count(value: Any) -> str:
     """A count with thousands separated (1,234): the report is read in both languages."""
-    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+    return number(value, "en") if isinstance(value, int) and not isinstance(value, bool) else str(value)
 
 
 def _value_text(value: Any) -> str:
@@ -349,7 +345,7 @@ def _quarantine_view(quarantine: Mapping[str, Any] | None) -> dict[str, Any] | N
 
 def render_report(outcome: ValidationOutcome) -> str:
     """The whole report page of one validation outcome."""
-    when = outcome.validated_at.strftime("%Y-%m-%d %H:%M:%S UTC") if outcome.validated_at else "–"
+    when = timestamp(outcome.validated_at, seconds=True, empty="–")
     titles = " / ".join(t for t in (outcome.title_vi, outcome.title_en) if t)
     checked_rows = outcome.rows_checked if outcome.rows_checked is not None else outcome.rows
     quarantine = outcome.quarantine or {}

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from datashare.display import number
 from datashare.exceptions import ExportRefused, ReleaseError
 from datashare.releases.export_writers import WriteStats, safe_sheet_text, write_csv, write_xlsx, write_zip
 from datashare.store import Release, ReleaseStore, dumps
@@ -86,12 +87,13 @@ def xlsx_refusal(release: Release, limit: int | None = None) -> str | None:
     limit = xlsx_row_limit() if limit is None else limit
     if release.rows <= limit:
         return None
-    vi_rows, vi_limit = f"{release.rows:,}".replace(",", "."), f"{limit:,}".replace(",", ".")
+    vi_rows, vi_limit = number(release.rows, "vi"), number(limit, "vi")
+    en_rows, en_limit = number(release.rows, "en"), number(limit, "en")
     return (
         f"Phiên bản v{release.version} có {vi_rows} dòng, vượt quá {vi_limit} dòng dữ liệu mà một trang tính "
         "Excel chứa được; chia ra nhiều trang tính sẽ làm sai các phép tổng, lọc và bảng tổng hợp. "
         "Hãy tải tệp CSV hoặc Parquet. / "
-        f"Release v{release.version} has {release.rows:,} rows, more than the {limit:,} data rows an Excel "
+        f"Release v{release.version} has {en_rows} rows, more than the {en_limit} data rows an Excel "
         "sheet holds; splitting it over sheets would make sums, filters and pivots silently partial. "
         "Download the CSV or Parquet files instead."
     )
