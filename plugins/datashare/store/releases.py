@@ -542,6 +542,11 @@ class ReleaseStore:
             if claim is None:
                 self._wait_or_close(dataset_id, version)
                 continue
+            if self.backend.exists(self._log_key(dataset_id, version)):
+                # decided between our state read and our claim, whose claim its writer had already removed:
+                # writing now would overwrite a committed release's files
+                self.backend.delete(self._claim_key(dataset_id, version))
+                continue
             try:
                 with _Lease(self.backend, self._claim_key(dataset_id, version), claim, self.lease_s):
                     release = self._write(dataset_id, version, run_key, attempt, planned, latest)
