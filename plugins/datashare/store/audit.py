@@ -4,17 +4,21 @@
 unreadable object is a finding):
 
 - a data file or validation report whose bytes changed, is missing or has another size; a file added
-  to a release folder or replaced by a symbolic link (``ReleaseStore.verify``);
+  to a release folder, or a file or any folder above it (release, dataset, commit log) replaced by a
+  symbolic link, even to an identical copy (``ReleaseStore.verify``);
 - a manifest edited after commit, a rewritten commit record of the release before;
-- a ledger entry deleted, edited or reordered (``Ledger.verify``), checked against anchors kept outside;
+- a ledger entry deleted, edited, reordered or linked (``Ledger.verify``), checked against anchors kept outside;
 - a release with no ``release_committed`` ledger entry, or one whose entry records another manifest or
   commit-record SHA-256 than the store holds (the commit record's every field is covered that way);
-- a ``release_committed`` entry for a release the store no longer has;
-- a gap in a dataset's commit log, a head or withdrawal marker that disagrees with the ledger.
+- a ``release_committed`` entry for a release the store no longer has, or whose record became a tombstone;
+- a gap in a dataset's commit log, a head or withdrawal marker that disagrees with the ledger, a
+  withdrawal marker that is unreadable, names no release, or records another manifest than its release.
 
 :func:`repair` completes what a killed writer left half-done (a release or withdrawal without its
 ledger entry, a stale head, a store from before withdrawal markers) and says what it did; it never
-touches a release.
+touches a release, and it never seals tampering: a release gets its missing entry only if it verifies
+intact and no entry for it is anywhere in the chain (and the chain is readable), a withdrawal only if
+its marker withdraws a committed release with that release's manifest SHA-256.
 """
 
 from __future__ import annotations
@@ -155,11 +159,45 @@ def _releases_against_ledger(
             )
     scope = {d for d, _ in releases}
     for (d, v), entries in sorted(committed.items()):
-        if (d, v) in releases or not (all_releases or d in scope) or store.backend.exists(f"{d}/_log/{v}.json"):
+        if (d, v) in releases or not (all_releases or d in scope):
             continue
         seqs = ", ".join(str(e.get("seq")) for e in entries)
-        findings.append(f"{d} v{v}: ledger entry {seqs} records this release, but the store has no commit record")
+        if not store.backend.exists(f"{d}/_log/{v}.json"):
+            findings.append(f"{d} v{v}: ledger entry {seqs} records this release, but the store has no commit record")
+        elif _is_tombstone(store, d, v):
+            findings.append(
+                f"{d} v{v}: ledger entry {seqs} records this release, but its commit record is a tombstone "
+                "(rewritten: the release is hidden from readers)"
+            )
     return findings
+
+
+def _is_tombstone(store: ReleaseStore, dataset_id: str, version: int) -> bool:
+    try:
+        return bool(store.record(dataset_id, version).get("skipped"))
+    except ReleaseError:
+        return False
+
+
+def _marker_problem(store: ReleaseStore, dataset_id: str, version: int) -> str | None:
+    """What is wrong with a withdrawal marker in itself (None: it withdraws a release the store has)."""
+    key = f"{dataset_id}/_withdrawn/{version}.json"
+    try:
+        marker = parse_object(store.backend.get_bytes(key), f"withdrawal marker {store.backend.describe(key)}")
+    except ReleaseError as exc:
+        return str(exc)
+    try:
+        record = store.record(dataset_id, version)
+    except ReleaseError:
+        return "withdrawal marker for a version the store has no (readable) commit record of: forged or misplaced"
+    if record.get("skipped"):
+        return "withdrawal marker for a number closed unused (a tombstone): forged or misplaced"
+    if marker.get("manifest_sha256") != record.get("manifest_sha256"):
+        return (
+            f"withdrawal marker records manifest sha256 {marker.get('manifest_sha256')}, "
+            f"but the commit record says {record.get('manifest_sha256')}"
+        )
+    return None
 
 
 def _withdrawals_against_ledger(store: ReleaseStore, datasets: list[str], bodies: list[dict[str, Any]]) -> list[str]:
@@ -177,8 +215,12 @@ def _withdrawals_against_ledger(store: ReleaseStore, datasets: list[str], bodies
             stem = key.rsplit("/", 1)[-1].removesuffix(".json")
             if stem.isdigit():
                 marked.add(int(stem))
-        for v in sorted(marked - {v for dd, v in in_ledger if dd == d}):
-            findings.append(f"{d} v{v}: withdrawn in the store, but no release_withdrawn ledger entry (repairable)")
+        for v in sorted(marked):
+            problem = _marker_problem(store, d, v)
+            if problem is not None:
+                findings.append(f"{d} v{v}: {problem}")
+            elif (d, v) not in in_ledger:
+                findings.append(f"{d} v{v}: withdrawn in the store, but no release_withdrawn ledger entry (repairable)")
         if current:
             for v in sorted({v for dd, v in in_ledger if dd == d} - marked):
                 findings.append(
@@ -208,10 +250,11 @@ def repair(store: ReleaseStore, dataset_id: str | None = None) -> list[str]:
             stem = key.rsplit("/", 1)[-1].removesuffix(".json")
             if not stem.isdigit() or (d, int(stem)) in in_ledger:
                 continue
-            try:
-                marker = parse_object(store.backend.get_bytes(key), key)
-            except ReleaseError:
+            problem = _marker_problem(store, d, int(stem))
+            if problem is not None:
+                log.warning("%s v%s: not repaired: %s", d, stem, problem)
                 continue
+            marker = parse_object(store.backend.get_bytes(key), key)
             entry = store.ledger.append(
                 "release_withdrawn",
                 dataset_id=d,

@@ -91,7 +91,8 @@ class Backend(Protocol):
         """A local path for reading the object in place, if the backend has one."""
 
     def links(self, prefix: str) -> builtins.list[str]:
-        """Keys under a prefix that are symbolic links (files or folders); object stores have none."""
+        """Keys under a prefix that are symbolic links (files or folders), or the prefix or a folder above it
+        if that is one; object stores have none."""
 
     def describe(self, key: str = "") -> str:
         """Where an object lives, for people (a path or an s3:// URL)."""
@@ -254,8 +255,10 @@ class LocalBackend:
         prefix = prefix.rstrip("/")
         base = self._path(prefix) if prefix else self.root
         found = []
-        if base.is_symlink():
-            return [prefix]
+        parts = prefix.split("/") if prefix else []
+        for i in range(1, len(parts) + 1):  # a linked folder above the prefix replaces everything below it
+            if self.root.joinpath(*parts[:i]).is_symlink():
+                return ["/".join(parts[:i])]
         for dirpath, dirs, files in os.walk(base):
             for name in [*dirs, *files]:
                 path = Path(dirpath) / name

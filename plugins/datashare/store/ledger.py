@@ -171,6 +171,27 @@ class Ledger:
                 out.append(entry)
         return out
 
+    def committed(self, dataset_id: str) -> dict[int, int] | None:
+        """Versions of a dataset that ``release_committed`` entries record, each with its first entry's seq.
+
+        Reads the whole chain (repairs call it only when a release's entry is not where its record
+        says). None when an entry cannot be read: it might be the one looked for.
+        """
+        out: dict[int, int] = {}
+        for seq in self._listed():
+            try:
+                body = self.entry(seq).body
+            except ReleaseError:
+                return None
+            version = body.get("version")
+            if (
+                body.get("event") == "release_committed"
+                and body.get("dataset_id") == dataset_id
+                and isinstance(version, int)
+            ):
+                out.setdefault(version, seq)
+        return out
+
     def head(self) -> Anchor | None:
         """The newest entry's sequence number and hash: what to keep outside the store as an anchor."""
         seq = self.tip()
@@ -198,11 +219,17 @@ class Ledger:
                     f"ledger: entry {anchor.seq} differs from its hash anchored in {anchor.source} "
                     f"({anchor.sha256[:12]}…): edited after it was anchored"
                 )
+        for link in self.backend.links(PREFIX):
+            problems.append(f"ledger: {link} is a symbolic link, not an entry written to the store")
         prev = GENESIS
         expected = 1
         hashes: dict[int, str] = {}
         for seq in self._listed():
-            data = self.backend.get_bytes(_key(seq))
+            try:
+                data = self.backend.get_bytes(_key(seq))
+            except ReleaseError as exc:
+                problems.append(f"ledger: entry {seq} cannot be read: {exc}")
+                data = b""
             if seq != expected:
                 problems.append(f"ledger: entry {expected} is missing (next is {seq})")
             try:

@@ -334,10 +334,16 @@ class ReleaseStore:
         return f"{dataset_id}/_head.json"
 
     def _classify(self, dataset_id: str, version: int) -> bool:
-        """Whether ``_log/<version>.json`` is a tombstone (unreadable records count as releases: verify names them)."""
+        """Whether ``_log/<version>.json`` is a tombstone (unreadable records count as releases: verify names them).
+
+        Without a record, whether a tombstone of store format 1 (``_log/<version>.skipped``) is there.
+        """
+        key = self._log_key(dataset_id, version)
         try:
-            record = parse_object(self.backend.get_bytes(self._log_key(dataset_id, version)), "record")
+            record = parse_object(self.backend.get_bytes(key), "record")
         except ReleaseError:
+            if not self.backend.exists(key):
+                return self.backend.exists(f"{dataset_id}/_log/{version}.skipped")
             return False
         return bool(record.get("skipped"))
 
@@ -356,21 +362,34 @@ class ReleaseStore:
         return state
 
     def read_head(self, dataset_id: str) -> DatasetState | None:
+        """The head as written, or None when it is missing or not of the head's shape (then it is rebuilt)."""
         try:
             body = parse_object(self.backend.get_bytes(self._head_key(dataset_id)), "head")
+            top, skipped, ledgered = body["top"], body.get("skipped", []), body.get("ledgered") or {}
+            if not _is_count(top) or not isinstance(skipped, list) or not isinstance(ledgered, dict):
+                return None
+            if not all(_is_count(v) for v in skipped) or not all(_is_count(s) for s in ledgered.values()):
+                return None
             return DatasetState(
-                top=int(body["top"]),
-                skipped={int(v) for v in body.get("skipped", [])},
-                ledgered={int(v): int(s) for v, s in (body.get("ledgered") or {}).items()},
+                top=top, skipped=set(skipped), ledgered={int(v): s for v, s in ledgered.items() if v.isdigit()}
             )
         except (ReleaseError, KeyError, TypeError, ValueError):
             return None
 
     def state(self, dataset_id: str) -> DatasetState:
-        """The dataset's commit log as of now: the head, checked forward (usually one existence check)."""
+        """The dataset's commit log as of now: the head, checked forward (usually one existence check).
+
+        The head is a hint anyone with write access can edit, so what it says that readers act on is
+        checked: its top record exists, and each number it calls closed is a tombstone in the log (one
+        read per tombstone; they are rare). Otherwise the state is rebuilt from the log.
+        """
         state = self.read_head(dataset_id)
         changed = False
-        if state is None or (state.top and not self.backend.exists(self._log_key(dataset_id, state.top))):
+        if (
+            state is None
+            or (state.top and not self.backend.exists(self._log_key(dataset_id, state.top)))
+            or any(n > state.top or not self._classify(dataset_id, n) for n in state.skipped)
+        ):
             state = self.rebuild_state(dataset_id)
             changed = state.top > 0
         while self.backend.exists(self._log_key(dataset_id, state.top + 1)):
@@ -522,6 +541,11 @@ class ReleaseStore:
             claim = self._claim(dataset_id, version, run_key, attempt)
             if claim is None:
                 self._wait_or_close(dataset_id, version)
+                continue
+            if self.backend.exists(self._log_key(dataset_id, version)):
+                # decided between our state read and our claim, whose claim its writer had already removed:
+                # writing now would overwrite a committed release's files
+                self.backend.delete(self._claim_key(dataset_id, version))
                 continue
             try:
                 with _Lease(self.backend, self._claim_key(dataset_id, version), claim, self.lease_s):
@@ -692,7 +716,11 @@ class ReleaseStore:
         """Append the ``release_committed`` entries that a kill between record and ledger left missing.
 
         Only versions the head does not already know are looked for, from the ledger tip their commit
-        record remembers, so this reads a handful of entries, not the chain. Returns what was repaired.
+        record remembers, so this usually reads a handful of entries, not the chain. A version still
+        not found there is looked for in the whole chain before anything is appended (its record's
+        tip may have been edited), and an entry is appended only for a release that verifies intact:
+        repair completes a genuine release, it never seals tampering (``verify`` names it instead).
+        Returns what was repaired.
         """
         state = self.state(dataset_id)
         missing = [v for v in state.versions if v not in state.ledgered]
@@ -706,7 +734,7 @@ class ReleaseStore:
                 continue  # verify names an unreadable record
         if not records:
             return []
-        start = min(int(r.get("ledger_tip") or 0) for r in records.values())
+        start = min(_ledger_tip(r) for r in records.values())
         for entry in self.ledger.entries_after(start):
             body = entry.body
             if (
@@ -715,19 +743,32 @@ class ReleaseStore:
                 and body.get("version") in records
             ):
                 state.ledgered[body["version"]] = entry.seq
+        unfound = [v for v in sorted(records) if v not in state.ledgered]
+        known = self.ledger.committed(dataset_id) if unfound else {}
         repaired = []
-        for v, record in sorted(records.items()):
-            if v in state.ledgered:
+        for v in unfound:
+            if known is None:
+                log.warning(
+                    "%s v%s: not repaired: the ledger has an unreadable entry (it may be this one's)", dataset_id, v
+                )
                 continue
+            if v in known:
+                state.ledgered[v] = known[v]
+                continue
+            problems = self._unsealable(dataset_id, v, records[v])
+            if problems:
+                log.warning("%s v%s: no ledger entry, and not repaired: %s", dataset_id, v, "; ".join(problems))
+                continue
+            record_bytes = self.backend.get_bytes(self._log_key(dataset_id, v))
             manifest = self.release(dataset_id, v).manifest
             entry = self.ledger.append(
                 "release_committed",
                 dataset_id=dataset_id,
                 version=v,
-                run=record.get("run"),
-                manifest_sha256=record.get("manifest_sha256"),
-                record_sha256=sha256_bytes(self.backend.get_bytes(self._log_key(dataset_id, v))),
-                rows=manifest["datashare"]["rows"],
+                run=records[v].get("run"),
+                manifest_sha256=records[v].get("manifest_sha256"),
+                record_sha256=sha256_bytes(record_bytes),
+                rows=manifest["datashare"].get("rows"),
                 repaired=True,
             )
             state.ledgered[v] = entry.seq
@@ -737,6 +778,12 @@ class ReleaseStore:
             log.warning("%s", repaired[-1])
         self.write_head(dataset_id, state)
         return repaired
+
+    def _unsealable(self, dataset_id: str, version: int, record: dict[str, Any]) -> list[str]:
+        """Why a release without a ledger entry must not get one appended (empty: it is intact)."""
+        if record.get("skipped") or record.get("version") != version or record.get("dataset_id") != dataset_id:
+            return [f"the commit record names {record.get('dataset_id')} v{record.get('version')}"]
+        return [str(f) for f in self.verify(dataset_id, version)]
 
     def sweep(self, dataset_id: str, state: DatasetState | None = None) -> int:
         """Remove what no release references: folders of closed numbers and claims of decided ones."""
@@ -767,7 +814,7 @@ class ReleaseStore:
             findings.append(Finding(dataset_id, version, what))
 
         prefix = f"{dataset_id}/v{version}"
-        for link in self.backend.links(prefix) + self.backend.links(self._log_key(dataset_id, version)):
+        for link in dict.fromkeys(self.backend.links(prefix) + self.backend.links(self._log_key(dataset_id, version))):
             found(f"{link} is a symbolic link, not a file of the release")
         try:
             record = self.record(dataset_id, version)
@@ -825,6 +872,17 @@ class ReleaseStore:
         if actual != digest:
             return f"{path} sha256 {actual} != manifest {digest}"
         return None
+
+
+def _ledger_tip(record: dict[str, Any]) -> int:
+    """The ledger tip a commit record remembers (0, the whole chain, when it is not a count)."""
+    tip = record.get("ledger_tip")
+    return tip if isinstance(tip, int) and _is_count(tip) else 0
+
+
+def _is_count(value: Any) -> bool:
+    """A non-negative int that is not a bool (what a head's numbers must be)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _listed_files(manifest: dict[str, Any]) -> list[tuple[str, Any, Any]] | None:
