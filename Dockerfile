@@ -7,6 +7,9 @@ COPY --chown=airflow:root requirements.txt pyproject.toml /opt/datashare/
 RUN pip install --no-cache-dir uv==0.13.8 \
  && uv pip install --no-cache --python "$(command -v python)" -r /opt/datashare/requirements.txt
 COPY --chown=airflow:root . /opt/datashare
+# The repository's revision, recorded in every release's manifest (code_version): the image has no git.
+ARG REVISION=
+ENV DATASHARE_CODE_REVISION=${REVISION}
 RUN uv pip install --no-cache --python "$(command -v python)" --no-deps -e /opt/datashare
 ENV DATASHARE_HOME=/opt/datashare \
     AIRFLOW__CORE__DAGS_FOLDER=/opt/datashare/dags \

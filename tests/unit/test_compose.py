@@ -41,7 +41,9 @@ def test_stack_has_every_part_of_the_design() -> None:
     assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://redis:")
     assert env["DATASHARE_RELEASE_ROOT"].startswith("s3://") and env["DATASHARE_S3_ENDPOINT_URL"] == "http://minio:9000"
     assert env["GX_ANALYTICS_ENABLED"] == "false"
-    assert (REPO / services["airflow-worker"]["build"] / "Dockerfile").is_file()
+    build = services["airflow-worker"]["build"]
+    assert (REPO / build["context"] / "Dockerfile").is_file()
+    assert "REVISION" in build["args"]  # the revision recorded in manifests is fixed when the image is built
 
 
 def test_secrets_come_only_from_env_file() -> None:

@@ -9,6 +9,8 @@ previous release. The store fills in ``version`` and ``previous`` at commit.
 from __future__ import annotations
 
 import functools
+import os
+import shutil
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,22 +24,38 @@ from datashare.store.releases import DataFile
 PARQUET_MEDIATYPE = "application/vnd.apache.parquet"
 
 
+REVISION_ENV = "DATASHARE_CODE_REVISION"
+"""The repository's revision, fixed when the image is built (Dockerfile: ``ARG REVISION``)."""
+
+
 @functools.cache
 def code_version(home: Path) -> str:
-    """Package version plus the git commit of the project, when it is a checkout."""
+    """Package version plus the revision of the code that made a release.
+
+    The image records the revision at build time (``docker compose build`` passes ``REVISION``, see
+    docs/runbook.md) in ``DATASHARE_CODE_REVISION``: the image has no git and no repository. Only a
+    developer's checkout, which has both, asks git; anything else records the package version alone.
+    """
     from importlib.metadata import PackageNotFoundError, version
 
     try:
         pkg = version("datashare")
     except PackageNotFoundError:
         pkg = "0+unknown"
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"], cwd=home, capture_output=True, text=True, timeout=5, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return pkg
-    return f"{pkg}+g{sha}"
+    revision = os.environ.get(REVISION_ENV, "").strip()
+    if not revision and (home / ".git").exists() and shutil.which("git"):
+        try:
+            revision = subprocess.run(
+                ["git", "rev-parse", "--short=12", "HEAD"],
+                cwd=home,
+                capture_output=True,
+                text=True,
+                timeout=5,
+                check=True,
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            revision = ""
+    return f"{pkg}+g{revision}" if revision else pkg
 
 
 def content_sha256(spec: DatasetSpec, files: Sequence[DataFile]) -> str:
