@@ -48,7 +48,7 @@ from datashare.catalog.names import Names, load_names
 from datashare.exceptions import ConfigError, ReleaseError
 from datashare.settings import Settings
 from datashare.spec import DATASET_ID_SHAPE, DatasetSpec, Sharing, load_specs
-from datashare.store import Ledger, Release, ReleaseStore
+from datashare.store import OpensStore, Release
 
 if TYPE_CHECKING:
     from datashare.access.log import AccessLog
@@ -131,7 +131,7 @@ class ServedFile:
     """Extra answer headers (e.g. a ``Link`` to the release's provenance)."""
 
 
-class Catalog:
+class Catalog(OpensStore):
     """Specs, registry and release store of one deployment; caches what is immutable or unchanged on disk."""
 
     def __init__(self, settings: Settings, limits: Limits | None = None) -> None:
@@ -157,16 +157,6 @@ class Catalog:
         from datashare.access.log import AccessLog
 
         return AccessLog(self.store.backend)
-
-    @cached_property
-    def store(self) -> ReleaseStore:
-        """The release store (opened on first use, so building the app does no I/O)."""
-        return ReleaseStore.open(self.settings.release_uri)
-
-    @property
-    def ledger(self) -> Ledger:
-        """The ledger beside the releases."""
-        return self.store.ledger
 
     @property
     def tokens(self) -> Tokens:

@@ -20,6 +20,7 @@ from datashare.store.releases import (
     DataFile,
     DatasetState,
     Finding,
+    OpensStore,
     Release,
     ReleaseStore,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "Finding",
     "Ledger",
     "LocalBackend",
+    "OpensStore",
     "Release",
     "ReleaseStore",
     "audit",
