@@ -131,6 +131,15 @@ class ServedFile:
     """Extra answer headers (e.g. a ``Link`` to the release's provenance)."""
 
 
+def _file_signature(path: Path) -> tuple[int, int] | None:
+    """When a file last changed and its size (a change means: read it again); None when it cannot be read."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return (stat.st_mtime_ns, stat.st_size)
+
+
 class Catalog(OpensStore):
     """Specs, registry and release store of one deployment; caches what is immutable or unchanged on disk."""
 
@@ -178,11 +187,7 @@ class Catalog(OpensStore):
     def registry(self) -> Registry:
         """The recipients registry; when missing or broken, an empty one (nobody authenticates), logged."""
         path: Path = self.settings.recipients_file
-        try:
-            stat = path.stat()
-            signature: Any = (stat.st_mtime_ns, stat.st_size)
-        except OSError:
-            signature = None
+        signature = _file_signature(path)
         if self._registry is None or self._registry[0] != signature:
             try:
                 registry = load_registry(path)
@@ -200,11 +205,7 @@ class Catalog(OpensStore):
     def names(self) -> Names:
         """Sector and unit names, re-read when the file changes; when missing or broken, empty (codes shown), logged."""
         path = self.names_file
-        try:
-            stat = path.stat()
-            signature: Any = (stat.st_mtime_ns, stat.st_size)
-        except OSError:
-            signature = None
+        signature = _file_signature(path)
         if self._names is None or self._names[0] != signature:
             try:
                 names = load_names(path)
