@@ -9,7 +9,8 @@ what the server accepts.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
@@ -53,6 +54,7 @@ files_router = APIRouter(tags=["downloads"], responses=FILE_ERRORS)
 ReaderDep = Annotated[Reader, Depends(get_reader)]
 CallerDep = Annotated[Caller, Depends(get_caller)]
 CatalogDep = Annotated[Catalog, Depends(get_catalog)]
+_E = TypeVar("_E", bound=Callable[..., Response])
 
 
 @router.get("/datasets", response_model=DatasetPage, summary="Search the datasets the caller may read")
@@ -125,19 +127,30 @@ def _content(media_type: str, description: str, schema: dict[str, Any] | None = 
     }
 
 
-@files_router.get(
-    "/datasets/{dataset_id}/v/{version}/files/datapackage.json",
-    summary="Manifest of a release (Frictionless Data Package)",
-    response_class=Response,
-    responses=_content("application/json", "datapackage.json", {"type": "object"}),
-    operation_id="get_manifest",
-)
-@files_router.head(
-    "/datasets/{dataset_id}/v/{version}/files/datapackage.json",
-    summary="Manifest of a release (Frictionless Data Package)",
-    response_class=Response,
-    responses=_content("application/json", "datapackage.json", {"type": "object"}),
-    operation_id="head_manifest",
+def _file_route(path: str, summary: str, responses: dict[int | str, Any], operation: str) -> Callable[[_E], _E]:
+    """Registers one file route for HEAD and GET alike (operation ids ``head_<operation>``, ``get_<operation>``)."""
+
+    def register(endpoint: _E) -> _E:
+        for method in ("head", "get"):
+            files_router.add_api_route(
+                f"/datasets/{{dataset_id}}/v/{{version}}/files/{path}",
+                endpoint,
+                methods=[method.upper()],
+                summary=summary,
+                response_class=Response,
+                responses=responses,
+                operation_id=f"{method}_{operation}",
+            )
+        return endpoint
+
+    return register
+
+
+@_file_route(
+    "datapackage.json",
+    "Manifest of a release (Frictionless Data Package)",
+    _content("application/json", "datapackage.json", {"type": "object"}),
+    "manifest",
 )
 def manifest(
     request: Request, dataset_id: DatasetIdPath, version: VersionPath, reader: ReaderDep, caller: CallerDep
@@ -146,19 +159,11 @@ def manifest(
     return _file(request, dataset_id, version, "datapackage.json", reader, caller)
 
 
-@files_router.get(
-    "/datasets/{dataset_id}/v/{version}/files/validation/report.html",
-    summary="Validation report of a release (self-contained HTML)",
-    response_class=Response,
-    responses=_content("text/html", "The bilingual report for auditors."),
-    operation_id="get_report",
-)
-@files_router.head(
-    "/datasets/{dataset_id}/v/{version}/files/validation/report.html",
-    summary="Validation report of a release (self-contained HTML)",
-    response_class=Response,
-    responses=_content("text/html", "The bilingual report for auditors."),
-    operation_id="head_report",
+@_file_route(
+    "validation/report.html",
+    "Validation report of a release (self-contained HTML)",
+    _content("text/html", "The bilingual report for auditors."),
+    "report",
 )
 def report(
     request: Request, dataset_id: DatasetIdPath, version: VersionPath, reader: ReaderDep, caller: CallerDep
@@ -167,19 +172,11 @@ def report(
     return _file(request, dataset_id, version, "validation/report.html", reader, caller)
 
 
-@files_router.get(
-    "/datasets/{dataset_id}/v/{version}/files/validation/result.json",
-    summary="Great Expectations result of a release",
-    response_class=Response,
-    responses=_content("application/json", "GX result", {"type": "object"}),
-    operation_id="get_validation_result",
-)
-@files_router.head(
-    "/datasets/{dataset_id}/v/{version}/files/validation/result.json",
-    summary="Great Expectations result of a release",
-    response_class=Response,
-    responses=_content("application/json", "GX result", {"type": "object"}),
-    operation_id="head_validation_result",
+@_file_route(
+    "validation/result.json",
+    "Great Expectations result of a release",
+    _content("application/json", "GX result", {"type": "object"}),
+    "validation_result",
 )
 def result(
     request: Request, dataset_id: DatasetIdPath, version: VersionPath, reader: ReaderDep, caller: CallerDep
@@ -188,19 +185,11 @@ def result(
     return _file(request, dataset_id, version, "validation/result.json", reader, caller)
 
 
-@files_router.get(
-    "/datasets/{dataset_id}/v/{version}/files/data/{file}",
-    summary="A data file of a release (Parquet)",
-    response_class=Response,
-    responses=_content("application/vnd.apache.parquet", "The file; Repr-Digest carries its SHA-256."),
-    operation_id="get_data_file",
-)
-@files_router.head(
-    "/datasets/{dataset_id}/v/{version}/files/data/{file}",
-    summary="A data file of a release (Parquet)",
-    response_class=Response,
-    responses=_content("application/vnd.apache.parquet", "The file; Repr-Digest carries its SHA-256."),
-    operation_id="head_data_file",
+@_file_route(
+    "data/{file}",
+    "A data file of a release (Parquet)",
+    _content("application/vnd.apache.parquet", "The file; Repr-Digest carries its SHA-256."),
+    "data_file",
 )
 def data_file(
     request: Request,

@@ -237,17 +237,20 @@ def create_app(settings: Settings | None = None, limits: LimitSettings | None = 
     app.middleware("http")(_guard)
     app.add_middleware(head.AnswerHead)
     app.add_middleware(RequestSizeLimit, limits=limit_settings)  # added last: runs first, before any parsing
-    app.include_router(api.router)
-    app.include_router(subscriptions.router)
-    app.include_router(release_changes.api_router)
-    app.include_router(dcat.router)
-    app.include_router(odata.router)
-    app.include_router(sharing.router)
-    app.include_router(signed.router)
-    app.include_router(release_changes.router)
-    app.include_router(api.files_router)
-    app.include_router(pages.router)
-    app.include_router(formats.router)
-    app.include_router(feeds.router)
+    for router in (  # in this order: a request goes to the first route that matches it
+        api.router,
+        subscriptions.router,
+        release_changes.api_router,
+        dcat.router,
+        odata.router,
+        sharing.router,
+        signed.router,
+        release_changes.router,
+        api.files_router,
+        pages.router,
+        formats.router,
+        feeds.router,
+    ):
+        app.include_router(router)
     app.openapi = lambda: contract.openapi(app)  # type: ignore[method-assign]
     return app

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from datashare.store import RangedReader
+
 log = logging.getLogger(__name__)
 
 STRING_STATS_MAX = 32
@@ -114,41 +116,20 @@ def footer_stats(source: Any, rows: int) -> FileStats:
     return FileStats(rows=rows if rows >= 0 else meta.num_rows, columns=columns)
 
 
-class _RangeFile(io.RawIOBase):
+class _RangeFile(RangedReader):
     """A read-only, seekable view of a URL through HTTP ranges (for reading a footer on object storage)."""
 
     def __init__(self, url: str, size: int) -> None:
+        super().__init__(size)
         self.url = url
-        self.size = size
-        self.pos = 0
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self.pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.size}[whence]
-        self.pos = max(0, base + offset)
-        return self.pos
-
-    def readinto(self, buffer: Any) -> int:
-        end = min(self.size, self.pos + len(buffer))
-        if end <= self.pos:
-            return 0
-        request = urllib.request.Request(self.url, headers={"Range": f"bytes={self.pos}-{end - 1}"})
+    def read_range(self, start: int, end: int) -> bytes:
+        request = urllib.request.Request(self.url, headers={"Range": f"bytes={start}-{end - 1}"})
         with urllib.request.urlopen(request, timeout=30) as response:
-            data = response.read()
+            data: bytes = response.read()
         if response.status == 200:  # the server ignored the range: take our slice of the whole
-            data = data[self.pos : end]
-        n = min(len(data), end - self.pos)
-        buffer[:n] = data[:n]
-        self.pos += n
-        return n
+            data = data[start:end]
+        return data
 
 
 class StatsCache:

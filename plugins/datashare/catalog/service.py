@@ -48,7 +48,7 @@ from datashare.catalog.names import Names, load_names
 from datashare.exceptions import ConfigError, ReleaseError
 from datashare.settings import Settings
 from datashare.spec import DATASET_ID_SHAPE, DatasetSpec, Sharing, load_specs
-from datashare.store import Ledger, Release, ReleaseStore
+from datashare.store import OpensStore, Release
 
 if TYPE_CHECKING:
     from datashare.access.log import AccessLog
@@ -131,7 +131,16 @@ class ServedFile:
     """Extra answer headers (e.g. a ``Link`` to the release's provenance)."""
 
 
-class Catalog:
+def _file_signature(path: Path) -> tuple[int, int] | None:
+    """When a file last changed and its size (a change means: read it again); None when it cannot be read."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return (stat.st_mtime_ns, stat.st_size)
+
+
+class Catalog(OpensStore):
     """Specs, registry and release store of one deployment; caches what is immutable or unchanged on disk."""
 
     def __init__(self, settings: Settings, limits: Limits | None = None) -> None:
@@ -158,16 +167,6 @@ class Catalog:
 
         return AccessLog(self.store.backend)
 
-    @cached_property
-    def store(self) -> ReleaseStore:
-        """The release store (opened on first use, so building the app does no I/O)."""
-        return ReleaseStore.open(self.settings.release_uri)
-
-    @property
-    def ledger(self) -> Ledger:
-        """The ledger beside the releases."""
-        return self.store.ledger
-
     @property
     def tokens(self) -> Tokens:
         """HTTP tokens kept as hashes in the store."""
@@ -188,11 +187,7 @@ class Catalog:
     def registry(self) -> Registry:
         """The recipients registry; when missing or broken, an empty one (nobody authenticates), logged."""
         path: Path = self.settings.recipients_file
-        try:
-            stat = path.stat()
-            signature: Any = (stat.st_mtime_ns, stat.st_size)
-        except OSError:
-            signature = None
+        signature = _file_signature(path)
         if self._registry is None or self._registry[0] != signature:
             try:
                 registry = load_registry(path)
@@ -210,11 +205,7 @@ class Catalog:
     def names(self) -> Names:
         """Sector and unit names, re-read when the file changes; when missing or broken, empty (codes shown), logged."""
         path = self.names_file
-        try:
-            stat = path.stat()
-            signature: Any = (stat.st_mtime_ns, stat.st_size)
-        except OSError:
-            signature = None
+        signature = _file_signature(path)
         if self._names is None or self._names[0] != signature:
             try:
                 names = load_names(path)

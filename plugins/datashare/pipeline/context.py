@@ -15,7 +15,7 @@ from typing import Any
 
 from datashare.settings import Settings
 from datashare.spec import DatasetSpec, load_spec
-from datashare.store import Ledger, Release, ReleaseStore, newest_available
+from datashare.store import OpensStore, Release, newest_available
 from datashare.store.staging import StagedFile, Staging
 
 
@@ -25,7 +25,7 @@ def run_key_of(run_id: str) -> str:
 
 
 @dataclass
-class RunContext:
+class RunContext(OpensStore):
     """Everything a stage needs to know about the run it belongs to."""
 
     spec: DatasetSpec
@@ -48,16 +48,6 @@ class RunContext:
             run_key=run_key_of(run_id),
             data_interval=data_interval or {"start": None, "end": None},
         )
-
-    @cached_property
-    def store(self) -> ReleaseStore:
-        """The release store (opened once per run context)."""
-        return ReleaseStore.open(self.settings.release_uri)
-
-    @property
-    def ledger(self) -> Ledger:
-        """The ledger beside the releases."""
-        return self.store.ledger
 
     @cached_property
     def staging(self) -> Staging:

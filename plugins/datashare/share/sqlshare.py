@@ -29,6 +29,7 @@ statements are composed with ``psycopg.sql``, SQLite ones with :mod:`datashare.s
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
@@ -447,15 +448,8 @@ def _publish_sqlite(
         for attempt in range(1, max_attempts + 1):
             try:
                 conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    result = _sqlite_body(conn, names, columns, paths, retention, withdrawn)
-                    conn.execute("COMMIT")
-                    return result
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
+                with _immediate(conn):
+                    return _sqlite_body(conn, names, columns, paths, retention, withdrawn)
             except sqlite3.OperationalError as exc:
                 if not _sqlite_busy(exc):
                     raise PublishError(f"publishing {names.table} to {where} failed: {exc}") from exc
@@ -473,6 +467,19 @@ def _publish_sqlite(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+@contextlib.contextmanager
+def _immediate(conn: Any) -> Iterator[None]:
+    """A SQLite write transaction taken at once (``BEGIN IMMEDIATE``): committed at the end, else rolled back."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
 def _sqlite_busy(exc: Exception) -> bool:
     """Whether SQLite refused because another connection holds the database (worth a retry)."""
     import sqlite3
@@ -487,10 +494,8 @@ def _unpublish_sqlite(url: URL, dataset_id: str, lock_timeout_ms: int) -> tuple[
         return ()
     conn = sqlite3.connect(url.database, timeout=lock_timeout_ms / 1000, isolation_level=None)
     try:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with _immediate(conn):
             if conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (BOOKKEEPING,)).fetchone() is None:
-                conn.execute("ROLLBACK")
                 return ()
             bk = Identifier(BOOKKEEPING)
             select = SQL("SELECT version FROM {} WHERE dataset_id = ?").format(bk)
@@ -500,12 +505,7 @@ def _unpublish_sqlite(url: URL, dataset_id: str, lock_timeout_ms: int) -> tuple[
             for table in dropped:
                 conn.execute(SQL("DROP TABLE IF EXISTS {}").format(Identifier(table)).as_string())
             conn.execute(SQL("DELETE FROM {} WHERE dataset_id = ?").format(bk).as_string(), (dataset_id,))
-            conn.execute("COMMIT")
             return dropped
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
     except sqlite3.OperationalError as exc:
         if _sqlite_busy(exc):
             raise PublishBusy(f"SQL share {_redacted(url)} is locked; {dataset_id} not taken out, retry later") from exc

@@ -25,7 +25,7 @@ import logging
 import re
 import time
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -163,8 +163,11 @@ def publish_postgres(
             parts = _parts(names, paths)
             for part in parts:
                 rows += _ensure_part(conn, _libpq_uri(url), names, columns, part)
-            _swap_with_retries(
-                conn, names, columns, parts, rows, comment, lock_timeout_ms, max_attempts, withdrawn, audience
+            _retry_while_locked(
+                lambda: _swap(conn, names, columns, parts, rows, comment, lock_timeout_ms, withdrawn, audience),
+                names,
+                lock_timeout_ms,
+                max_attempts,
             )
             return rows, _retire(conn, names, retention, lock_timeout_ms)
     except psycopg.OperationalError as exc:
@@ -282,23 +285,13 @@ def _load_part(uri: str, names: _Names, columns: list[_Column], part: _Part) -> 
     return batches.rows
 
 
-def _swap_with_retries(
-    conn: psycopg.Connection,
-    names: _Names,
-    columns: list[_Column],
-    parts: list[_Part],
-    rows: int,
-    comment: str,
-    lock_timeout_ms: int,
-    max_attempts: int,
-    withdrawn: tuple[int, ...],
-    audience: str,
-) -> None:
+def _retry_while_locked(swap: Callable[[], None], names: _Names, lock_timeout_ms: int, max_attempts: int) -> None:
+    """Run ``swap`` (:func:`_swap`) until readers let go of the view, backing off; then :class:`PublishBusy`."""
     import psycopg
 
     for attempt in range(1, max_attempts + 1):
         try:
-            _swap(conn, names, columns, parts, rows, comment, lock_timeout_ms, withdrawn, audience)
+            swap()
             return
         except psycopg.errors.LockNotAvailable:
             if attempt == max_attempts:

@@ -11,7 +11,7 @@ inside this package.
 """
 
 from datashare.store.audit import audit, repair
-from datashare.store.backends import Backend, LocalBackend, check_key, sha256_file
+from datashare.store.backends import Backend, LocalBackend, RangedReader, check_key, sha256_file
 from datashare.store.codec import dumps, parse_object, sha256_bytes
 from datashare.store.ledger import Anchor, Entry, Ledger
 from datashare.store.releases import (
@@ -20,6 +20,7 @@ from datashare.store.releases import (
     DataFile,
     DatasetState,
     Finding,
+    OpensStore,
     Release,
     ReleaseStore,
 )
@@ -36,6 +37,8 @@ __all__ = [
     "Finding",
     "Ledger",
     "LocalBackend",
+    "OpensStore",
+    "RangedReader",
     "Release",
     "ReleaseStore",
     "audit",

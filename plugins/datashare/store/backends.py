@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import builtins
 import hashlib
+import io
 import os
 import shutil
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from datashare.exceptions import ReleaseError
 
@@ -96,6 +97,47 @@ class Backend(Protocol):
 
     def describe(self, key: str = "") -> str:
         """Where an object lives, for people (a path or an s3:// URL)."""
+
+
+class RangedReader(io.RawIOBase):
+    """A raw, read-only, seekable view of ``size`` bytes that fetches only the ranges read.
+
+    Wrap it in an :class:`io.BufferedReader`; a subclass says how one range is fetched (:meth:`read_range`).
+    """
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+        self.pos = 0
+
+    def read_range(self, start: int, end: int) -> bytes:
+        """Bytes ``start`` to ``end - 1`` of the source (fewer at its end)."""
+        raise NotImplementedError
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.size}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        end = min(self.size, self.pos + len(view))
+        if end <= self.pos:
+            return 0
+        data = self.read_range(self.pos, end)
+        n = min(len(data), end - self.pos)
+        view[:n] = data[:n]
+        self.pos += n
+        return n
 
 
 def check_key(key: str) -> str:

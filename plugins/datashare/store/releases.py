@@ -45,14 +45,18 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from datashare import faults
 from datashare.exceptions import ReleaseError, VersionConflict
 from datashare.store.backends import Backend, LocalBackend, sha256_file
 from datashare.store.codec import dumps, parse_object, sha256_bytes
 from datashare.store.ledger import Ledger
+
+if TYPE_CHECKING:
+    from datashare.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -883,6 +887,25 @@ def _ledger_tip(record: dict[str, Any]) -> int:
 def _is_count(value: Any) -> bool:
     """A non-negative int that is not a bool (what a head's numbers must be)."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+class OpensStore:
+    """A holder of :class:`~datashare.settings.Settings` whose release store opens on first use and is kept.
+
+    Building the holder does no I/O; ``store`` may be assigned (a test's own backend) before first use.
+    """
+
+    settings: Settings
+
+    @cached_property
+    def store(self) -> ReleaseStore:
+        """The release store named by ``settings.release_uri`` (opened on first use, once per holder)."""
+        return ReleaseStore.open(self.settings.release_uri)
+
+    @property
+    def ledger(self) -> Ledger:
+        """The ledger beside the releases."""
+        return self.store.ledger
 
 
 def _listed_files(manifest: dict[str, Any]) -> list[tuple[str, Any, Any]] | None:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from datashare.exceptions import ConfigError, ReleaseError, StoreUnavailable
-from datashare.store.backends import CHUNK, check_key
+from datashare.store.backends import CHUNK, RangedReader, check_key
 
 log = logging.getLogger(__name__)
 
@@ -468,38 +468,16 @@ class S3Backend:
         )
 
 
-class _RangeReader(io.RawIOBase):
+class _RangeReader(RangedReader):
     """A raw, seekable reader of one S3 object through ranged GETs (wrapped in a BufferedReader)."""
 
     def __init__(self, backend: S3Backend, full_key: str, size: int) -> None:
-        super().__init__()
+        super().__init__(size)
         self._backend = backend
         self._key = full_key
-        self._size = size
-        self._pos = 0
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        if self._pos >= self._size or not len(view):
-            return 0
-        end = min(self._size, self._pos + len(view)) - 1
-        body = self._backend.client.get_object(
-            Bucket=self._backend.bucket, Key=self._key, Range=f"bytes={self._pos}-{end}"
+    def read_range(self, start: int, end: int) -> bytes:
+        body: bytes = self._backend.client.get_object(
+            Bucket=self._backend.bucket, Key=self._key, Range=f"bytes={start}-{end - 1}"
         )["Body"].read()
-        view[: len(body)] = body
-        self._pos += len(body)
-        return len(body)
+        return body

@@ -50,8 +50,9 @@ def _print_release(summary: dict[str, Any], out: Any = sys.stdout) -> None:
         f"report       {summary['report']}",
         f"sql share    view {summary['sql_view']}",
     ]
-    if summary.get("sql_target"):
-        lines[-1] += f" in {summary['sql_target']}"
+    target = (summary.get("sql") or {}).get("target")  # a run's summary names where the view was published
+    if target:
+        lines[-1] += f" in {target}"
     print("\n".join(lines), file=out)
 
 
@@ -69,7 +70,6 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"Published a new release of {args.dataset}:")
     else:
         print(f"No new version of {args.dataset} ({summary['reason']}); the latest release is:")
-    summary["sql_target"] = (summary.get("sql") or {}).get("target")
     _print_release(summary)
     return 0
 

@@ -168,7 +168,6 @@ def report(settings: Settings, dataset_id: str, state: str, run_id: str, *, brie
         print(f"\nPublished release v{summary['version']} of {dataset_id}:")
     else:
         print(f"\nNo new version of {dataset_id}: {summary['reason']}. The latest release stays v{summary['version']}:")
-    summary["sql_target"] = (summary.get("sql") or {}).get("target")
     _print_release(summary)
     return 0
 
