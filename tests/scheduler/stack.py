@@ -658,8 +658,11 @@ def private_mount_prefix(private: Path, seen_as: Path) -> list[str]:
     return prefix
 
 
-def _group_members(pgid: int) -> list[int]:
-    """Pids of the live processes in a process group (read from /proc: no guessing by name)."""
+def _live_with(field: int, value: int) -> list[int]:
+    """Pids of the live processes whose /proc stat field ``field`` (after the name) is ``value``: no guessing by name.
+
+    Field 2 is the process group, field 3 the session; field 0 is the state (Z: a zombie, not live).
+    """
     members = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -669,25 +672,19 @@ def _group_members(pgid: int) -> list[int]:
         except OSError:
             continue
         fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[2]) == pgid and fields[0] != "Z":
+        if int(fields[field]) == value and fields[0] != "Z":
             members.append(int(entry.name))
     return members
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Pids of the live processes in a process group."""
+    return _live_with(2, pgid)
 
 
 def _session_members(sid: int) -> list[int]:
-    """Pids of the live processes in a session, whatever process group each is in (read from /proc)."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[3]) == sid and fields[0] != "Z":
-            members.append(int(entry.name))
-    return members
+    """Pids of the live processes in a session, whatever process group each is in."""
+    return _live_with(3, sid)
 
 
 def _stop_group(service: Service) -> None:
