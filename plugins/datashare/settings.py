@@ -22,8 +22,12 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from datashare.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from datashare.share.target import ShareTarget
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +95,15 @@ class Settings:
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
             log.info("SQL share connection %s not defined; using embedded %s", self.share_conn_id, url)
             return url
+
+    def share_target(self) -> ShareTarget:
+        """The SQL share, opened once: the connection if defined, else the embedded SQLite file.
+
+        Open it once per task and hand the object to the share functions (:mod:`datashare.share`).
+        """
+        from datashare.share.target import ShareTarget
+
+        return ShareTarget.from_connection(self.share_conn_id, schema=self.share_schema, default=self.default_share_url)
 
     @classmethod
     def from_env(cls) -> Settings:

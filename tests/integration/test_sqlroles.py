@@ -29,6 +29,7 @@ from datashare.exceptions import ConfigError, PublishError
 from datashare.share import sqlroles
 from datashare.share.sqlshare import publish_release, share_state
 from datashare.share.sqlshare_places import agency_database
+from datashare.share.target import ShareTarget
 from datashare.spec import DatasetSpec, parse_spec
 
 pytestmark = pytest.mark.postgres
@@ -82,19 +83,17 @@ def publish(
     """Publish as the pipeline does: a restricted dataset into its readers' databases (``readers``)."""
     path = tmp_path / f"{dataset_id}-v{version}.parquet"
     pq.write_table(pa.table({"code": [f"{dataset_id}-{version}"], "value": [version]}), path)
-    publish_release(
-        dataset_id=dataset_id, version=version, parquet_paths=[path], target_url=url, schema=SCHEMA, readers=readers
-    )
+    publish_release(dataset_id=dataset_id, version=version, parquet_paths=[path], target=url, readers=readers)
 
 
 def sync(url: str, tmp_path: Path, s: DatasetSpec, registry: Registry = REGISTRY) -> list[str]:
     """What the pipeline's publish stage does for the newest version: move the dataset if its audience
     changed (``share_state(...).in_place``), then apply the grants."""
     readers = sqlroles.share_readers(s, registry)
-    state = share_state(dataset_id=s.id, target_url=url, schema=SCHEMA, readers=readers)
+    state = share_state(dataset_id=s.id, target=url, readers=readers)
     if not state.in_place:
         publish(url, tmp_path, s.id, state.versions[-1], readers)
-    return sqlroles.apply_grants(spec=s, registry=registry, target_url=url, schema=SCHEMA)
+    return sqlroles.apply_grants(spec=s, registry=registry, target=url)
 
 
 def database_of(url: str, code: str) -> str:
@@ -204,12 +203,10 @@ def test_each_role_reads_exactly_what_the_access_rule_allows(
     for s in specs[1:]:
         publish(postgres_db, tmp_path, s.id, readers=sqlroles.share_readers(s, REGISTRY))
     for s in specs:
-        statements = sqlroles.apply_grants(spec=s, registry=REGISTRY, target_url=postgres_db, schema=SCHEMA)
+        statements = sqlroles.apply_grants(spec=s, registry=REGISTRY, target=postgres_db)
         assert any(st.startswith(f'GRANT SELECT ON TABLE "{SCHEMA}"."{s.id}"') for st in statements)
         assert not any("__v" in st and st.startswith("GRANT") for st in statements)
-    logins = {
-        code: sqlroles.issue_sql_login(recipient=REGISTRY.get(code), target_url=postgres_db) for code in (A, B, C)
-    }
+    logins = {code: sqlroles.issue_sql_login(recipient=REGISTRY.get(code), target=postgres_db) for code in (A, B, C)}
 
     tables = ["open_data__v1", "open_data__v2", "shared_data__v1", "restricted_data__v1", "_datashare_versions"]
     matrix = observe(postgres_db, logins, [s.id for s in specs] + tables)
@@ -237,23 +234,21 @@ def acl(url: str, relation: str) -> str:
 def test_grants_follow_reclassification_and_registry_changes(roles: str, postgres_db: str, tmp_path: Path) -> None:
     restricted = spec("land_parcels", "restricted", (A,))
     publish(postgres_db, tmp_path, "land_parcels", readers=(A,))
-    first = sqlroles.apply_grants(spec=restricted, registry=REGISTRY, target_url=postgres_db, schema=SCHEMA)
+    first = sqlroles.apply_grants(spec=restricted, registry=REGISTRY, target=postgres_db)
     view = f'"{SCHEMA}"."land_parcels"'
     before = acl(database_of(postgres_db, A), view)
-    again = sqlroles.apply_grants(spec=restricted, registry=REGISTRY, target_url=postgres_db, schema=SCHEMA)
+    again = sqlroles.apply_grants(spec=restricted, registry=REGISTRY, target=postgres_db)
     assert acl(database_of(postgres_db, A), view) == before  # idempotent
     assert not any(st.startswith("CREATE ROLE") for st in again) and any(st.startswith("CREATE ROLE") for st in first)
     assert not any("DATABASE" in st for st in again)  # the database's privileges were already right
-    logins = {
-        code: sqlroles.issue_sql_login(recipient=REGISTRY.get(code), target_url=postgres_db) for code in (A, B, C)
-    }
+    logins = {code: sqlroles.issue_sql_login(recipient=REGISTRY.get(code), target=postgres_db) for code in (A, B, C)}
     main = make_url(postgres_db).database
 
     def readers() -> list[str]:
         return [c for c in logins if observe(postgres_db, {c: logins[c]}, ["land_parcels"])[c]["land_parcels"]]
 
     def where() -> set[str]:
-        return set(share_state(dataset_id="land_parcels", target_url=postgres_db, schema=SCHEMA).databases)
+        return set(share_state(dataset_id="land_parcels", target=postgres_db).databases)
 
     assert readers() == [A] and where() == {agency_database(main, A)}
     shared = spec("land_parcels", "shared")
@@ -350,8 +345,7 @@ def publish_secret(url: str, tmp_path: Path, version: int, readers: tuple[str, .
         dataset_id=SECRET_ID,
         version=version,
         parquet_paths=[path],
-        target_url=url,
-        schema=SCHEMA,
+        target=url,
         comment=SECRET_TITLE,
         readers=readers,
         retention=2,
@@ -365,10 +359,8 @@ def test_restricted_dataset_is_invisible_to_every_other_role(
     others = [spec("open_data", "open"), spec("shared_data", "shared"), spec("b_only", "restricted", (B,))]
     for s in others:
         publish(postgres_db, tmp_path, s.id, readers=sqlroles.share_readers(s, REGISTRY))
-        sqlroles.apply_grants(spec=s, registry=REGISTRY, target_url=postgres_db, schema=SCHEMA)
-    logins = {
-        code: sqlroles.issue_sql_login(recipient=REGISTRY.get(code), target_url=postgres_db) for code in (A, B, C)
-    }
+        sqlroles.apply_grants(spec=s, registry=REGISTRY, target=postgres_db)
+    logins = {code: sqlroles.issue_sql_login(recipient=REGISTRY.get(code), target=postgres_db) for code in (A, B, C)}
 
     # The layout before this change (everything in the share's database): the probes find it all.
     publish_secret(postgres_db, tmp_path, 1, readers=None)
@@ -385,12 +377,12 @@ def test_restricted_dataset_is_invisible_to_every_other_role(
         "pg_views",
         "pg_stat_user_tables",
     } <= leaked
-    assert not share_state(dataset_id=SECRET_ID, target_url=postgres_db, readers=(A,)).in_place  # moved next sync
+    assert not share_state(dataset_id=SECRET_ID, target=postgres_db, readers=(A,)).in_place  # moved next sync
     for version in (2, 3):  # v1 leaves the share's database; retention keeps v2 and v3 in A's
         publish_secret(postgres_db, tmp_path, version, readers=(A,))
-        sqlroles.apply_grants(spec=secret, registry=REGISTRY, target_url=postgres_db, schema=SCHEMA)
+        sqlroles.apply_grants(spec=secret, registry=REGISTRY, target=postgres_db)
     main = make_url(postgres_db).database
-    state = share_state(dataset_id=SECRET_ID, target_url=postgres_db, readers=(A,))
+    state = share_state(dataset_id=SECRET_ID, target=postgres_db, readers=(A,))
     assert state.in_place and state.databases == {agency_database(main, A): [2, 3]}
     with psycopg.connect(libpq(postgres_db), autocommit=True) as admin:
         admin.execute("ANALYZE")  # statistics exist for every table the probes could find
@@ -457,9 +449,9 @@ def test_restricted_dataset_keeps_retention_withdrawal_and_unpublish_in_each_rea
     both = (A, B)
     for version in (1, 2, 3):
         publish_secret(postgres_db, tmp_path, version, readers=both)
-    state = share_state(dataset_id=SECRET_ID, target_url=postgres_db, readers=both)
+    state = share_state(dataset_id=SECRET_ID, target=postgres_db, readers=both)
     assert state.in_place and state.databases == {agency_database(main, A): [2, 3], agency_database(main, B): [2, 3]}
-    assert not share_state(dataset_id=SECRET_ID, target_url=postgres_db, readers=(A,)).in_place  # B must go
+    assert not share_state(dataset_id=SECRET_ID, target=postgres_db, readers=(A,)).in_place  # B must go
 
     # A withdrawal moves every reader's view back to v2 in the transaction that drops v3.
     path = tmp_path / "secret-v2.parquet"
@@ -467,8 +459,7 @@ def test_restricted_dataset_keeps_retention_withdrawal_and_unpublish_in_each_rea
         dataset_id=SECRET_ID,
         version=2,
         parquet_paths=[path],
-        target_url=postgres_db,
-        schema=SCHEMA,
+        target=postgres_db,
         readers=both,
         withdrawn=[3],
         retention=2,
@@ -477,13 +468,11 @@ def test_restricted_dataset_keeps_retention_withdrawal_and_unpublish_in_each_rea
         with psycopg.connect(libpq(database_of(postgres_db, code)), autocommit=True) as conn:
             assert conn.execute(f"SELECT count(*) FROM {SCHEMA}.{SECRET_ID}").fetchone() == (SECRET_ROWS + 2,)
             assert conn.execute(f"SELECT to_regclass('{SCHEMA}.{SECRET_ID}__v3')").fetchone() == (None,)
-    assert list_versions(dataset_id=SECRET_ID, target_url=postgres_db) == [2]
+    assert list_versions(dataset_id=SECRET_ID, target=postgres_db) == [2]
 
     # A recipient dropped from the spec: the dataset leaves its database, the other keeps it.
-    publish_release(
-        dataset_id=SECRET_ID, version=2, parquet_paths=[path], target_url=postgres_db, schema=SCHEMA, readers=(A,)
-    )
-    assert share_state(dataset_id=SECRET_ID, target_url=postgres_db, readers=(A,)).databases == {
+    publish_release(dataset_id=SECRET_ID, version=2, parquet_paths=[path], target=postgres_db, readers=(A,))
+    assert share_state(dataset_id=SECRET_ID, target=postgres_db, readers=(A,)).databases == {
         agency_database(main, A): [2]
     }
     with psycopg.connect(libpq(database_of(postgres_db, B)), autocommit=True) as conn:
@@ -491,9 +480,9 @@ def test_restricted_dataset_keeps_retention_withdrawal_and_unpublish_in_each_rea
         assert left == 0  # no view, version table or part of it stays behind
 
     with pytest.raises(PublishError, match="restricted to no active recipient"):
-        publish_release(dataset_id=SECRET_ID, version=2, parquet_paths=[path], target_url=postgres_db, readers=())
-    assert unpublish(dataset_id=SECRET_ID, target_url=postgres_db, schema=SCHEMA) == (f"{SECRET_ID}__v2",)
-    assert share_state(dataset_id=SECRET_ID, target_url=postgres_db).databases == {}
+        publish_release(dataset_id=SECRET_ID, version=2, parquet_paths=[path], target=postgres_db, readers=())
+    assert unpublish(dataset_id=SECRET_ID, target=postgres_db) == (f"{SECRET_ID}__v2",)
+    assert share_state(dataset_id=SECRET_ID, target=postgres_db).databases == {}
 
 
 def test_a_move_cut_short_is_never_taken_as_settled(
@@ -503,15 +492,15 @@ def test_a_move_cut_short_is_never_taken_as_settled(
 
     main = make_url(postgres_db).database
     publish_secret(postgres_db, tmp_path, 1, readers=(B,))
-    assert share_state(dataset_id=SECRET_ID, target_url=postgres_db, readers=(B,)).in_place
+    assert share_state(dataset_id=SECRET_ID, target=postgres_db, readers=(B,)).in_place
 
     # A is added to the spec; the publish dies after loading A's database, before B's.
     real = sqlshare_pg.publish_postgres
 
-    def dies_at_b(url: Any, **kwargs: Any) -> Any:
-        if url.database == agency_database(main, B):
+    def dies_at_b(target: ShareTarget, **kwargs: Any) -> Any:
+        if target.url.database == agency_database(main, B):
             raise PublishError("killed")
-        return real(url, **kwargs)
+        return real(target, **kwargs)
 
     monkeypatch.setattr(sqlshare_pg, "publish_postgres", dies_at_b)
     with pytest.raises(PublishError, match="killed"):
@@ -520,10 +509,10 @@ def test_a_move_cut_short_is_never_taken_as_settled(
 
     # A is taken out of the spec again before any run completed the move: B's rows, untouched since its
     # last publish for (B,), must not look settled, or A's copy would stay where A may no longer read.
-    state = share_state(dataset_id=SECRET_ID, target_url=postgres_db, readers=(B,))
+    state = share_state(dataset_id=SECRET_ID, target=postgres_db, readers=(B,))
     assert not state.in_place and set(state.databases) == {agency_database(main, A), agency_database(main, B)}
     publish_secret(postgres_db, tmp_path, 1, readers=(B,))
-    state = share_state(dataset_id=SECRET_ID, target_url=postgres_db, readers=(B,))
+    state = share_state(dataset_id=SECRET_ID, target=postgres_db, readers=(B,))
     assert state.in_place and state.databases == {agency_database(main, B): [1]}
 
 
@@ -533,7 +522,7 @@ def test_a_database_datashare_did_not_make_is_never_taken_over(roles: str, postg
         admin.execute(f'CREATE DATABASE "{agency_database(main, A)}"')
     with pytest.raises(PublishError, match="exists but was not made by datashare"):
         publish_secret(postgres_db, tmp_path, 1, readers=(A,))
-    assert share_state(dataset_id=SECRET_ID, target_url=postgres_db).databases == {}
+    assert share_state(dataset_id=SECRET_ID, target=postgres_db).databases == {}
     with pytest.raises(PublishError, match="invalid recipient code"):
         publish_secret(postgres_db, tmp_path, 1, readers=('x"; DROP DATABASE postgres; --',))
 
@@ -558,16 +547,16 @@ def test_revoked_login_loses_its_password_its_sessions_and_the_right_to_connect(
         with psycopg.connect(libpq(postgres_db)) as conn:
             return conn.execute("SELECT rolcanlogin, rolpassword FROM pg_authid WHERE rolname = %s", (role,)).fetchone()
 
-    password = sqlroles.issue_sql_login(recipient=agency, target_url=postgres_db)
+    password = sqlroles.issue_sql_login(recipient=agency, target=postgres_db)
     can_login, verifier = stored()
     assert can_login and scram_matches(verifier, password) and password not in verifier
     assert not scram_matches(verifier, password + "x")
-    second = sqlroles.issue_sql_login(recipient=agency, target_url=postgres_db)
+    second = sqlroles.issue_sql_login(recipient=agency, target=postgres_db)
     assert second != password and scram_matches(stored()[1], second) and not scram_matches(stored()[1], password)
 
     session = psycopg.connect(libpq(postgres_db, user=role, password=second), autocommit=True)
     try:
-        result = sqlroles.revoke_sql_login(recipient=agency, target_url=postgres_db)
+        result = sqlroles.revoke_sql_login(recipient=agency, target=postgres_db)
         assert (result.role, result.existed, result.sessions_ended) == (role, True, 1)
         with pytest.raises(psycopg.OperationalError):
             session.execute("SELECT 1")
@@ -577,18 +566,18 @@ def test_revoked_login_loses_its_password_its_sessions_and_the_right_to_connect(
     assert not can_login and not scram_matches(verifier, second)
     with pytest.raises(psycopg.OperationalError, match="not permitted to log in"):
         psycopg.connect(libpq(postgres_db, user=role, password=second))
-    never = sqlroles.revoke_sql_login(recipient=REGISTRY.get(C), target_url=postgres_db)
+    never = sqlroles.revoke_sql_login(recipient=REGISTRY.get(C), target=postgres_db)
     assert (never.existed, never.sessions_ended) == (False, 0)
 
 
 def test_sqlite_has_no_roles_and_hostile_codes_never_reach_sql(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'share.sqlite'}"
-    assert sqlroles.apply_grants(spec=spec("open_data", "open"), registry=REGISTRY, target_url=url) == []
+    assert sqlroles.apply_grants(spec=spec("open_data", "open"), registry=REGISTRY, target=url) == []
     with pytest.raises(ConfigError, match="SQLite, which has no roles"):
-        sqlroles.issue_sql_login(recipient=REGISTRY.get(A), target_url=url)
+        sqlroles.issue_sql_login(recipient=REGISTRY.get(A), target=url)
     hostile = Recipient.model_construct(code='x"; DROP ROLE postgres; --', kind="government", active=True)
     with pytest.raises(ConfigError, match="invalid recipient code"):
-        sqlroles.issue_sql_login(recipient=hostile, target_url="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+        sqlroles.issue_sql_login(recipient=hostile, target="postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 # --- CLI -------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import pytest
 
 from datashare.exceptions import DatashareError, PublishBusy, PublishError
 from datashare.share.sqlshare import current_version, list_versions, publish_release
+from datashare.share.target import ShareTarget
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 HANOI = unicodedata.normalize("NFC", "Hà Nội")
@@ -94,6 +95,10 @@ class Share:
     schema: str
     dsn: str  # libpq URI or SQLite path
 
+    @property
+    def target(self) -> ShareTarget:
+        return ShareTarget.from_url(self.url, schema=self.schema)
+
     def name(self, obj: str) -> str:
         return f'"{self.schema}"."{obj}"' if self.backend == "postgresql" else f'"{obj}"'
 
@@ -149,8 +154,8 @@ def publish(share: Share, tmp_path: Path, version: int, *, dataset_id: str = "ai
         dataset_id=dataset_id,
         version=version,
         parquet_paths=paths,
-        target_url=share.url,
-        **{"schema": share.schema, **kwargs},
+        target=ShareTarget.from_url(share.url, schema=kwargs.pop("schema", share.schema)),
+        **kwargs,
     )
 
 
@@ -166,7 +171,7 @@ def test_first_release_is_queryable_through_the_view(share: Share, tmp_path: Pat
     assert result.rows == 2 and result.dropped == ()
     assert "secret" not in result.target and result.target.startswith(share.url.split(":")[0])
     assert share.view_rows("air_quality") == sorted(rows_for(1))
-    assert current_version(dataset_id="air_quality", target_url=share.url, schema=share.schema) == 1
+    assert current_version(dataset_id="air_quality", target=share.target) == 1
     assert not share.exists("air_quality__v1__load")
 
 
@@ -177,7 +182,7 @@ def test_second_release_repoints_the_view_and_keeps_the_first(share: Share, tmp_
     assert result.rows == 2
     assert share.view_rows("air_quality") == sorted(rows_for(2))
     assert share.exists("air_quality__v1")
-    assert list_versions(dataset_id="air_quality", target_url=share.url, schema=share.schema) == [1, 2]
+    assert list_versions(dataset_id="air_quality", target=share.target) == [1, 2]
 
 
 def test_retention_drops_versions_past_the_count(share: Share, tmp_path: Path) -> None:
@@ -188,7 +193,7 @@ def test_retention_drops_versions_past_the_count(share: Share, tmp_path: Path) -
     assert result.dropped == ("air_quality__v1",)
     assert not share.exists("air_quality__v1")
     assert share.exists("air_quality__v2") and share.exists("air_quality__v3")
-    assert list_versions(dataset_id="air_quality", target_url=share.url, schema=share.schema) == [2, 3]
+    assert list_versions(dataset_id="air_quality", target=share.target) == [2, 3]
 
 
 def test_republishing_a_version_is_idempotent(share: Share, tmp_path: Path) -> None:
@@ -234,7 +239,7 @@ def test_hostile_column_and_schema_names_are_refused(share: Share, tmp_path: Pat
     path = tmp_path / "bad.parquet"
     pq.write_table(pa.table({'x"; drop table y; --': ["a"]}), path)
     with pytest.raises(PublishError, match=r"bad\.parquet: invalid column name"):
-        publish_release(dataset_id="ok", version=1, parquet_paths=[path], target_url=share.url, schema=share.schema)
+        publish_release(dataset_id="ok", version=1, parquet_paths=[path], target=share.target)
     with pytest.raises(PublishError, match="invalid schema 'Public; --'"):
         publish(share, tmp_path, 1, schema="Public; --")
 
@@ -248,9 +253,7 @@ def test_files_with_different_schemas_are_refused(share: Share, tmp_path: Path) 
     pq.write_table(pa.table({"station_code": ["x"]}), other)
 
     with pytest.raises(PublishError, match=r"other\.parquet has a schema different"):
-        publish_release(
-            dataset_id="ok", version=1, parquet_paths=[*good, other], target_url=share.url, schema=share.schema
-        )
+        publish_release(dataset_id="ok", version=1, parquet_paths=[*good, other], target=share.target)
 
 
 def test_a_file_failing_mid_load_publishes_nothing(share: Share, tmp_path: Path) -> None:
@@ -262,9 +265,7 @@ def test_a_file_failing_mid_load_publishes_nothing(share: Share, tmp_path: Path)
     pq.write_table(table.set_column(2, "observed_at", pc.add(ns, 1).cast(pa.timestamp("ns"))), bad)
 
     with pytest.raises(PublishError, match=r"cannot load Parquet file .*part-ns\.parquet") as raised:
-        publish_release(
-            dataset_id="air_quality", version=2, parquet_paths=[bad], target_url=share.url, schema=share.schema
-        )
+        publish_release(dataset_id="air_quality", version=2, parquet_paths=[bad], target=share.target)
 
     assert not raised.value.retryable
     assert share.view_rows("air_quality") == sorted(rows_for(1))
@@ -345,8 +346,8 @@ def test_postgres_reader_holding_the_view_makes_publish_retry_then_fail(
 
 
 def test_a_dataset_never_published_has_no_versions(share: Share) -> None:
-    assert list_versions(dataset_id="never", target_url=share.url, schema=share.schema) == []
-    assert current_version(dataset_id="never", target_url=share.url, schema=share.schema) is None
+    assert list_versions(dataset_id="never", target=share.target) == []
+    assert current_version(dataset_id="never", target=share.target) is None
 
 
 @pytest.mark.postgres

@@ -47,8 +47,7 @@ class Share:
         return str(self.query(f"SELECT max(observed_at) FROM {self.view}")[0][0])
 
     def versions(self) -> list[int]:
-        schema = "datashare"
-        return list_versions(dataset_id=DATASET, target_url=self.url, schema=schema)
+        return list_versions(dataset_id=DATASET, target=self.url)
 
     def has_view(self) -> bool:
         if self.url.startswith("sqlite"):
@@ -248,7 +247,7 @@ def test_restricted_dataset_lives_in_its_readers_databases_through_runs_withdraw
     db_of = {code: agency_database(main_db, code) for code in (hanoi, hcmc)}
 
     def where() -> dict[str, list[int]]:
-        return share_state(dataset_id=DATASET, target_url=postgres_db).databases
+        return share_state(dataset_id=DATASET, target=postgres_db).databases
 
     def rows_in(database: str) -> int:
         return Share(main_url.set(database=database).render_as_string(False), f"datashare.{DATASET}").rows()
@@ -257,7 +256,7 @@ def test_restricted_dataset_lives_in_its_readers_databases_through_runs_withdraw
     assert where() == {db_of[hanoi]: [1, 2], db_of[hcmc]: [1, 2]}
     assert rows_in(db_of[hanoi]) == rows_in(db_of[hcmc]) == v2["rows"]
     registry = load_registry(home / "config" / "recipients.yaml")
-    password = sqlroles.issue_sql_login(recipient=registry.get(outsider), target_url=postgres_db)
+    password = sqlroles.issue_sql_login(recipient=registry.get(outsider), target=postgres_db)
     outsider_url = main_url.set(drivername="postgresql", username=sqlroles.recipient_role(outsider), password=password)
     with psycopg.connect(outsider_url.render_as_string(False)) as conn:  # another government agency
         names = conn.execute("SELECT relname FROM pg_class WHERE relname LIKE %s", (f"{DATASET}%",)).fetchall()

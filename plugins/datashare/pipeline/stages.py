@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from datashare import faults
 from datashare.exceptions import ConfigError, SourceError, ValidationFailed
@@ -23,6 +23,9 @@ from datashare.store import CommitPlan, DataFile, Release, newest_available, sha
 from datashare.store.manifest import build_manifest, code_version, content_sha256
 from datashare.store.staging import StagedFile
 from datashare.store.staging import sweep as sweep_staging
+
+if TYPE_CHECKING:
+    from datashare.share.target import ShareTarget
 
 log = logging.getLogger(__name__)
 
@@ -340,22 +343,22 @@ def _committed(release: Release, *, created: bool, reason: str | None) -> Commit
     )
 
 
-def _apply_sql_grants(ctx: RunContext, url: str, schema: str) -> None:
+def _apply_sql_grants(ctx: RunContext, target: ShareTarget) -> None:
     """Make the share's grants match the spec and the recipients registry (SQLite has no roles)."""
     from datashare.access import load_registry
-    from datashare.share.sqlroles import apply_grants, supports_roles
+    from datashare.share.sqlroles import apply_grants
 
-    if supports_roles(url):
+    if target.has_roles:
         registry = load_registry(ctx.settings.recipients_file)
-        apply_grants(spec=ctx.spec, registry=registry, target_url=url, schema=schema)
+        apply_grants(spec=ctx.spec, registry=registry, target=target)
 
 
-def _sql_readers(ctx: RunContext, url: str) -> tuple[str, ...] | None:
+def _sql_readers(ctx: RunContext, target: ShareTarget) -> tuple[str, ...] | None:
     """Where the dataset lives in the share: None (the share's database) or its readers' databases."""
     from datashare.access import load_registry
-    from datashare.share.sqlroles import share_readers, supports_roles
+    from datashare.share.sqlroles import share_readers
 
-    if not supports_roles(url):
+    if not target.has_roles:
         return None
     return share_readers(ctx.spec, load_registry(ctx.settings.recipients_file))
 
@@ -375,25 +378,24 @@ def sync_sql_share(ctx: RunContext, *, committed: int | None = None) -> dict[str
     dataset lives in its readers' own databases, and moves when its audience changes, even without a
     new release. Grants are applied after every change.
     """
-    from datashare.share.sqlshare import publish_release, redacted_target, share_state, unpublish
+    from datashare.share.sqlshare import publish_release, share_state, unpublish
 
     if not ctx.spec.publish.sql:
         return {"published": False, "reason": "sql publishing is off in the spec"}
-    url = ctx.settings.share_url()
-    schema = ctx.settings.share_schema
+    target = ctx.settings.share_target()  # opened once for the whole task
     withdrawn = ctx.store.withdrawn(ctx.spec.id)  # read again: a withdrawal may be minutes old
     if committed in withdrawn:
         log.warning("%s v%s is withdrawn: not published to the SQL share", ctx.spec.id, committed)
-    readers = _sql_readers(ctx, url)
-    state = share_state(dataset_id=ctx.spec.id, target_url=url, schema=schema, readers=readers)
+    readers = _sql_readers(ctx, target)
+    state = share_state(dataset_id=ctx.spec.id, target=target, readers=readers)
     in_share = state.versions
     stale = [v for v in in_share if v in withdrawn]
     base = newest_available(ctx.store, ctx.spec.id, withdrawn) if readers != () else None
     if base is None:
         if not in_share:
             return {"published": False, "reason": "no release to serve"}
-        dropped = unpublish(dataset_id=ctx.spec.id, target_url=url, schema=schema)
-        ctx.ledger.append("sql_unpublished", dataset_id=ctx.spec.id, tables=list(dropped), target=redacted_target(url))
+        dropped = unpublish(dataset_id=ctx.spec.id, target=target)
+        ctx.ledger.append("sql_unpublished", dataset_id=ctx.spec.id, tables=list(dropped), target=target.redacted)
         why = "no active recipient may read it" if readers == () else "every release is withdrawn"
         return {
             "published": False,
@@ -402,7 +404,7 @@ def sync_sql_share(ctx: RunContext, *, committed: int | None = None) -> dict[str
         }
     version = base.version
     if in_share and in_share[-1] == version and not stale and state.in_place:
-        _apply_sql_grants(ctx, url, schema)  # a reclassification or registry change applies on the next run
+        _apply_sql_grants(ctx, target)  # a reclassification or registry change applies on the next run
         return {
             "published": False,
             "reason": f"the share already serves v{version}",
@@ -414,8 +416,7 @@ def sync_sql_share(ctx: RunContext, *, committed: int | None = None) -> dict[str
             dataset_id=ctx.spec.id,
             version=version,
             parquet_paths=local_files(ctx, base),
-            target_url=url,
-            schema=schema,
+            target=target,
             retention=ctx.spec.retention.sql_versions,
             comment=f"{ctx.spec.title.vi} / {ctx.spec.title.en}",
             withdrawn=stale,
@@ -433,7 +434,7 @@ def sync_sql_share(ctx: RunContext, *, committed: int | None = None) -> dict[str
         target=result.target,
         **details,
     )
-    _apply_sql_grants(ctx, url, schema)
+    _apply_sql_grants(ctx, target)
     return {
         "published": True,
         "view": result.view,

@@ -46,16 +46,9 @@ from typing import TYPE_CHECKING
 
 from datashare.access import Recipient, Registry
 from datashare.exceptions import ConfigError, PublishBusy, PublishError
-from datashare.share.sqlshare import (
-    BOOKKEEPING,
-    DATASET_ID,
-    SQL_NAME,
-    _check_name,
-    _libpq_uri,
-    _parse_target,
-    _redacted,
-)
+from datashare.share.sqlshare import BOOKKEEPING, DATASET_ID, _check_name
 from datashare.share.sqlshare_pg import PART_DIGITS, one
+from datashare.share.target import ShareTarget
 from datashare.spec import IDENTIFIER, DatasetSpec, Sharing
 
 if TYPE_CHECKING:
@@ -109,11 +102,6 @@ def recipient_role(code: str) -> str:
     if not isinstance(code, str) or not RECIPIENT_CODE.fullmatch(code):
         raise ConfigError(f"invalid recipient code {code!r}: it must match {RECIPIENT_CODE.pattern}")
     return f"{_prefix()}{RECIPIENT_PREFIX}{code}"
-
-
-def supports_roles(target_url: str) -> bool:
-    """Whether the share has roles at all (PostgreSQL does; SQLite does not)."""
-    return _parse_target(target_url)[1] == "postgresql"
 
 
 def _group_of(recipient: Recipient) -> str:
@@ -328,7 +316,7 @@ def _lock_databases(run: _Run, main: str, registry: Registry, managed: list[str]
     return databases
 
 
-def apply_grants(*, spec: DatasetSpec, registry: Registry, target_url: str, schema: str = "datashare") -> list[str]:
+def apply_grants(*, spec: DatasetSpec, registry: Registry, target: ShareTarget | str) -> list[str]:
     """Make the grants on a published dataset match its classification and the registry.
 
     Idempotent: run after every publish, and on runs that publish nothing, so a reclassified
@@ -341,24 +329,24 @@ def apply_grants(*, spec: DatasetSpec, registry: Registry, target_url: str, sche
         The statements run, for the log (they hold no secrets).
     """
     _check_name("dataset_id", spec.id, DATASET_ID)
-    _check_name("schema", schema, SQL_NAME)
-    url, backend = _parse_target(target_url)
-    if backend != "postgresql":
-        log.debug("SQL share %s is SQLite: no roles, no grants", _redacted(url))
+    target = ShareTarget.of(target)
+    if not target.has_roles:
+        log.debug("SQL share %s is SQLite: no roles, no grants", target.redacted)
         return []
-    from datashare.share.sqlshare_places import database_url, main_database
+    from datashare.share.sqlshare_places import main_database
 
+    schema = target.schema
     codes = share_readers(spec, registry)
     readers = _readers(spec, registry)
     import psycopg
 
     statements: list[str] = []
     try:
-        with psycopg.connect(_libpq_uri(url)) as conn:  # one transaction, committed when the block ends
+        with psycopg.connect(target.libpq_uri) as conn:  # one transaction, committed when the block ends
             run = _Run(conn)
             conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (_LOCK_KEY,))
             managed = _sync_roles(run, list(registry.recipients), prune=True)
-            databases = _lock_databases(run, main_database(url), registry, managed)
+            databases = _lock_databases(run, main_database(target), registry, managed)
             if codes is None:
                 groups = [public_role(), government_role()]
                 _lock_down(run, spec.id, schema, readers, managed, usage=groups)
@@ -366,17 +354,17 @@ def apply_grants(*, spec: DatasetSpec, registry: Registry, target_url: str, sche
         for code in codes or ():
             if code not in databases:
                 raise PublishError(f"{schema}.{spec.id} is not in the database of {code}: publish the dataset first")
-            with psycopg.connect(_libpq_uri(database_url(url, databases[code]))) as conn:
+            with psycopg.connect(target.at(databases[code]).libpq_uri) as conn:
                 run = _Run(conn)
                 role = recipient_role(code)
                 _lock_down(run, spec.id, schema, [role], managed, usage=[role])
                 statements += run.statements
     except psycopg.OperationalError as exc:
         raise PublishBusy(
-            f"SQL share unavailable while granting {schema}.{spec.id} at {_redacted(url)}: {exc}"
+            f"SQL share unavailable while granting {schema}.{spec.id} at {target.redacted}: {exc}"
         ) from exc
     except psycopg.Error as exc:
-        raise PublishError(f"granting {schema}.{spec.id} at {_redacted(url)} failed: {exc}") from exc
+        raise PublishError(f"granting {schema}.{spec.id} at {target.redacted} failed: {exc}") from exc
     log.info(
         "Grants on %s.%s (%s): readers %s%s; %s statements",
         schema,
@@ -389,15 +377,15 @@ def apply_grants(*, spec: DatasetSpec, registry: Registry, target_url: str, sche
     return statements
 
 
-def _postgres_only(target_url: str, action: str) -> str:
+def _postgres_only(target: ShareTarget | str, action: str) -> str:
     """The libpq URI of a PostgreSQL share; SQLite has no logins to issue or revoke."""
-    url, backend = _parse_target(target_url)
-    if backend != "postgresql":
+    target = ShareTarget.of(target)
+    if not target.has_roles:
         raise ConfigError(
-            f"cannot {action}: the SQL share {_redacted(url)} is SQLite, which has no roles or logins "
+            f"cannot {action}: the SQL share {target.redacted} is SQLite, which has no roles or logins "
             "(it is for local use); point the share connection at PostgreSQL"
         )
-    return _libpq_uri(url)
+    return target.libpq_uri
 
 
 def _new_password(conn: psycopg.Connection, role: str) -> tuple[str, str]:
@@ -407,7 +395,7 @@ def _new_password(conn: psycopg.Connection, role: str) -> tuple[str, str]:
     return password, verifier
 
 
-def issue_sql_login(*, recipient: Recipient, target_url: str) -> str:
+def issue_sql_login(*, recipient: Recipient, target: ShareTarget | str) -> str:
     """Create or update the recipient's login role with a new random password.
 
     Any password issued before stops working. The role keeps (or gets) its group membership.
@@ -418,7 +406,7 @@ def issue_sql_login(*, recipient: Recipient, target_url: str) -> str:
     role = recipient_role(recipient.code)
     if not recipient.active:
         raise ConfigError(f"recipient {recipient.code} is inactive: no SQL login is issued to it")
-    uri = _postgres_only(target_url, f"issue a SQL login to {recipient.code}")
+    uri = _postgres_only(target, f"issue a SQL login to {recipient.code}")
     import psycopg
     from psycopg import sql
 
@@ -439,14 +427,14 @@ def issue_sql_login(*, recipient: Recipient, target_url: str) -> str:
     return password
 
 
-def revoke_sql_login(*, recipient: Recipient, target_url: str) -> LoginRevocation:
+def revoke_sql_login(*, recipient: Recipient, target: ShareTarget | str) -> LoginRevocation:
     """Take away the recipient's login: NOLOGIN, an unknown random password, its sessions ended.
 
     The role and its grants stay (it is NOLOGIN, like a role never issued), so issuing again restores
     access without re-granting.
     """
     role = recipient_role(recipient.code)
-    uri = _postgres_only(target_url, f"revoke the SQL login of {recipient.code}")
+    uri = _postgres_only(target, f"revoke the SQL login of {recipient.code}")
     import psycopg
     from psycopg import sql
 

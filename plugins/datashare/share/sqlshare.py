@@ -7,7 +7,7 @@ in the share); version tables past the retention count are dropped with their bo
 
 The backend follows the SQLAlchemy URL of the target:
 
-* PostgreSQL (``postgresql+psycopg://user:pw@host:port/db``): everything lives in ``schema``
+* PostgreSQL (``postgresql+psycopg://user:pw@host:port/db``): everything lives in the target's ``schema``
   (:mod:`datashare.share.sqlshare_pg`). Each data file is streamed once through ADBC's bulk ingest (binary
   COPY) into a part table ``<id>__p<digest>``; the version table ``<id>__v<N>`` is the parent its parts
   inherit from, so an incremental release loads only its new file. The swap runs under
@@ -22,6 +22,11 @@ The backend follows the SQLAlchemy URL of the target:
 * SQLite (``sqlite:///var/share.sqlite``), the embedded default. SQLite has no schemas, so ``schema`` is
   validated but ignored; there are no comments and no roles. The whole publish is one
   ``BEGIN IMMEDIATE`` transaction; the file is switched to WAL so readers never block it.
+
+Every public function takes the share as a :class:`~datashare.share.target.ShareTarget` (``target``),
+opened once by the caller (the pipeline task, the CLI) and holding the schema. A SQLAlchemy URL string is
+accepted too and opened with :meth:`ShareTarget.of <datashare.share.target.ShareTarget.of>` (schema
+``datashare``): the tests and one-off scripts pass URLs.
 
 Identifiers are checked against strict patterns before any SQL runs, and quoted anyway: PostgreSQL
 statements are composed with ``psycopg.sql``, SQLite ones with :mod:`datashare.sqltext`.
@@ -40,18 +45,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from datashare.exceptions import PublishBusy, PublishError
+from datashare.share.target import SQL_NAME, ShareTarget
 from datashare.sqltext import SQL, Composable, Identifier
 
 if TYPE_CHECKING:
     import pyarrow as pa
-    from sqlalchemy.engine import URL
 
     from datashare.share.sqlshare_places import ShareState
 
 log = logging.getLogger(__name__)
 
 DATASET_ID = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
-SQL_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 MAX_VERSION = 999_999  # keeps "<id>__v<N>__load" within PostgreSQL's 63-byte identifiers
 BOOKKEEPING = "_datashare_versions"
 BATCH_ROWS = 65_536
@@ -108,39 +112,6 @@ def _check_name(kind: str, value: object, pattern: re.Pattern[str]) -> str:
     if not isinstance(value, str) or not pattern.fullmatch(value):
         raise PublishError(f"invalid {kind} {value!r}: it must match {pattern.pattern}")
     return value
-
-
-def _parse_target(target_url: str) -> tuple[URL, str]:
-    """The parsed URL and its backend name (``postgresql`` or ``sqlite``)."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        url = make_url(target_url)
-    except ArgumentError:
-        raise PublishError("target_url is not a valid SQLAlchemy URL") from None
-    backend = url.get_backend_name()
-    if backend not in ("postgresql", "sqlite"):
-        raise PublishError(f"SQL share backend {backend!r} is not supported (use postgresql or sqlite)")
-    return url, backend
-
-
-def _redacted(url: URL) -> str:
-    """The URL without its password (``URL.set(password=None)`` would keep it)."""
-    from sqlalchemy.engine import URL
-
-    bare = URL.create(url.drivername, url.username, None, url.host, url.port, url.database, url.query)
-    return bare.render_as_string(hide_password=False)
-
-
-def redacted_target(target_url: str) -> str:
-    """A share URL fit for logs and the ledger: no password."""
-    return _redacted(_parse_target(target_url)[0])
-
-
-def _libpq_uri(url: URL) -> str:
-    """``postgresql+psycopg://...`` becomes the libpq URI ``postgresql://...`` that psycopg and ADBC take."""
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def _map_field(field: pa.Field) -> _Column:
@@ -262,8 +233,7 @@ def publish_release(
     dataset_id: str,
     version: int,
     parquet_paths: Sequence[Path],
-    target_url: str,
-    schema: str = "datashare",
+    target: ShareTarget | str,
     retention: int = 3,
     comment: str = "",
     lock_timeout_ms: int = 5000,
@@ -282,8 +252,8 @@ def publish_release(
         dataset_id: dataset id, also the view name.
         version: release number N (1 to 999999).
         parquet_paths: the release's Parquet files, all with one Arrow schema.
-        target_url: SQLAlchemy URL of the share (PostgreSQL or SQLite).
-        schema: PostgreSQL schema holding the share; ignored by SQLite, which has none.
+        target: the share (PostgreSQL or SQLite) and its schema, opened once by the caller; a URL string
+            is opened with :meth:`ShareTarget.of <datashare.share.target.ShareTarget.of>` (schema ``datashare``).
         retention: version tables kept, the new one included.
         comment: description of the dataset, set on the view (PostgreSQL).
         lock_timeout_ms: longest wait for a lock held by readers, per attempt.
@@ -296,7 +266,7 @@ def publish_release(
             :func:`unpublish`. SQLite ignores it (no roles, for local use).
     """
     _check_name("dataset_id", dataset_id, DATASET_ID)
-    _check_name("schema", schema, SQL_NAME)
+    target = ShareTarget.of(target)
     if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= MAX_VERSION:
         raise PublishError(f"invalid version {version!r} of {dataset_id}: expected 1 to {MAX_VERSION}")
     withdrawn = tuple(sorted({int(v) for v in withdrawn}))
@@ -309,10 +279,9 @@ def publish_release(
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise PublishError(f"invalid {label} {value!r}: expected a positive integer")
-    url, backend = _parse_target(target_url)
     columns = _read_columns([Path(p) for p in parquet_paths])
-    names = _Names(dataset_id, version, schema)
-    log.info("Publishing %s v%s (%s files) to %s", dataset_id, version, len(parquet_paths), _redacted(url))
+    names = _Names(dataset_id, version, target.schema)
+    log.info("Publishing %s v%s (%s files) to %s", dataset_id, version, len(parquet_paths), target.redacted)
     args: dict[str, Any] = {
         "names": names,
         "columns": columns,
@@ -323,7 +292,7 @@ def publish_release(
         "withdrawn": withdrawn,
     }
     databases: tuple[str, ...] = ()
-    if backend == "postgresql":
+    if target.backend == "postgresql":
         from datashare.share.sqlshare_pg import publish_postgres
         from datashare.share.sqlshare_places import publish
 
@@ -333,25 +302,22 @@ def publish_release(
                 "published (take it out of the share with unpublish)"
             )
         rows, dropped, databases = publish(
-            url,
-            schema=schema,
+            target,
             dataset_id=dataset_id,
             codes=readers,
             lock_timeout_ms=lock_timeout_ms,
-            publish_one=lambda target, tag: publish_postgres(target, comment=comment, audience=tag, **args),
+            publish_one=lambda place, tag: publish_postgres(place, comment=comment, audience=tag, **args),
         )
     else:
-        rows, dropped = _publish_sqlite(url, **args)
+        rows, dropped = _publish_sqlite(target, **args)
     log.info(
         "Published %s v%s: %s rows; view %s repointed in %s; dropped %s",
         dataset_id, version, rows, dataset_id, databases or "the share", dropped,
     )  # fmt: skip
-    return PublishResult(dataset_id, version, names.table, dataset_id, rows, dropped, _redacted(url), databases)
+    return PublishResult(dataset_id, version, names.table, dataset_id, rows, dropped, target.redacted, databases)
 
 
-def unpublish(
-    *, dataset_id: str, target_url: str, schema: str = "datashare", lock_timeout_ms: int = 5000
-) -> tuple[str, ...]:
+def unpublish(*, dataset_id: str, target: ShareTarget | str, lock_timeout_ms: int = 5000) -> tuple[str, ...]:
     """Take a dataset out of the share: its view, version tables and bookkeeping rows.
 
     Used when every release of the dataset is withdrawn, or nobody may read it any more: nothing is left
@@ -359,26 +325,23 @@ def unpublish(
     Returns the version tables dropped; a share that never held the dataset is left as it is.
     """
     _check_name("dataset_id", dataset_id, DATASET_ID)
-    _check_name("schema", schema, SQL_NAME)
-    url, backend = _parse_target(target_url)
-    if backend == "postgresql":
+    target = ShareTarget.of(target)
+    if target.backend == "postgresql":
         from datashare.share.sqlshare_places import unpublish_everywhere
 
-        dropped = unpublish_everywhere(url, dataset_id=dataset_id, schema=schema, lock_timeout_ms=lock_timeout_ms)
+        dropped = unpublish_everywhere(target, dataset_id=dataset_id, lock_timeout_ms=lock_timeout_ms)
     else:
-        dropped = _unpublish_sqlite(url, dataset_id, lock_timeout_ms)
-    log.info("Took %s out of the SQL share %s; dropped %s", dataset_id, _redacted(url), dropped)
+        dropped = _unpublish_sqlite(target, dataset_id, lock_timeout_ms)
+    log.info("Took %s out of the SQL share %s; dropped %s", dataset_id, target.redacted, dropped)
     return dropped
 
 
-def list_versions(*, dataset_id: str, target_url: str, schema: str = "datashare") -> list[int]:
+def list_versions(*, dataset_id: str, target: ShareTarget | str) -> list[int]:
     """Versions of a dataset still in the share (in any of its databases), oldest first; empty if never published."""
-    return share_state(dataset_id=dataset_id, target_url=target_url, schema=schema).versions
+    return share_state(dataset_id=dataset_id, target=target).versions
 
 
-def share_state(
-    *, dataset_id: str, target_url: str, schema: str = "datashare", readers: Collection[str] | None = None
-) -> ShareState:
+def share_state(*, dataset_id: str, target: ShareTarget | str, readers: Collection[str] | None = None) -> ShareState:
     """What the share holds of a dataset, and whether it is where ``readers`` say (see :func:`publish_release`).
 
     ``in_place`` is False when a database due lacks the newest version or a database not due holds
@@ -388,10 +351,10 @@ def share_state(
     from datashare.share.sqlshare_places import ShareState, state
 
     _check_name("dataset_id", dataset_id, DATASET_ID)
-    _check_name("schema", schema, SQL_NAME)
-    url, backend = _parse_target(target_url)
-    if backend == "postgresql":
-        return state(url, schema, dataset_id, readers)
+    target = ShareTarget.of(target)
+    if target.backend == "postgresql":
+        return state(target, dataset_id, readers)
+    url = target.url
     import sqlite3
 
     query = SQL("SELECT version FROM {} WHERE dataset_id = ? ORDER BY version").format(Identifier(BOOKKEEPING))
@@ -402,13 +365,13 @@ def share_state(
             found = conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (BOOKKEEPING,)).fetchone()
             versions = [] if found is None else [r[0] for r in conn.execute(query.as_string(), (dataset_id,))]
     except sqlite3.Error as exc:
-        raise PublishError(f"cannot read versions of {dataset_id} from {_redacted(url)}: {exc}") from exc
+        raise PublishError(f"cannot read versions of {dataset_id} from {target.redacted}: {exc}") from exc
     return ShareState(versions=versions, in_place=True, databases={url.database: versions} if versions else {})
 
 
-def current_version(*, dataset_id: str, target_url: str, schema: str = "datashare") -> int | None:
+def current_version(*, dataset_id: str, target: ShareTarget | str) -> int | None:
     """The version the view shows (the newest one: older publishes are refused), or None."""
-    versions = list_versions(dataset_id=dataset_id, target_url=target_url, schema=schema)
+    versions = list_versions(dataset_id=dataset_id, target=target)
     return versions[-1] if versions else None
 
 
@@ -427,7 +390,7 @@ def _sqlite_readonly(path: Path) -> Any:
 
 
 def _publish_sqlite(
-    url: URL,
+    target: ShareTarget,
     *,
     names: _Names,
     columns: list[_Column],
@@ -439,10 +402,10 @@ def _publish_sqlite(
 ) -> tuple[int, tuple[str, ...]]:
     import sqlite3
 
-    database = url.database or ":memory:"
+    database = target.url.database or ":memory:"
     if database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    where = f"{names.dataset_id} at {_redacted(url)}"
+    where = f"{names.dataset_id} at {target.redacted}"
     conn = sqlite3.connect(database, timeout=lock_timeout_ms / 1000, isolation_level=None)
     try:
         for attempt in range(1, max_attempts + 1):
@@ -455,7 +418,7 @@ def _publish_sqlite(
                     raise PublishError(f"publishing {names.table} to {where} failed: {exc}") from exc
                 if attempt == max_attempts:
                     raise PublishBusy(
-                        f"view {names.dataset_id} at {_redacted(url)} stayed locked through {max_attempts} "
+                        f"view {names.dataset_id} at {target.redacted} stayed locked through {max_attempts} "
                         f"attempts of {lock_timeout_ms} ms; v{names.version} not published, retry later"
                     ) from exc
                 log.warning("SQL share %s is locked (attempt %s of %s)", where, attempt, max_attempts)
@@ -487,12 +450,13 @@ def _sqlite_busy(exc: Exception) -> bool:
     return getattr(exc, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
-def _unpublish_sqlite(url: URL, dataset_id: str, lock_timeout_ms: int) -> tuple[str, ...]:
+def _unpublish_sqlite(target: ShareTarget, dataset_id: str, lock_timeout_ms: int) -> tuple[str, ...]:
     import sqlite3
 
-    if not url.database or not Path(url.database).exists():
+    database = target.url.database
+    if not database or not Path(database).exists():
         return ()
-    conn = sqlite3.connect(url.database, timeout=lock_timeout_ms / 1000, isolation_level=None)
+    conn = sqlite3.connect(database, timeout=lock_timeout_ms / 1000, isolation_level=None)
     try:
         with _immediate(conn):
             if conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (BOOKKEEPING,)).fetchone() is None:
@@ -508,10 +472,12 @@ def _unpublish_sqlite(url: URL, dataset_id: str, lock_timeout_ms: int) -> tuple[
             return dropped
     except sqlite3.OperationalError as exc:
         if _sqlite_busy(exc):
-            raise PublishBusy(f"SQL share {_redacted(url)} is locked; {dataset_id} not taken out, retry later") from exc
-        raise PublishError(f"taking {dataset_id} out of {_redacted(url)} failed: {exc}") from exc
+            raise PublishBusy(
+                f"SQL share {target.redacted} is locked; {dataset_id} not taken out, retry later"
+            ) from exc
+        raise PublishError(f"taking {dataset_id} out of {target.redacted} failed: {exc}") from exc
     except sqlite3.Error as exc:
-        raise PublishError(f"taking {dataset_id} out of {_redacted(url)} failed: {exc}") from exc
+        raise PublishError(f"taking {dataset_id} out of {target.redacted} failed: {exc}") from exc
     finally:
         conn.close()
 

@@ -37,17 +37,15 @@ from datashare.share.sqlshare import (
     _arrow_schema,
     _backoff,
     _Column,
-    _libpq_uri,
     _Names,
-    _redacted,
     _refuse_older,
 )
+from datashare.share.target import ShareTarget
 
 if TYPE_CHECKING:
     import psycopg
     import pyarrow as pa
     from psycopg import sql
-    from sqlalchemy.engine import URL
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +112,7 @@ def _parts(names: _Names, paths: Sequence[Path]) -> list[_Part]:
 
 
 def publish_postgres(
-    url: URL,
+    target: ShareTarget,
     *,
     names: _Names,
     columns: list[_Column],
@@ -134,9 +132,9 @@ def publish_postgres(
     from psycopg import sql
 
     bookkeeping = _bookkeeping(names.schema)
-    where = f"{names.schema}.{names.dataset_id} at {_redacted(url)}"
+    where = f"{names.schema}.{names.dataset_id} at {target.redacted}"
     try:
-        with psycopg.connect(_libpq_uri(url), autocommit=True) as conn:
+        with psycopg.connect(target.libpq_uri, autocommit=True) as conn:
             _lock_dataset(conn, names.schema, names.dataset_id, where)
             _create_if_absent(conn, sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(names.schema)))
             _create_if_absent(
@@ -162,7 +160,7 @@ def publish_postgres(
             rows = 0
             parts = _parts(names, paths)
             for part in parts:
-                rows += _ensure_part(conn, _libpq_uri(url), names, columns, part)
+                rows += _ensure_part(conn, target.libpq_uri, names, columns, part)
             _retry_while_locked(
                 lambda: _swap(conn, names, columns, parts, rows, comment, lock_timeout_ms, withdrawn, audience),
                 names,
@@ -458,15 +456,16 @@ def _retire(conn: psycopg.Connection, names: _Names, retention: int, lock_timeou
         return ()
 
 
-def unpublish_postgres(url: URL, *, dataset_id: str, schema: str, lock_timeout_ms: int) -> tuple[str, ...]:
+def unpublish_postgres(target: ShareTarget, *, dataset_id: str, lock_timeout_ms: int) -> tuple[str, ...]:
     """Drop the view, every version table and part of a dataset, and its bookkeeping rows: one transaction."""
     import psycopg
     from psycopg import sql
 
+    schema = target.schema
     bookkeeping = _bookkeeping(schema)
-    where = f"{schema}.{dataset_id} at {_redacted(url)}"
+    where = f"{schema}.{dataset_id} at {target.redacted}"
     try:
-        with psycopg.connect(_libpq_uri(url), autocommit=True) as conn:
+        with psycopg.connect(target.libpq_uri, autocommit=True) as conn:
             _lock_dataset(conn, schema, dataset_id, where)
             if one(conn.execute("SELECT to_regclass(%s)", (bookkeeping.as_string(conn),)))[0] is None:
                 return ()

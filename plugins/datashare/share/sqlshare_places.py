@@ -42,7 +42,8 @@ from datashare.share.sqlshare_pg import one
 
 if TYPE_CHECKING:
     import psycopg
-    from sqlalchemy.engine import URL
+
+    from datashare.share.target import ShareTarget
 
 log = logging.getLogger(__name__)
 
@@ -81,22 +82,11 @@ def agency_database(main: str, code: str) -> str:
     return f"{head}__{digest}"  # the database's comment still names the recipient
 
 
-def database_url(url: URL, database: str) -> URL:
-    """The share's URL pointed at another database of the same cluster (same credentials)."""
-    return url.set(database=database)
-
-
-def _libpq(url: URL) -> str:
-    from datashare.share.sqlshare import _libpq_uri
-
-    return _libpq_uri(url)
-
-
-def main_database(url: URL) -> str:
+def main_database(target: ShareTarget) -> str:
     """The share's own database (the connection's)."""
-    if not url.database:
+    if not target.url.database:
         raise PublishError("the PostgreSQL share URL names no database")
-    return url.database
+    return target.url.database
 
 
 def ours(conn: psycopg.Connection, main: str) -> dict[str, str]:
@@ -266,19 +256,19 @@ def _due(main: str, codes: tuple[str, ...] | None, existing: dict[str, str]) -> 
 
 
 def _rows_of(
-    conn: psycopg.Connection, url: URL, names: Collection[str], existing: Collection[str], schema: str, dataset_id: str
+    conn: psycopg.Connection, target: ShareTarget, names: Collection[str], existing: Collection[str], dataset_id: str
 ) -> dict[str, list[tuple[int, str]]]:
     """Bookkeeping rows of the dataset in each named database that exists (``conn``: the share's own)."""
     import psycopg
 
-    main = main_database(url)
+    main = main_database(target)
     rows = {}
     for name in names:
         if name == main:
-            rows[name] = held_rows(conn, schema, dataset_id)
+            rows[name] = held_rows(conn, target.schema, dataset_id)
         elif name in existing:
-            with psycopg.connect(_libpq(database_url(url, name)), autocommit=True) as other:
-                rows[name] = held_rows(other, schema, dataset_id)
+            with psycopg.connect(target.at(name).libpq_uri, autocommit=True) as other:
+                rows[name] = held_rows(other, target.schema, dataset_id)
         else:
             rows[name] = []
     return rows
@@ -297,7 +287,7 @@ def _settled(rows: dict[str, list[tuple[int, str]]], tag: str) -> bool:
     return bool(newest) and all(n is not None and n == newest[0] and n[1] == tag for n in newest)
 
 
-def state(url: URL, schema: str, dataset_id: str, codes: Collection[str] | None) -> ShareState:
+def state(target: ShareTarget, dataset_id: str, codes: Collection[str] | None) -> ShareState:
     """Where the dataset is, and whether that is where ``codes`` (None: open or shared) say it must be.
 
     Reads only the databases due while the dataset is settled there (the common case: one database for
@@ -306,15 +296,15 @@ def state(url: URL, schema: str, dataset_id: str, codes: Collection[str] | None)
     import psycopg
 
     checked = check_codes(codes)
-    main = main_database(url)
+    main = main_database(target)
     try:
-        with psycopg.connect(_libpq(url), autocommit=True) as conn:
+        with psycopg.connect(target.libpq_uri, autocommit=True) as conn:
             existing = ours(conn, main)
             due = _due(main, checked, existing)
-            rows = _rows_of(conn, url, due, existing.values(), schema, dataset_id)
+            rows = _rows_of(conn, target, due, existing.values(), dataset_id)
             settled = _settled(rows, audience_tag(checked))
             if not settled:
-                rows = _rows_of(conn, url, [main, *existing.values()], existing.values(), schema, dataset_id)
+                rows = _rows_of(conn, target, [main, *existing.values()], existing.values(), dataset_id)
     except psycopg.OperationalError as exc:
         raise PublishBusy(f"SQL share unavailable while reading where {dataset_id} is: {exc}") from exc
     except psycopg.Error as exc:
@@ -325,21 +315,20 @@ def state(url: URL, schema: str, dataset_id: str, codes: Collection[str] | None)
 
 
 def publish(
-    url: URL,
+    target: ShareTarget,
     *,
-    schema: str,
     dataset_id: str,
     codes: Collection[str] | None,
     lock_timeout_ms: int,
-    publish_one: Callable[[URL, str], tuple[int, tuple[str, ...]]],
+    publish_one: Callable[[ShareTarget, str], tuple[int, tuple[str, ...]]],
 ) -> tuple[int, tuple[str, ...], tuple[str, ...]]:
     """Take the dataset out of every database it must not be in, then publish it into each one due.
 
     In order: the databases it must leave are emptied of it; the databases due that hold it are marked
     unsettled; then each database due gets the version, tagged with the audience. Whatever instruction
     a failure lands on, the dataset is in no database it must not be in once the next publish completes,
-    and :func:`state` says it is not in place until then. ``publish_one(url, tag)`` publishes into one
-    database.
+    and :func:`state` says it is not in place until then. ``publish_one(target, tag)`` publishes into
+    one database (``target`` points at it).
 
     Returns:
         (rows, version tables dropped, databases published into).
@@ -350,28 +339,30 @@ def publish(
 
     checked = check_codes(codes)
     tag = audience_tag(checked)
-    main = main_database(url)
-    where = f"{schema}.{dataset_id} at {_redacted(url)}"
+    schema = target.schema
+    main = main_database(target)
+    where = f"{schema}.{dataset_id} at {target.redacted}"
     try:
-        with psycopg.connect(_libpq(url), autocommit=True) as conn, placement_lock(conn, schema, dataset_id, where):
+        with (
+            psycopg.connect(target.libpq_uri, autocommit=True) as conn,
+            placement_lock(conn, schema, dataset_id, where),
+        ):
             existing = ours(conn, main)
             due = _due(main, checked, existing)
-            rows = _rows_of(conn, url, due, existing.values(), schema, dataset_id)
+            rows = _rows_of(conn, target, due, existing.values(), dataset_id)
             if not _settled(rows, tag):  # the audience changed or a move was cut short: look everywhere
-                rows = _rows_of(conn, url, [main, *existing.values()], existing.values(), schema, dataset_id)
+                rows = _rows_of(conn, target, [main, *existing.values()], existing.values(), dataset_id)
             dropped: list[str] = []
             for name in sorted(n for n, r in rows.items() if r and n not in due):
                 log.warning("%s must not be in database %s any more: taking it out", dataset_id, name)
-                dropped += unpublish_postgres(
-                    database_url(url, name), dataset_id=dataset_id, schema=schema, lock_timeout_ms=lock_timeout_ms
-                )
+                dropped += unpublish_postgres(target.at(name), dataset_id=dataset_id, lock_timeout_ms=lock_timeout_ms)
             for name in sorted(n for n, r in rows.items() if r and n in due):
-                _unsettle(_libpq(database_url(url, name)), schema, dataset_id)
+                _unsettle(target.at(name).libpq_uri, schema, dataset_id)
             if checked is not None:
                 due = [ensure_database(conn, main, code) for code in checked]
             total = 0
             for name in due:
-                total, retired = publish_one(database_url(url, name), tag)
+                total, retired = publish_one(target.at(name), tag)
                 dropped += retired
             return total, tuple(dropped), tuple(due)
     except psycopg.OperationalError as exc:
@@ -380,29 +371,25 @@ def publish(
         raise PublishError(f"placing {where} failed: {exc}") from exc
 
 
-def unpublish_everywhere(url: URL, *, schema: str, dataset_id: str, lock_timeout_ms: int) -> tuple[str, ...]:
+def unpublish_everywhere(target: ShareTarget, *, dataset_id: str, lock_timeout_ms: int) -> tuple[str, ...]:
     """Take the dataset out of every database of the share; returns the version tables dropped."""
     import psycopg
 
     from datashare.share.sqlshare_pg import unpublish_postgres
 
-    main = main_database(url)
-    where = f"{schema}.{dataset_id} at {_redacted(url)}"
+    schema = target.schema
+    main = main_database(target)
+    where = f"{schema}.{dataset_id} at {target.redacted}"
     try:
-        with psycopg.connect(_libpq(url), autocommit=True) as conn, placement_lock(conn, schema, dataset_id, where):
+        with (
+            psycopg.connect(target.libpq_uri, autocommit=True) as conn,
+            placement_lock(conn, schema, dataset_id, where),
+        ):
             dropped: list[str] = []
             for name in [main, *sorted(ours(conn, main).values())]:
-                dropped += unpublish_postgres(
-                    database_url(url, name), dataset_id=dataset_id, schema=schema, lock_timeout_ms=lock_timeout_ms
-                )
+                dropped += unpublish_postgres(target.at(name), dataset_id=dataset_id, lock_timeout_ms=lock_timeout_ms)
             return tuple(dropped)
     except psycopg.OperationalError as exc:
         raise PublishBusy(f"SQL share unavailable while taking out {where}: {exc}") from exc
     except psycopg.Error as exc:
         raise PublishError(f"taking {where} out of the share failed: {exc}") from exc
-
-
-def _redacted(url: URL) -> str:
-    from datashare.share.sqlshare import _redacted as redact
-
-    return redact(url)

@@ -25,11 +25,14 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from datashare.exceptions import DatashareError, ReleaseError
 from datashare.settings import Settings
 from datashare.spec import load_spec, load_specs
+
+if TYPE_CHECKING:
+    from datashare.share.target import ShareTarget
 
 log = logging.getLogger("datashare")
 
@@ -234,14 +237,13 @@ def _recipient(settings: Settings, code: str) -> Any:
     return recipient
 
 
-def _share_with_roles(settings: Settings, required: bool) -> str | None:
-    """The SQL share's URL if it has roles; SQLite has none, which is an error only if SQL was asked for."""
+def _share_with_roles(settings: Settings, required: bool) -> ShareTarget | None:
+    """The SQL share, opened once, if it has roles; SQLite has none, which is an error only if SQL was asked for."""
     from datashare.exceptions import ConfigError
-    from datashare.share.sqlroles import supports_roles
 
-    url = settings.share_url()
-    if supports_roles(url):
-        return url
+    target = settings.share_target()
+    if target.has_roles:
+        return target
     if required:
         raise ConfigError(
             f"the SQL share is SQLite, which has no logins; define connection {settings.share_conn_id!r} "
@@ -254,8 +256,6 @@ def _share_with_roles(settings: Settings, required: bool) -> str | None:
 def cmd_grant(args: argparse.Namespace, settings: Settings) -> int:
     import hashlib
     from datetime import UTC, datetime, timedelta
-
-    from sqlalchemy.engine import make_url
 
     from datashare.access import Tokens
     from datashare.exceptions import ConfigError
@@ -274,21 +274,20 @@ def cmd_grant(args: argparse.Namespace, settings: Settings) -> int:
     days = args.expires_days if args.expires_days is not None else (PROFILE_DAYS if profile is not None else None)
     expires_at = datetime.now(UTC).replace(microsecond=0) + timedelta(days=days) if days is not None else None
     want_http, want_sql = args.http or not args.sql, args.sql or not args.http
-    url = _share_with_roles(settings, required=args.sql) if want_sql else None
+    target = _share_with_roles(settings, required=args.sql) if want_sql else None
     store = _store(settings)
     issued: dict[str, Any] = {}
     shown: list[str] = []
     try:  # whatever was issued is recorded, even if the next credential fails
-        if url is not None:
-            password = issue_sql_login(recipient=recipient, target_url=url)
-            target = make_url(url)
-            where = f"{target.host or 'localhost'}:{target.port or 5432}/{target.database}"
+        if target is not None:
+            password = issue_sql_login(recipient=recipient, target=target)
+            where = f"{target.url.host or 'localhost'}:{target.url.port or 5432}/{target.url.database}"
             issued.update(sql_role=recipient_role(recipient.code), sql_target=where)
             shown += [
                 f"SQL login   role {issued['sql_role']} on {where}, schema {settings.share_schema}",
                 f"  password  {password}",
                 f"  restricted datasets granted to {recipient.code}: database "
-                f"{agency_database(target.database or '', recipient.code)}, same schema",
+                f"{agency_database(target.url.database or '', recipient.code)}, same schema",
             ]
         if want_http:
             token = Tokens(store.backend).issue(recipient, expires_at=expires_at)
@@ -357,9 +356,9 @@ def cmd_revoke(args: argparse.Namespace, settings: Settings) -> int:
                 revoked.clear()
                 raise ConfigError(f"recipient {recipient.code} has no active token with id {args.token_id!r}")
         else:
-            url = _share_with_roles(settings, required=False)
-            if url is not None:
-                result = revoke_sql_login(recipient=recipient, target_url=url)
+            target = _share_with_roles(settings, required=False)
+            if target is not None:
+                result = revoke_sql_login(recipient=recipient, target=target)
                 revoked.update(sql_role=result.role, sql_login_revoked=result.existed)
                 revoked["sessions_ended"] = result.sessions_ended
     finally:
