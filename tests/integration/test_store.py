@@ -296,8 +296,10 @@ def _race_commit(make: Callable[[], Backend], staged: dict[str, Any], barrier: A
     barrier.wait(timeout=JOIN_TIMEOUT)
     try:
         result = store.commit(DS, **staged)
-    except Exception as exc:  # reported to the parent, which fails the test with it
-        results.put((staged["run_key"], "error", repr(exc)))
+    except Exception as exc:  # reported to the parent, which fails the test with it, traceback included
+        import traceback
+
+        results.put((staged["run_key"], "error", f"{exc!r}\n{traceback.format_exc()}"))
     else:
         results.put((staged["run_key"], result.version, result.created))
 

@@ -316,7 +316,13 @@ class LocalBackend:
         for dirpath, _dirs, files in os.walk(base):
             for name in files:
                 path = Path(dirpath) / name
-                if name.startswith(".") and name.endswith(".tmp") and path.stat().st_mtime < cutoff:
+                if not (name.startswith(".") and name.endswith(".tmp")):
+                    continue
+                try:  # a live writer may rename its temporary away between the listing and here
+                    old = path.stat().st_mtime < cutoff
+                except FileNotFoundError:
+                    continue
+                if old:
                     path.unlink(missing_ok=True)
                     removed += 1
         return removed
