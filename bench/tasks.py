@@ -188,17 +188,6 @@ def stage(args: dict[str, Any]) -> dict[str, Any]:
 
 
 @task
-def cli(args: dict[str, Any]) -> dict[str, Any]:
-    """``run_dataset`` in one process, as ``datashare run`` does: every stage, imports included."""
-    meter = Meter()
-    with meter.stage("run_dataset"):
-        from datashare.pipeline.stages import run_dataset
-
-        summary = run_dataset(DATASET, run_id=args["run_id"])
-    return meter.result(rows=summary["rows"], version=summary["version"], created=summary["created"])
-
-
-@task
 def extract_only(args: dict[str, Any]) -> dict[str, Any]:
     """The extract stage alone (fast or plain as ``DATASHARE_EXTRACT_PATH`` says), into a scratch file."""
     imports = _preload("extract")

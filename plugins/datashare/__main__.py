@@ -2,6 +2,6 @@
 
 import sys
 
-from datashare.tools.cli import main
+from datashare.tools.cli import entry
 
-sys.exit(main())
+sys.exit(entry())

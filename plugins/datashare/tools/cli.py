@@ -21,11 +21,14 @@ datashare access-log [--from D] [--to D] [--dataset ID] [--recipient CODE] [--js
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import json
 import logging
+import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from datashare.exceptions import DatashareError, ReleaseError
 from datashare.settings import Settings
@@ -674,5 +677,39 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+QUICK_EXIT_COMMANDS = frozenset({"run"})
+"""Commands that end with :func:`quick_exit` when run as a program (see :func:`entry`)."""
+
+
+def quick_exit(code: int) -> NoReturn:
+    """End the process without Python's teardown, once everything the command wrote is out.
+
+    A run imports GX, pandas, DuckDB and Arrow: some 280,000 objects that the interpreter's finalization
+    takes apart one by one, about 0.6 s on the bench machine (``python -c "import great_expectations"``:
+    3.25 s as a process, 2.6 s of imports; 0.04 s after them with this exit). The operating system frees
+    that memory at once. The exit handlers still run first (temporary folders, logging), then the standard
+    streams are flushed.
+    """
+    atexit._run_exitfuncs()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed or broken pipe: nothing more can be said on it
+            stream.flush()
+    os._exit(code)
+
+
+def entry() -> int:
+    """The ``datashare`` program: :func:`main`, and for a run a quick exit (see :func:`quick_exit`).
+
+    Tests call :func:`main` in their own process; only the program exits this way.
+    """
+    argv = sys.argv[1:]
+    code = main(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command in QUICK_EXIT_COMMANDS:
+        quick_exit(code)
+    return code
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())
