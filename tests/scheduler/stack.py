@@ -48,6 +48,9 @@ MARIADB_ADMIN = os.environ.get("DATASHARE_TEST_MARIADB", "mysql+pymysql://root@1
 REDIS = os.environ.get("DATASHARE_TEST_REDIS", "redis://127.0.0.1:6379")
 BUCKET = "datashare"
 S3_PREFIX = "releases"
+SCHEDULER_IDLE_SLEEP_S = "0.25"
+"""The scheduler's pause between loops with nothing to do (Airflow's default 1 s), as docker-compose.yaml sets it:
+each hand-off from a finished task to the next waited half of it on average (bench/scheduler.py)."""
 REDIS_CLAIM_KEY = "datashare:stack-claim"
 STOP_GRACE_S = 15.0
 HEARTBEAT_TIMEOUT_S = 60
@@ -235,6 +238,7 @@ class Stack:
             # A worker that dies (a lost host) stops its tasks' heartbeats; the scheduler fails them after this
             # and retries them elsewhere. Checked every 5 s rather than 10.
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(self.heartbeat_timeout_s),
+            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": SCHEDULER_IDLE_SLEEP_S,  # as docker-compose.yaml
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),

@@ -32,6 +32,10 @@ PRELOAD = (
     "botocore.session",
     "great_expectations",
     "duckdb",
+    "duckdb_engine",
+    "adbc_driver_postgresql.dbapi",
+    "connectorx",
+    "airflow.dag_processing.dagbag",
     "datashare.orchestration.factory",
     "datashare.pipeline.stages",
     "datashare.source.extract",
@@ -40,7 +44,10 @@ PRELOAD = (
     "datashare.share.sqlshare",
     "transforms.registry",
 )
-"""What the stages import, heaviest first in cost: each task process would otherwise import it again."""
+"""What the stages import, heaviest first in cost: each task process would otherwise import it again.
+
+``airflow.dag_processing.dagbag`` is what the task runner loads the DAG file with: 0.2 s a task when it is not
+preloaded (bench/scheduler.py)."""
 
 
 def preload(modules: tuple[str, ...] = PRELOAD) -> dict[str, float]:
@@ -58,6 +65,23 @@ def preload(modules: tuple[str, ...] = PRELOAD) -> dict[str, float]:
     return took
 
 
+def load_plugins() -> float:
+    """Load Airflow's plugins (the plugins folder, walked and imported) once; returns the seconds it took.
+
+    Every task process loads them when it builds its template context, 0.26 s a task on the bench
+    (bench/scheduler.py); Airflow caches the result in the module, so a fork of this process inherits it.
+    """
+    started = time.perf_counter()
+    try:
+        from airflow.sdk.plugins_manager import integrate_macros_plugins
+
+        integrate_macros_plugins()
+    except Exception as exc:  # the task loads them again and reports the real error
+        log.warning("datashare worker preload: cannot load Airflow's plugins: %s", exc)
+    return round(time.perf_counter() - started, 3)
+
+
 PRELOADED = preload()
+PLUGINS_S = load_plugins()
 CELERY_CONFIG = DEFAULT_CELERY_CONFIG
 """Airflow's own Celery settings, unchanged: this module only adds the imports above."""
