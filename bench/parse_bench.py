@@ -154,7 +154,7 @@ def measure(
             _child(_TASK, [str(dags), dag_id], task_env)
             folder = [_child(_FOLDER, [str(dags)], folder_env) for _ in range(repeat)]
             task = [_child(_TASK, [str(dags), dag_id], task_env) for _ in range(repeat)]
-            if folder[0]["dags"] != count + 1 or folder[0]["import_errors"]:
+            if folder[0]["dags"] <= count or folder[0]["import_errors"]:  # every copy, plus audit and webhooks
                 raise RuntimeError(f"unexpected parse at {count} specs: {folder[0]} / {task[0]}")
             for run in folder:
                 run["parse_s"] = sum(run["files"].values())

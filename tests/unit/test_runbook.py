@@ -20,6 +20,7 @@ SECTIONS = (
     "Rotating a recipient's credentials",
     "Losing a worker mid-run",
     "Upgrading Airflow",
+    "Tuning: where a task's time goes",
 )
 
 
