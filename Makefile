@@ -35,8 +35,8 @@ test-fast: setup
 	$(BIN)/pytest -m "not airflow and not scheduler"
 
 ## bench: release pipeline vs naive path vs database floors, 5 M and 20 M rows, then OData on 1 M rows (~40 min;
-##        writes bench/results/); BENCH_ARGS=--odata-only for the OData section alone, --scheduler adds the 5 M-row
-##        release through the real scheduler (bench/scheduler.py)
+##        writes bench/results/); BENCH_ARGS=--odata-only for the OData section alone; the 5 M-row release also runs
+##        through the real scheduler (bench/scheduler.py; --no-scheduler skips it)
 bench: setup
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 

@@ -87,7 +87,17 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             _target("MariaDB: extraction / fastest bare streaming read", _wall(m["ours"]["extract"]) / floor, 1.25)
         )
     s = results.get("scheduler")
-    if s and s.get("ratio_to_stages_own") is not None:
+    if s and s.get("run_wall_s") and "5m" in pg:
+        whole = _wall(pg["5m"]["ours"]["full"])
+        note = (
+            f"{s['run_wall_s']:.2f} s against the whole release's {whole:.2f} s above; the scheduler bench's own"
+            f" measure of the stages {s['stages_own_s']} s ({s['ratio_to_stages_own']} x); median Airflow overhead"
+            f" per task {s['overhead_per_task_median_s']} s; {s['staging']} staging on S3"
+        )
+        out.append(
+            _target("5m: through the real scheduler / the stages' own time", s["run_wall_s"] / whole, 1.5, note=note)
+        )
+    elif s and s.get("ratio_to_stages_own") is not None:
         note = f"median Airflow overhead per task {s['overhead_per_task_median_s']} s; {s['staging']} staging"
         out.append(
             _target("5m: through the real scheduler / the stages' own time", s["ratio_to_stages_own"], 1.5, note=note)

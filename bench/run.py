@@ -21,10 +21,10 @@ are measured once. Then the OData section (:mod:`bench.odata_bench`: a 1 M-row r
 paged through the catalog) writes ``<date>-odata.{json,md}``; ``--odata-only`` runs it alone.
 
     .venv/bin/python bench/run.py [--scales 5m,20m] [--repeat 3] [--no-naive] [--no-mariadb] [--no-odata | --odata-only]
-        [--scheduler] [--no-sharing] [--no-parse]
+        [--no-scheduler] [--no-sharing] [--no-parse]
 
-``--scheduler`` adds the 5 M-row release through Airflow's real scheduler with two Celery workers and S3
-staging, per task (:mod:`scheduler`); ``make bench BENCH_ARGS=--scheduler``. The Delta Sharing section
+The 5 M-row release also runs through Airflow's real scheduler with two Celery workers and S3 staging, per
+task (:mod:`scheduler`, about 3 minutes; ``--no-scheduler`` skips it). The Delta Sharing section
 (:mod:`bench.sharing_bench`) also runs alone: ``bench/sharing_bench.py``.
 """
 
@@ -425,10 +425,11 @@ def main() -> int:
     parser.add_argument("--no-odata", action="store_true", help="skip the OData section")
     parser.add_argument("--odata-only", action="store_true", help="run only the OData section")
     parser.add_argument(
-        "--scheduler",
+        "--no-scheduler",
         action="store_true",
-        help="also run the 5 M-row release through Airflow's real scheduler (two Celery workers, S3 staging)",
+        help="skip the 5 M-row release through Airflow's real scheduler (two Celery workers, S3 staging)",
     )
+    parser.add_argument("--scheduler", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for scripts
     parser.add_argument(
         "--no-sharing", action="store_true", help="skip Delta Sharing and release changes (bench/sharing_bench.py)"
     )
@@ -459,7 +460,7 @@ def main() -> int:
     if not args.no_mariadb:
         unit = UNITS["maria_1m"]
         results["mariadb"] = measure_mariadb(unit, ensure(unit), args.repeat, naive=not args.no_naive)
-    if args.scheduler:
+    if not args.no_scheduler and "5m" in scales:
         from scheduler import markdown as scheduler_markdown
         from scheduler import measure as measure_scheduler
 

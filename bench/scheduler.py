@@ -98,6 +98,29 @@ def phases_from_log(path: Path) -> dict[str, float | None]:
     }
 
 
+def service_cpu(stack: Stack) -> dict[str, float]:
+    """CPU seconds each service of the stack has used so far: its session's live processes and reaped children.
+
+    A worker's session holds the task processes it forks, so a worker's figure includes the stages' own work;
+    every other service (scheduler, api-server, dag-processor, triggerer, the S3 server) competes with it.
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for service in stack.services:
+        total = 0
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == service.proc.pid:  # field 3 after the name: the session
+                total += sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
+        out[service.name] = round(total / tick, 2)
+    return out
+
+
 def per_task(stack: Stack, run_id: str, stages: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
     """One row per task of the run: Airflow's figures beside the stage's own."""
     tis = {ti["task_id"]: ti for ti in stack.task_instances(DATASET, run_id)}
@@ -221,12 +244,15 @@ def measure(
         )
         dags = stack.wait_for_dags({DATASET, WARM_UP_DAG})
         warm_up(stack, dags[WARM_UP_DAG])
+        cpu_before = service_cpu(stack)
         t = time.perf_counter()
         run_id = stack.trigger(dags[DATASET], take_scheduled_slot=True)
         stack.unpause(DATASET)
         if wait_runs(stack, {DATASET: run_id}, timeout_s=3600):
             raise RuntimeError(f"the {DATASET} run {run_id} did not end within an hour; logs in {base / 'logs'}")
         through_scheduler = time.perf_counter() - t
+        cpu_after = service_cpu(stack)
+        cpu = {name: round(cpu_after.get(name, 0.0) - cpu_before.get(name, 0.0), 2) for name in cpu_after}
         run = next(r for r in stack.runs(DATASET) if r["dag_run_id"] == run_id)
         try:
             own = stages_own_time(unit_url, local_end, stack.role_prefix)
@@ -251,6 +277,8 @@ def measure(
             "ratio_to_stages_own": round(run_wall / own["wall_s"], 2) if run_wall and own["wall_s"] else None,
             "overhead_per_task_median_s": round(statistics.median(overheads), 3) if overheads else None,
             "tasks": tasks,
+            "service_cpu_s": cpu,
+            "cpus": os.cpu_count(),
             "stack_timings": stack.timings,
         }
     finally:
@@ -285,6 +313,17 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     for row in result["tasks"]:
         lines.append("| " + " | ".join("" if row.get(c) is None else str(row.get(c)) for c in cols) + " |")
+    cpu = result.get("service_cpu_s")
+    if cpu:
+        workers = sum(v for k, v in cpu.items() if k.startswith("worker"))
+        others = {k: v for k, v in cpu.items() if not k.startswith("worker")}
+        lines += [
+            "",
+            f"CPU used from trigger to end ({result['trigger_to_end_s']} s on {result.get('cpus')} CPUs): workers"
+            f" (the stages and their tasks) {workers:.1f} s; the rest of the stack {sum(others.values()):.1f} s ("
+            + ", ".join(f"{k} {v:.1f} s" for k, v in sorted(others.items(), key=lambda kv: -kv[1]))
+            + ")",
+        ]
     return "\n".join(lines)
 
 
