@@ -505,12 +505,13 @@ def run_dataset(dataset_id: str, *, run_id: str | None = None, settings: Setting
     # A full run always validates: load the validation libraries while extracting. An incremental run on
     # a release often finds nothing new, and then must not pay for them; it loads them while transforming.
     incremental = ctx.spec.mode.kind == "incremental" and ctx.base_release() is not None
-    warming = None if incremental else import_in_background()
+    if not incremental:
+        import_in_background()
     if ctx.spec.source.partitions is not None:
         extracted = stage_combine(ctx, [stage_extract(ctx, r) for r in stage_plan(ctx)])
     else:
         extracted = stage_extract(ctx)
-    if warming is None and not _nothing_new(ctx, extracted):
+    if incremental and not _nothing_new(ctx, extracted):
         import_in_background()
     transformed = stage_transform(ctx, extracted)
     validated = stage_validate(ctx, transformed)

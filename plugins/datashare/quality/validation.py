@@ -164,13 +164,12 @@ def import_in_background() -> threading.Thread:
     """
 
     def load() -> None:
-        os.environ["GX_ANALYTICS_ENABLED"] = "false"
-        for name in VALIDATION_IMPORTS:
-            try:
+        try:
+            _import_gx()  # first: it sets what Great Expectations reads at import time
+            for name in VALIDATION_IMPORTS[1:]:
                 importlib.import_module(name)
-            except Exception:  # raised again, in context, by the validation that needs it
-                log.debug("background import of %s failed; validation imports it again", name, exc_info=True)
-                return
+        except Exception:  # raised again, in context, by the validation that needs it
+            log.debug("background import of the validation libraries failed; validation retries", exc_info=True)
 
     thread = threading.Thread(target=load, name="datashare-validation-imports", daemon=True)
     thread.start()

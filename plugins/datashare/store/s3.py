@@ -72,6 +72,28 @@ def _new_client(endpoint_url: str | None, config: Any) -> Any:
         return _session.client("s3", endpoint_url=endpoint_url, config=config)
 
 
+def warm_models() -> float:
+    """Load boto3's S3 models into the shared session once; returns the seconds it took.
+
+    Making the first client reads and parses botocore's JSON models (the S3 API, endpoint rules,
+    partitions): 0.15-0.3 s in every task process on the bench (bench/scheduler.py), against 4-7 ms a
+    client once the session holds them. Airflow's workers call this before they fork
+    (:mod:`datashare.orchestration.celery_preload`), so each task inherits the parsed models. The
+    client made here has explicit placeholder credentials and region, so nothing is resolved from the
+    environment, the instance metadata service or the network, and it is dropped at once: no socket,
+    thread or file stays open.
+    """
+    global _session
+    import boto3
+
+    started = time.perf_counter()
+    with _session_lock:
+        if _session is None:
+            _session = boto3.session.Session()
+        _session.client("s3", region_name="us-east-1", aws_access_key_id="warm-up", aws_secret_access_key="warm-up")
+    return round(time.perf_counter() - started, 3)
+
+
 def _connection_errors() -> tuple[type[Exception], ...]:
     """botocore's errors for a server that cannot be reached (refused, timed out, dropped mid-answer)."""
     from botocore.exceptions import (
