@@ -177,13 +177,27 @@ def _wait_for_file(folder: Path, name: str, timeout_s: float = 30) -> Path:
 
 def _navigate(driver: Any, element: Any) -> None:
     """Click something that loads a new page and wait until the old page is gone (forms and links alike)."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.wait import WebDriverWait
 
     old = driver.find_element(By.TAG_NAME, "html")
+
+    def gone(_driver: Any) -> bool:
+        try:
+            old.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            # Chromium 156's driver reports an element of the page it is leaving as an inspector error,
+            # not as stale, when asked mid-navigation: the old page is gone all the same.
+            if "does not belong to the document" in str(exc):
+                return True
+            raise
+        return False
+
     element.click()
-    WebDriverWait(driver, 60).until(expected_conditions.staleness_of(old))
+    WebDriverWait(driver, 60).until(gone)
     WebDriverWait(driver, 60).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
